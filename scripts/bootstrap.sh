@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv and installs mmtalker into it when it is missing or when pyproject.toml changed.
+# Sourced by scripts/demo.sh and scripts/test.sh, so a newcomer never types a pip command.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+export HF_HUB_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+stamp_of() { cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[mmtalker] creating the virtual environment in .venv (first run only)" >&2
+    "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.mmtalker-stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
+    echo "[mmtalker] installing mmtalker and its pinned dependencies into .venv (about a minute)" >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[synth,dev]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    "$VENV/bin/python" -c "import mmtalker" || { echo "[mmtalker] installation failed; see the pip output above" >&2; exit 1; }
+    stamp_of > "$VENV/.mmtalker-stamp"
+fi
+# The default face (menpo3d's BSD-3 head) is fetched once from PyPI into the cache; without it a
+# procedural head stands in, so this step may fail without stopping anything.
+if "$VENV/bin/mmtalker" data fetch-template --help >/dev/null 2>&1; then
+    "$VENV/bin/mmtalker" data fetch-template --quiet || echo "[mmtalker] warning: the default face could not be fetched; a procedural head will stand in" >&2
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,5 @@
+import sys
+
+from mmtalker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""The ``mmtalker`` command line: one entry point, one module per subcommand in ``mmtalker.commands``.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets ``func`` to a
+function taking the parsed ``argparse.Namespace`` and returning an exit code (or None for 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from mmtalker import __version__
+from mmtalker.errors import MMTalkerError
+
+# One line per subcommand module, in the order they appear in --help.
+COMMANDS = [
+    "mmtalker.commands.demo",
+    "mmtalker.commands.inspect",
+    "mmtalker.commands.data",
+    "mmtalker.commands.train",
+    "mmtalker.commands.animate",
+    "mmtalker.commands.evaluate",
+    "mmtalker.commands.render",
+    "mmtalker.commands.export",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmtalker",
+        description=(
+            "Speech-driven 3D facial animation. Give it speech and a face mesh; it returns the face talking "
+            "(vertex arrays, videos with sound, files for Blender and game engines). It also generates a "
+            "synthetic talking-face benchmark, reads VOCASET/BIWI/Multiface, and trains and scores MMTalker "
+            "and its peers by the same rules."
+        ),
+        epilog="Run 'mmtalker COMMAND --help' for the options of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mmtalker {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when something fails")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that command is not part of this build yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except MMTalkerError as exc:
+        if args.debug:
+            raise
+        print(f"mmtalker {args.command}: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mmtalker {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

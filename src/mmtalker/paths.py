@@ -1,0 +1,13 @@
+"""Where mmtalker keeps things it fetches once (the default face): ``$MMTALKER_HOME`` or ``~/.cache/mmtalker``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MMTALKER_HOME")
+    path = Path(root) if root else Path.home() / ".cache" / "mmtalker"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
