@@ -1,0 +1,35 @@
+"""Shared test helpers: where the fixtures are, and a closeness check that says where it failed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MMTALKER_QUIET", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """../shared/fixtures from the repo root; tests that need it skip when it is absent."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"test fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="value"):
+    """np.allclose with a message naming the largest difference and where it is."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
+    diff = np.abs(a - b)
+    tol = atol + rtol * np.abs(b)
+    if not np.all(diff <= tol):
+        where = np.unravel_index(np.argmax(diff - tol), diff.shape)
+        raise AssertionError(f"{what}: max |diff| {diff.max():.3g} at {where} (actual {a[where]:.6g}, expected {b[where]:.6g})")
