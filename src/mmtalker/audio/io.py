@@ -1,0 +1,188 @@
+"""Reading and writing speech: any file libsndfile reads, returned as 16 kHz mono float32.
+
+Everything downstream (audio encoders, datasets, the synthetic benchmark) works at :data:`SAMPLE_RATE`;
+this module is the one place that number lives. Files are read with soundfile (wav at 8/16/24/32-bit int
+or float, flac, ogg, mp3, ...), multi-channel audio is downmixed by the mean of its channels, and the
+rate is changed with soxr. Amplitude is never normalised: a sample at 0.5 of full scale stays 0.5.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mmtalker.errors import MMTalkerError
+
+SAMPLE_RATE = 16000
+"""Samples per second of every waveform handed between mmtalker modules."""
+
+# What soundfile/libsndfile raise on files it cannot parse (LibsndfileError is a RuntimeError).
+_READ_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError, MemoryError, EOFError, sf.SoundFileError)
+
+_HINT_FORMATS = "mmtalker reads wav, flac, ogg and mp3 (any rate, mono or stereo)"
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a speech file holds, read from its header.
+
+    Attributes:
+        path: the file, as given.
+        sample_rate: samples per second of the file (not of what :func:`load_audio` returns).
+        channels: number of channels (1 mono, 2 stereo, ...).
+        frames: samples per channel.
+        duration: seconds, ``frames / sample_rate``.
+        format: container, e.g. ``"WAV"``, ``"FLAC"``, ``"OGG"``, ``"MP3"``.
+        subtype: sample encoding, e.g. ``"PCM_16"``, ``"FLOAT"``, ``"VORBIS"``.
+    """
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float
+    format: str
+    subtype: str
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MMTalkerError(path, "no such file", "check the path")
+    if path.is_dir():
+        raise MMTalkerError(path, "is a folder, not a speech file", _HINT_FORMATS)
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's own words for a failure, without the file name it repeats."""
+    text = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+    return text.rstrip(".")
+
+
+def _open(path: Path) -> sf.SoundFile:
+    """Open ``path`` with libsndfile, turning its failures into one clear error."""
+    _check_file(path)
+    try:
+        return sf.SoundFile(str(path))
+    except _READ_ERRORS as exc:
+        raise MMTalkerError(path, f"not a readable audio file ({_reason(exc)})", _HINT_FORMATS) from None
+    except OSError as exc:
+        raise MMTalkerError(path, f"cannot open the file ({exc.strerror or exc})") from None
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """The header of a speech file (rate, channels, length, format) without decoding the samples."""
+    path = Path(path)
+    with _open(path) as f:
+        frames = int(f.frames)
+        rate = int(f.samplerate)
+        if rate <= 0 or f.channels <= 0:
+            raise MMTalkerError(path, f"audio header is invalid (rate {rate}, {f.channels} channels)", _HINT_FORMATS)
+        return AudioInfo(
+            path=str(path),
+            sample_rate=rate,
+            channels=int(f.channels),
+            frames=frames,
+            duration=frames / rate,
+            format=str(f.format),
+            subtype=str(f.subtype),
+        )
+
+
+def _read_samples(path: Path) -> tuple[np.ndarray, int]:
+    """All samples of ``path`` as ``(frames, channels)`` float32 and the file's rate."""
+    with _open(path) as f:
+        rate = int(f.samplerate)
+        if rate <= 0 or f.channels <= 0:
+            raise MMTalkerError(path, f"audio header is invalid (rate {rate}, {f.channels} channels)", _HINT_FORMATS)
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except _READ_ERRORS as exc:
+            raise MMTalkerError(path, f"the audio data is corrupt or truncated ({_reason(exc)})", _HINT_FORMATS) from None
+    return data, rate
+
+
+def resample_audio(audio: np.ndarray, src_rate: float, dst_rate: float) -> np.ndarray:
+    """Change the sample rate of a mono waveform with soxr (high quality, linear phase).
+
+    Args:
+        audio: ``(N,)`` float array at ``src_rate`` samples/s.
+        src_rate: rate of ``audio`` in Hz (> 0).
+        dst_rate: wanted rate in Hz (> 0).
+
+    Returns:
+        ``(round(N * dst_rate / src_rate),)`` float32; the same array (as float32) when the rates are equal.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"resample_audio expects a mono (N,) waveform, got shape {audio.shape}")
+    if not (src_rate > 0 and dst_rate > 0):
+        raise ValueError(f"sample rates must be positive, got {src_rate} -> {dst_rate}")
+    if src_rate == dst_rate or audio.size == 0:
+        return audio
+    out = soxr.resample(audio, src_rate, dst_rate, quality="HQ")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, *, min_duration: float = 0.0) -> np.ndarray:
+    """Read a speech file as mono float32 at ``sample_rate``.
+
+    Args:
+        path: wav/flac/ogg/mp3 (anything libsndfile reads), any rate, any number of channels.
+        sample_rate: rate of the result in Hz (default :data:`SAMPLE_RATE`).
+        min_duration: refuse files shorter than this many seconds.
+
+    Returns:
+        ``(N,)`` float32 in full-scale units (±1 = the file's full scale), ``N = round(frames * sample_rate / rate)``;
+        channels are averaged; peak level is kept (up to the resampler's low-pass filter).
+
+    Raises:
+        MMTalkerError: missing file, not audio, corrupt data, no samples, shorter than ``min_duration``,
+        or NaN/inf samples.
+    """
+    path = Path(path)
+    data, rate = _read_samples(path)
+    if data.shape[0] == 0:
+        raise MMTalkerError(path, "the audio file holds no samples", "record or export the speech again")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise MMTalkerError(path, f"{bad} samples are NaN or infinite", "the file is damaged; export it again")
+    duration = data.shape[0] / rate
+    if duration < min_duration:
+        raise MMTalkerError(path, f"too short: {duration:.3f} s, at least {min_duration:g} s is needed")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return resample_audio(np.ascontiguousarray(mono), rate, sample_rate)
+
+
+def save_wav(
+    path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, overwrite: bool = False
+) -> Path:
+    """Write a mono waveform as a 16-bit PCM wav file.
+
+    Args:
+        path: where to write; its folder is created if needed.
+        audio: ``(N,)`` float waveform in full-scale units; values must lie in [-1, 1] (no silent clipping).
+        sample_rate: rate of ``audio`` in Hz.
+        overwrite: replace an existing file (otherwise an existing file is an error).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise MMTalkerError(path, f"can only write mono audio, got an array of shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise MMTalkerError(path, "refusing to write audio with NaN or infinite samples")
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 1.0:
+        raise MMTalkerError(path, f"audio peak {peak:.3f} exceeds full scale 1.0", "divide the audio by its peak first")
+    if path.exists() and not overwrite:
+        raise MMTalkerError(path, "already exists", "pass overwrite=True (or --overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, int(sample_rate), subtype="PCM_16", format="WAV")
+    return path

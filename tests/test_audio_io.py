@@ -1,0 +1,216 @@
+"""mmtalker.audio.io: every format and sample type in, 16 kHz mono float32 out; clear errors otherwise."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import assert_close
+from mmtalker.audio.io import SAMPLE_RATE, AudioInfo, audio_info, load_audio, resample_audio, save_wav
+from mmtalker.errors import MMTalkerError
+
+FIXTURE_WAVS = [
+    "voca_test_sentence_22k.wav",
+    "faceformer_test_44k.wav",
+    "codetalker_man_stereo_44k.wav",
+    "selftalk_test_16k_21s.wav",
+]
+
+
+def _tone(rate: int, seconds: float = 0.5, peak: float = 0.5, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (peak * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", FIXTURE_WAVS)
+def test_fixture_duration_and_peak(fixtures_dir, name):
+    path = fixtures_dir / "audio" / name
+    raw, rate = sf.read(path, dtype="float32", always_2d=True)
+    truth_seconds = raw.shape[0] / rate
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) - truth_seconds * SAMPLE_RATE) <= 1.0
+    # Peak of the mean downmix at the source rate; resampling low-passes, so a small tolerance.
+    ref_peak = np.abs(raw.mean(axis=1)).max()
+    assert abs(np.abs(out).max() - ref_peak) <= 0.02 * ref_peak
+
+
+@pytest.mark.parametrize("name", FIXTURE_WAVS)
+def test_fixture_info(fixtures_dir, name):
+    path = fixtures_dir / "audio" / name
+    info = audio_info(path)
+    assert isinstance(info, AudioInfo)
+    ref = sf.info(str(path))
+    assert (info.sample_rate, info.channels, info.frames) == (ref.samplerate, ref.channels, ref.frames)
+    assert info.duration == pytest.approx(ref.frames / ref.samplerate)
+    assert info.format == "WAV" and info.subtype == "PCM_16"
+
+
+def test_stereo_downmix_is_mean(tmp_path):
+    left = _tone(SAMPLE_RATE, peak=0.8)
+    right = np.zeros_like(left)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), SAMPLE_RATE, subtype="FLOAT")
+    out = load_audio(path)  # same rate: no resampling, so exact
+    assert_close(out, (left + right) / 2, atol=1e-7, what="downmix")
+
+
+def test_native_rate_is_exact(tmp_path):
+    x = _tone(SAMPLE_RATE, peak=0.3)
+    path = tmp_path / "a.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype="FLOAT")
+    assert_close(load_audio(path), x, atol=0, rtol=0, what="samples")
+
+
+# (format, subtype, suffix, peak tolerance): lossy codecs change the waveform, the peak only a little.
+ROUND_TRIPS = [
+    ("WAV", "PCM_U8", "wav", 0.02),
+    ("WAV", "PCM_16", "wav", 0.005),
+    ("WAV", "PCM_24", "wav", 0.005),
+    ("WAV", "PCM_32", "wav", 0.005),
+    ("WAV", "FLOAT", "wav", 0.005),
+    ("WAV", "DOUBLE", "wav", 0.005),
+    ("FLAC", "PCM_16", "flac", 0.005),
+    ("FLAC", "PCM_24", "flac", 0.005),
+    ("OGG", "VORBIS", "ogg", 0.08),
+    ("MP3", "MPEG_LAYER_III", "mp3", 0.08),
+]
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+@pytest.mark.parametrize("fmt,subtype,suffix,tol", ROUND_TRIPS)
+def test_formats_read_back(tmp_path, fmt, subtype, suffix, tol, rate):
+    x = _tone(rate, seconds=0.5, peak=0.5)
+    path = tmp_path / f"tone.{suffix}"
+    sf.write(path, np.stack([x, x], axis=1), rate, format=fmt, subtype=subtype)
+    info = audio_info(path)
+    assert info.format == fmt and info.subtype == subtype and info.channels == 2
+    out = load_audio(path)
+    expected_len = info.frames * SAMPLE_RATE / rate
+    assert abs(len(out) - expected_len) <= 1.0
+    assert abs(np.abs(out).max() - 0.5) <= tol
+    if fmt in ("WAV", "FLAC"):  # lossless: compare the waveform, apart from the resampler's edges
+        ref = resample_audio(x, rate, SAMPLE_RATE)
+        assert_close(out[200:-200], ref[200:-200], atol=2.5 * 2.0 ** -7 if subtype == "PCM_U8" else 1e-3, what=subtype)
+
+
+def test_other_sample_rate_requested(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(44100, seconds=1.0), 44100)
+    assert len(load_audio(path, sample_rate=22050)) == 22050
+
+
+def test_resample_matches_scipy_reference():
+    from scipy.signal import resample_poly
+
+    x = _tone(22050, seconds=1.0, freq=300.0) + _tone(22050, seconds=1.0, peak=0.2, freq=2000.0)
+    ours = resample_audio(x, 22050, 16000)
+    ref = resample_poly(x.astype(np.float64), 320, 441)
+    assert len(ours) == len(ref)
+    assert_close(ours[500:-500], ref[500:-500], atol=2e-3, what="resampled")
+
+
+def test_resample_rejects_bad_input():
+    with pytest.raises(ValueError):
+        resample_audio(np.zeros((4, 2)), 16000, 8000)
+    with pytest.raises(ValueError):
+        resample_audio(np.zeros(4), 0, 8000)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MMTalkerError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_folder_is_not_audio(tmp_path):
+    with pytest.raises(MMTalkerError, match="folder"):
+        load_audio(tmp_path)
+
+
+def test_text_file_is_not_audio(tmp_path):
+    path = tmp_path / "speech.wav"
+    path.write_text("this is not audio\n")
+    with pytest.raises(MMTalkerError, match="not a readable audio file") as err:
+        load_audio(path)
+    assert str(path) in str(err.value)
+
+
+def test_ply_renamed_wav_is_not_audio(tmp_path, fixtures_dir):
+    path = tmp_path / "face.wav"
+    shutil.copy(fixtures_dir / "meshes" / "flame_sample.ply", path)
+    with pytest.raises(MMTalkerError, match="not a readable audio file"):
+        load_audio(path)
+    with pytest.raises(MMTalkerError, match="not a readable audio file"):
+        audio_info(path)
+
+
+def test_corrupt_header(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, _tone(16000), 16000)
+    data = bytearray(good.read_bytes())
+    data[8:12] = b"XXXX"  # the RIFF form type
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(MMTalkerError):
+        load_audio(bad)
+
+
+def test_truncated_wav_reads_what_is_there_or_fails_clearly(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, _tone(16000, seconds=1.0), 16000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[: 44 + 2 * 8000])
+    out = load_audio(cut)
+    assert len(out) == 8000
+
+
+def test_empty_audio(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(MMTalkerError, match="no samples"):
+        load_audio(path)
+
+
+def test_too_short(tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, _tone(16000, seconds=0.25), 16000)
+    assert len(load_audio(path, min_duration=0.2)) == 4000
+    with pytest.raises(MMTalkerError, match="too short"):
+        load_audio(path, min_duration=0.5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path, bad):
+    x = _tone(16000)
+    x[100] = bad
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(MMTalkerError, match="NaN or infinite"):
+        load_audio(path)
+
+
+def test_save_wav_round_trip_and_no_overwrite(tmp_path):
+    x = _tone(SAMPLE_RATE, peak=0.7)
+    path = save_wav(tmp_path / "sub" / "out.wav", x)
+    info = audio_info(path)
+    assert (info.sample_rate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
+    assert_close(load_audio(path), x, atol=1.0 / 32767, what="16-bit round trip")
+    before = path.read_bytes()
+    with pytest.raises(MMTalkerError, match="already exists"):
+        save_wav(path, np.zeros(10, np.float32))
+    assert path.read_bytes() == before
+    save_wav(path, np.zeros(10, np.float32), overwrite=True)
+    assert audio_info(path).frames == 10
+
+
+def test_save_wav_refuses_bad_audio(tmp_path):
+    with pytest.raises(MMTalkerError, match="full scale"):
+        save_wav(tmp_path / "loud.wav", np.array([0.0, 1.5], np.float32))
+    with pytest.raises(MMTalkerError, match="NaN"):
+        save_wav(tmp_path / "nan.wav", np.array([0.0, np.nan], np.float32))
+    with pytest.raises(MMTalkerError, match="mono"):
+        save_wav(tmp_path / "st.wav", np.zeros((10, 2), np.float32))
+    assert not any(tmp_path.iterdir())
