@@ -1,0 +1,95 @@
+"""mp4 writing: h264 video with the speech muxed as AAC, through the ffmpeg that imageio-ffmpeg ships."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio_path: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Writes ``frames`` ((H, W, 3) uint8 each, all the same size) as an h264 mp4 at ``fps``.
+
+    With ``audio_path`` the audio is muxed as AAC. The file is written to a temporary name first and
+    renamed at the end, so an interrupted run never leaves a half-written video under ``path``.
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MMTalkerError(path, "already exists", "pass --overwrite to replace it, or choose another --out")
+    if fps <= 0:
+        raise MMTalkerError("fps", f"must be positive, got {fps}")
+    if audio_path is not None and not Path(audio_path).is_file():
+        raise MMTalkerError(audio_path, "audio file not found")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    writer = None
+    count = 0
+    try:
+        for frame in frames:
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            if writer is None:
+                h, w = frame.shape[:2]
+                params = dict(fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None, macro_block_size=2,
+                              output_params=["-crf", "20", "-preset", "veryfast"])
+                if audio_path is not None:
+                    params.update(audio_path=str(audio_path), audio_codec="aac")
+                writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), **params)
+                writer.send(None)
+            writer.send(frame)
+            count += 1
+        if writer is None:
+            raise MMTalkerError(path, "no frames to write")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    except RuntimeError as exc:  # ffmpeg failures come as RuntimeError with its log
+        raise MMTalkerError(path, f"ffmpeg failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from exc
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def video_info(path: str | os.PathLike) -> dict:
+    """Frame count, fps, size and duration of a video, and the duration of its audio stream if any."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise MMTalkerError(path, "video file not found")
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = sum(1 for _ in reader)
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    audio = None
+    if "Audio:" in probe.stderr:
+        # decode the audio stream to count its samples exactly
+        out = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+            capture_output=True,
+        )
+        audio = len(out.stdout) / 2 / 16000
+    fps = float(meta["fps"])
+    match = re.search(r"Audio: (\w+)", probe.stderr)
+    return {
+        "frames": frames, "fps": fps, "size": tuple(meta["size"]), "duration": frames / fps,
+        "video_codec": meta.get("codec"), "audio_codec": match.group(1) if match else None, "audio_duration": audio,
+    }
