@@ -28,4 +28,10 @@ fi
 if "$VENV/bin/mmtalker" data fetch-template --help >/dev/null 2>&1; then
     "$VENV/bin/mmtalker" data fetch-template --quiet || echo "[mmtalker] warning: the default face could not be fetched; a procedural head will stand in" >&2
 fi
+# The Khronos glTF validator (npm) checks our GLB exports in the tests; optional, skipped without node.
+if command -v npm >/dev/null 2>&1 && [ ! -d "$VENV/node/node_modules/gltf-validator" ]; then
+    mkdir -p "$VENV/node"
+    (cd "$VENV/node" && npm install --silent --no-audit --no-fund gltf-validator@2.0.0-dev.3.10 >/dev/null 2>&1) \
+        || echo "[mmtalker] note: the glTF validator could not be installed; its test will be skipped" >&2
+fi
 export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,221 @@
+"""Exports of an animation for other tools: npz, an OBJ sequence, and glTF binary (GLB).
+
+The GLB holds the template as its mesh, the motion as **morph targets** (glTF's standard blend
+shapes, which Blender imports as shape keys) and one animation channel driving their weights at the
+animation's frame times, so the file plays with the audio's timing. To keep files small the motion
+is compressed to its principal components (``max_targets`` at most) chosen so that the largest
+vertex error stays under ``tolerance``; the achieved error is returned and stored in the file's extras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+_GLB_MAGIC = 0x46546C67
+_JSON_CHUNK = 0x4E4F534A
+_BIN_CHUNK = 0x004E4942
+_FLOAT, _UINT32 = 5126, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+def _check_animation(vertices: np.ndarray, faces: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    vertices = np.asarray(vertices, dtype=np.float32)
+    if vertices.ndim != 3 or vertices.shape[2] != 3 or vertices.shape[0] == 0:
+        raise MMTalkerError("animation", f"expected vertices of shape (T, V, 3) with T ≥ 1, got {vertices.shape}")
+    if not np.all(np.isfinite(vertices)):
+        raise MMTalkerError("animation", "has NaN or infinite coordinates")
+    if faces is not None:
+        faces = np.asarray(faces, dtype=np.int64)
+        if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= vertices.shape[1]:
+            raise MMTalkerError("template", f"its faces do not fit an animation of {vertices.shape[1]} vertices")
+    return vertices, faces
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise MMTalkerError(path, "already exists", "pass --overwrite to replace it, or choose another --out")
+
+
+def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = False) -> Path:
+    """``vertices`` (T, V, 3), ``fps`` and optionally ``faces`` (F, 3) in one compressed npz."""
+    path = Path(path)
+    vertices, faces = _check_animation(vertices, faces)
+    _refuse_existing(path, overwrite)
+    arrays = {"vertices": vertices, "fps": np.float64(fps)}
+    if faces is not None:
+        arrays["faces"] = faces.astype(np.int32)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, prefix: str = "frame") -> list[Path]:
+    """One OBJ per frame, ``folder/frame_00000.obj`` …, sharing the template's faces."""
+    folder = Path(folder)
+    vertices, faces = _check_animation(vertices, faces)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise MMTalkerError(folder, "exists and is not empty", "pass --overwrite or choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    face_lines = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
+    paths = []
+    width = max(5, len(str(len(vertices))))
+    for t, frame in enumerate(vertices):
+        path = folder / f"{prefix}_{t:0{width}d}.obj"
+        with open(path, "w") as f:
+            f.write("".join(f"v {x:.7g} {y:.7g} {z:.7g}\n" for x, y, z in frame))
+            f.write(face_lines)
+        paths.append(path)
+    return paths
+
+
+def motion_basis(offsets: np.ndarray, *, max_targets: int, tolerance: float, fit_frames: int = 1500) -> tuple[np.ndarray, np.ndarray, float]:
+    """Principal components of per-frame offsets (T, V, 3).
+
+    Returns ``basis`` (K, V, 3) orthonormal, ``weights`` (T, K) and the max vertex error of
+    ``weights @ basis`` against ``offsets`` over all frames. K is the smallest count whose max error is
+    ≤ ``tolerance`` (or ``max_targets``). Long animations are fitted on ``fit_frames`` evenly spaced
+    frames (then every frame is projected), which keeps minutes of speech fast.
+    """
+    t, v, _ = offsets.shape
+    flat = offsets.reshape(t, v * 3).astype(np.float64)
+    fit = flat[np.linspace(0, t - 1, min(t, fit_frames)).round().astype(int)]
+    _, s, vt = np.linalg.svd(fit, full_matrices=False)
+    keep = int(min(max_targets, np.sum(s > s[0] * 1e-9) if s.size and s[0] > 0 else 0))
+    if keep == 0:  # no motion at all: one empty target keeps the file well-formed
+        return np.zeros((1, v, 3)), np.zeros((t, 1)), 0.0
+    fit_weights = fit @ vt[:keep].T
+    k = keep
+    for k in range(1, keep + 1):
+        err = np.linalg.norm((fit_weights[:, :k] @ vt[:k] - fit).reshape(len(fit), v, 3), axis=-1).max()
+        if err <= tolerance:
+            break
+    weights = flat @ vt[:k].T
+    err = float(np.linalg.norm((weights @ vt[:k] - flat).reshape(t, v, 3), axis=-1).max())
+    return vt[:k].reshape(k, v, 3), weights, err
+
+
+class _BinaryBuffer:
+    """Collects typed arrays into one 4-byte-aligned buffer, with bufferViews and accessors."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.views, self.accessors = [], []
+
+    def add(self, array: np.ndarray, *, component: int, kind: str, target: int | None = None, minmax: bool = False) -> int:
+        raw = np.ascontiguousarray(array).tobytes()
+        self.data += b"\0" * (-len(self.data) % 4)
+        view = {"buffer": 0, "byteOffset": len(self.data), "byteLength": len(raw)}
+        if target is not None:
+            view["target"] = target
+        self.data += raw
+        self.views.append(view)
+        count = array.shape[0] if kind != "SCALAR" or array.ndim == 1 else array.size
+        accessor = {"bufferView": len(self.views) - 1, "componentType": component, "count": int(count), "type": kind}
+        if minmax:
+            flat = array.reshape(int(count), -1)
+            accessor["min"] = [float(x) for x in flat.min(axis=0)]
+            accessor["max"] = [float(x) for x in flat.max(axis=0)]
+        self.accessors.append(accessor)
+        return len(self.accessors) - 1
+
+
+def export_glb(
+    path, vertices, faces, *, fps: float, template=None, max_targets: int = 64, tolerance: float = 1e-4,
+    name: str = "face", overwrite: bool = False,
+) -> dict:
+    """Writes a GLB whose morph-target animation reproduces ``vertices`` (T, V, 3) at ``fps``.
+
+    Args:
+        template: (V, 3) rest shape of the mesh (default: the mean frame).
+        max_targets: most morph targets to use; tolerance: max vertex error wanted (same unit as vertices).
+    Returns a dict with the file's path, the number of targets and the max vertex error.
+    """
+    path = Path(path)
+    vertices, faces = _check_animation(vertices, faces)
+    _refuse_existing(path, overwrite)
+    if fps <= 0:
+        raise MMTalkerError("fps", f"must be positive, got {fps}")
+    base = vertices.mean(axis=0) if template is None else np.asarray(template, dtype=np.float32)
+    if base.shape != vertices.shape[1:]:
+        raise MMTalkerError("template", f"has shape {base.shape}, the animation's frames {vertices.shape[1:]}")
+    basis, weights, err = motion_basis(vertices - base, max_targets=max_targets, tolerance=tolerance)
+    times = np.arange(len(vertices), dtype=np.float32) / np.float32(fps)
+
+    buf = _BinaryBuffer()
+    pos = buf.add(base.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True)
+    idx = buf.add(faces.astype(np.uint32).ravel(), component=_UINT32, kind="SCALAR", target=_ELEMENT_ARRAY_BUFFER)
+    targets = [{"POSITION": buf.add(b.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True)} for b in basis]
+    t_acc = buf.add(times, component=_FLOAT, kind="SCALAR", minmax=True)
+    w_acc = buf.add(weights.astype(np.float32).ravel(), component=_FLOAT, kind="SCALAR")
+    gltf = {
+        "asset": {"version": "2.0", "generator": "mmtalker"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": name}],
+        "meshes": [{
+            "name": name,
+            "primitives": [{"attributes": {"POSITION": pos}, "indices": idx, "targets": targets, "mode": 4}],
+            "weights": [0.0] * len(targets),
+            "extras": {"targetNames": [f"motion_{k:02d}" for k in range(len(targets))]},
+        }],
+        "animations": [{
+            "name": "speech",
+            "samplers": [{"input": t_acc, "output": w_acc, "interpolation": "LINEAR"}],
+            "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+        }],
+        "buffers": [{"byteLength": len(buf.data)}],
+        "bufferViews": buf.views,
+        "accessors": buf.accessors,
+        "extras": {"fps": fps, "frames": int(len(vertices)), "max_vertex_error": err},
+    }
+    _write_glb(path, gltf, bytes(buf.data))
+    return {"path": path, "targets": len(targets), "max_vertex_error": err}
+
+
+def _write_glb(path: Path, gltf: dict, binary: bytes) -> None:
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<III", _GLB_MAGIC, 2, total))
+        f.write(struct.pack("<II", len(text), _JSON_CHUNK) + text)
+        f.write(struct.pack("<II", len(binary), _BIN_CHUNK) + binary)
+    os.replace(tmp, path)
+
+
+def read_glb_animation(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads back a GLB written by :func:`export_glb`: (vertices (T, V, 3), times (T,), faces (F, 3))."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 20 or struct.unpack_from("<I", data, 0)[0] != _GLB_MAGIC:
+        raise MMTalkerError(path, "is not a GLB file")
+    json_len = struct.unpack_from("<I", data, 12)[0]
+    gltf = json.loads(data[20:20 + json_len])
+    binary = data[20 + json_len + 8:]
+    dtypes = {_FLOAT: np.float32, _UINT32: np.uint32}
+    widths = {"SCALAR": 1, "VEC3": 3}
+
+    def accessor(i):
+        acc = gltf["accessors"][i]
+        view = gltf["bufferViews"][acc["bufferView"]]
+        arr = np.frombuffer(binary, dtype=dtypes[acc["componentType"]], count=acc["count"] * widths[acc["type"]], offset=view["byteOffset"])
+        return arr.reshape(acc["count"], widths[acc["type"]]) if acc["type"] != "SCALAR" else arr
+
+    prim = gltf["meshes"][0]["primitives"][0]
+    base = accessor(prim["attributes"]["POSITION"])
+    basis = np.stack([accessor(t["POSITION"]) for t in prim["targets"]])
+    sampler = gltf["animations"][0]["samplers"][0]
+    times = accessor(sampler["input"])
+    weights = accessor(sampler["output"]).reshape(len(times), len(basis))
+    vertices = base[None] + np.einsum("tk,kvc->tvc", weights, basis)
+    return vertices.astype(np.float32), times, accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)
