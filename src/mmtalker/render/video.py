@@ -21,7 +21,8 @@ def write_video(
 ) -> Path:
     """Writes ``frames`` ((H, W, 3) uint8 each, all the same size) as an h264 mp4 at ``fps``.
 
-    With ``audio_path`` the audio is muxed as AAC. The file is written to a temporary name first and
+    With ``audio_path`` the audio is muxed as AAC; cut or pad it to the frames' duration first
+    (:func:`fit_audio`) so that sound and picture end together. The file is written to a temporary name first and
     renamed at the end, so an interrupted run never leaves a half-written video under ``path``.
     """
     import imageio_ffmpeg
@@ -43,7 +44,7 @@ def write_video(
             if writer is None:
                 h, w = frame.shape[:2]
                 params = dict(fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None, macro_block_size=2,
-                              output_params=["-crf", "20", "-preset", "veryfast"])
+                              ffmpeg_log_level="error", output_params=["-crf", "20", "-preset", "veryfast"])
                 if audio_path is not None:
                     params.update(audio_path=str(audio_path), audio_codec="aac")
                 writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), **params)
@@ -63,6 +64,12 @@ def write_video(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def fit_audio(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
+    """``audio`` (N,) cut or zero-padded to exactly the duration of ``num_frames`` at ``fps``."""
+    n = int(round(num_frames / fps * sample_rate))
+    return audio[:n] if len(audio) >= n else np.pad(audio, (0, n - len(audio)))
 
 
 def video_info(path: str | os.PathLike) -> dict:

@@ -1,0 +1,57 @@
+"""``mmtalker export``: an animation to files that Blender and game engines read."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmtalker.errors import MMTalkerError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export an animation as npz, an OBJ sequence, or glTF binary (GLB) for Blender and engines",
+        description=(
+            "Export an animation (.npy (T, V, 3) or (T, V*3), or .npz from 'mmtalker animate') with the template's "
+            "topology. Formats: npz (vertices, faces, fps); obj (one OBJ per frame in the --out folder); glb (the "
+            "template as a mesh, the motion as morph targets = shape keys, and an animation of their weights at the "
+            "frame times, which Blender's glTF importer plays in sync with the audio). The GLB compresses the motion "
+            "to at most --max-targets principal components and reports the largest vertex error this costs."
+        ),
+        epilog="example: mmtalker export anim.npz --template face.obj --format glb --out talk.glb",
+    )
+    p.add_argument("animation", type=Path, help="animation file (.npy or .npz)")
+    p.add_argument("--template", type=Path, required=True, help="mesh file (OBJ/PLY) with the animation's topology")
+    p.add_argument("--format", choices=["npz", "obj", "glb"], required=True, help="output format")
+    p.add_argument("--out", type=Path, required=True, help="output file (npz, glb) or folder (obj)")
+    p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30)")
+    p.add_argument("--max-targets", type=int, default=64, help="glb: most morph targets (default 64)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="glb: largest vertex error wanted, in the mesh's unit (default 1e-4, 0.1 mm for metres)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmtalker.data.animation import load_animation
+    from mmtalker.mesh.io import load_mesh
+    from mmtalker.render import export
+
+    template = load_mesh(args.template)
+    vertices, file_fps = load_animation(args.animation, num_vertices=len(template.vertices))
+    fps = args.fps or file_fps or 30.0
+    if args.format == "npz":
+        export.export_npz(args.out, vertices, fps=fps, faces=template.faces, overwrite=args.overwrite)
+        print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")
+    elif args.format == "obj":
+        paths = export.export_obj_sequence(args.out, vertices, template.faces, overwrite=args.overwrite)
+        print(f"wrote {len(paths)} OBJ files to {args.out} (frame rate {fps:g} fps)")
+    else:
+        if args.max_targets < 1:
+            raise MMTalkerError("--max-targets", "must be at least 1")
+        info = export.export_glb(args.out, vertices, template.faces, fps=fps, template=template.vertices,
+                                 max_targets=args.max_targets, tolerance=args.tolerance, overwrite=args.overwrite)
+        print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps, {info['targets']} morph targets, "
+              f"largest vertex error {info['max_vertex_error']:.3g})")
+    return 0

@@ -1,0 +1,75 @@
+"""``mmtalker render``: an animation (or several side by side) to an mp4 with the speech."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+from mmtalker.progress import progress
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "render",
+        help="render an animation to an mp4 video with sound",
+        description=(
+            "Render one animation, or several side by side (truth | MMTalker | a peer), as an h264 mp4 with the "
+            "speech muxed as AAC. Animations are .npy arrays (T, V, 3) or (T, V*3), as mmtalker and the peers' "
+            "repositories save them, or .npz files from 'mmtalker animate'/'export'. The template gives the "
+            "faces (triangles) and must have the animation's vertex count."
+        ),
+        epilog="example: mmtalker render anim.npz --audio speech.wav --template face.obj --out talk.mp4",
+    )
+    p.add_argument("animations", nargs="+", type=Path, help="animation file(s); several are shown side by side")
+    p.add_argument("--template", type=Path, required=True, help="mesh file (OBJ/PLY) with the animation's topology")
+    p.add_argument("--audio", type=Path, help="speech to mux into the video (any format mmtalker reads)")
+    p.add_argument("--out", type=Path, required=True, help="output .mp4 path")
+    p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30)")
+    p.add_argument("--captions", nargs="+", help="one caption per animation, e.g. truth MMTalker FaceFormer")
+    p.add_argument("--heatmap", action="store_true",
+                   help="colour every panel after the first by its per-vertex error against the first")
+    p.add_argument("--size", type=int, default=384, help="panel width and height in pixels (default 384)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmtalker.audio.io import load_audio, save_wav
+    from mmtalker.data.animation import load_animation
+    from mmtalker.mesh.io import load_mesh
+    from mmtalker.render.compose import side_by_side_frames
+    from mmtalker.audio.io import SAMPLE_RATE
+    from mmtalker.render.video import fit_audio, write_video
+
+    if args.out.exists() and not args.overwrite:
+        raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
+    if args.captions and len(args.captions) != len(args.animations):
+        raise MMTalkerError("--captions", f"gives {len(args.captions)} captions for {len(args.animations)} animations")
+    if args.heatmap and len(args.animations) < 2:
+        raise MMTalkerError("--heatmap", "needs a reference animation first and at least one more to colour")
+    template = load_mesh(args.template)
+    loaded = [load_animation(path, num_vertices=len(template.vertices)) for path in args.animations]
+    fps = args.fps or next((f for _, f in loaded if f), None) or 30.0
+    animations = [v for v, _ in loaded]
+    frames = side_by_side_frames(
+        animations, template.faces, captions=args.captions, width=args.size, height=args.size,
+        heatmap_against=animations[0] if args.heatmap else None,
+    )
+    total = min(len(a) for a in animations)
+    audio_path = None
+    if args.audio is not None:
+        # decode any readable format to a temporary wav that ffmpeg can mux
+        audio = fit_audio(load_audio(args.audio), total, fps, SAMPLE_RATE)
+        audio_path = args.out.with_name(f".{args.out.stem}.audio.wav")
+        save_wav(audio_path, audio, overwrite=True)
+    try:
+        write_video(args.out, progress(frames, desc="render", total=total, unit="frame"), fps,
+                    audio_path=audio_path, overwrite=args.overwrite)
+    finally:
+        if audio_path is not None and audio_path.exists():
+            audio_path.unlink()
+    print(f"wrote {args.out} ({total} frames at {fps:g} fps, {total / fps:.2f} s)")
+    return 0
