@@ -1,0 +1,127 @@
+"""``mmtalker evaluate``: LVE, EVE, FDD and MVE of models or saved predictions, by one protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mmtalker.errors import MMTalkerError
+
+METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score checkpoints or saved predictions (LVE, EVE, FDD, MVE) on a dataset split",
+        description=(
+            "Score models by the community's protocol (docs/evaluation.md): LVE = per frame the max over lip "
+            "vertices of the squared L2 error, averaged over all frames of all sequences; EVE the same over the "
+            "eye region; FDD = upper-face dynamics deviation (truth minus prediction, signed; |FDD| too); MVE = "
+            "mean L2 vertex error. Predictions come from --checkpoint folders or from --pred folders of .npy files "
+            "named <subject>_<sentence>.npy or <subject>_<sentence>_condition_<style>.npy (FaceFormer's and "
+            "CodeTalker's outputs), so the peers' own repositories can be scored by the same rules."
+        ),
+        epilog=("example: mmtalker evaluate --pred out/faceformer --name FaceFormer --data data/vocaset --split test "
+                "--regions lips=FLAME_masks.pkl:lips eyes=FLAME_masks.pkl:eye_region upper=regions/fdd.txt"),
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout 'mmtalker inspect' reads)")
+    p.add_argument("--preset", help="dataset preset for a processed folder without manifest (vocaset, biwi, multiface)")
+    p.add_argument("--split", default="test", help="split to score (default: test)")
+    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained model's folder (repeatable)")
+    p.add_argument("--pred", type=Path, action="append", default=[], help="a folder of saved predictions (repeatable)")
+    p.add_argument("--name", action="append", default=[], help="display names for the --pred folders, in order")
+    p.add_argument("--oracle", action="store_true", help="also score the synthetic benchmark's oracle (the error floor)")
+    p.add_argument("--regions", nargs="+", metavar="ROLE=FILE[:KEY]",
+                   help="region files for lips, eyes and upper (face): e.g. lips=FLAME_masks.pkl:lips upper=fdd.txt")
+    p.add_argument("--per-subject", action="store_true", help="also print each subject's scores")
+    p.add_argument("--json", type=Path, help="write all scores to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+    p.set_defaults(func=run)
+
+
+def _parse_regions(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        role, sep, spec = item.partition("=")
+        if not sep or role not in ("lips", "eyes", "upper"):
+            raise MMTalkerError("--regions", f"'{item}' is not ROLE=FILE with ROLE one of lips, eyes, upper")
+        out[role] = spec
+    return out
+
+
+def _sources(args, dataset):
+    from mmtalker.eval.protocol import folder_predictor
+
+    sources = []
+    names = list(args.name)
+    for k, folder in enumerate(args.pred):
+        sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
+    for ckpt in args.checkpoint:
+        from mmtalker.inference.evaluate import checkpoint_predictor
+
+        name, predict = checkpoint_predictor(ckpt, dataset)
+        sources.append((name, predict))
+    if args.oracle:
+        def oracle(seq):
+            o = seq.oracle()
+            return [] if o is None else [o]
+
+        sources.append(("oracle (floor)", oracle))
+    if not sources:
+        raise MMTalkerError("evaluate", "nothing to score", "give --checkpoint, --pred or --oracle")
+    return sources
+
+
+def format_table(results, units: dict) -> str:
+    """A Markdown table of the overall scores, scaled for reading, with the units in the header."""
+    scale = float(units.get("report_scale", 1.0))
+    length = units.get("length", "unit")
+    exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
+    header = (f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | "
+              f"MVE ({length}) | sequences |")
+    lines = [header, "|" + " --- |" * 7]
+    for r in results:
+        o = r.overall
+        cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
+        lines.append(f"| {r.name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | "
+                     f"{o['mve']:.3g} | {o['sequences']} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.eval.protocol import regions_for, score
+
+    if args.json and args.json.exists() and not args.overwrite:
+        raise MMTalkerError(args.json, "already exists", "pass --overwrite to replace it")
+    dataset = open_dataset(args.data, preset=args.preset)
+    if args.split not in dataset.split_names:
+        raise MMTalkerError(args.data, f"has no split '{args.split}'", f"splits: {', '.join(dataset.split_names)}")
+    regions = regions_for(dataset, _parse_regions(args.regions))
+    sequences = dataset.sequences(args.split)
+    results = [score(name, sequences, predict, dataset, regions) for name, predict in _sources(args, dataset)]
+    units = dataset.manifest.units
+    print(f"{dataset.manifest.name}, split '{args.split}': {len(sequences)} sequences at {dataset.manifest.fps:g} fps")
+    for role, src in regions.sources.items():
+        print(f"  {role}: {src}")
+    print(format_table(results, units))
+    for r in results:
+        if r.missing:
+            print(f"note: {r.name} has no prediction for {len(r.missing)} sequences (e.g. {r.missing[0]})")
+        if args.per_subject:
+            print(f"\n{r.name}, per subject:")
+            for subject, o in r.per_subject.items():
+                print(f"  {subject}: " + ", ".join(f"{k} {o[k]:.4g}" for k in METRICS if k in o))
+    floor = dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
+    if floor:
+        print(f"benchmark's recorded oracle floor for '{args.split}': " + json.dumps(floor))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "dataset": dataset.manifest.name, "split": args.split, "units": units, "regions": regions.sources,
+            "models": {r.name: {"overall": r.overall, "per_subject": r.per_subject, "missing": r.missing} for r in results},
+        }, indent=2))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,131 @@
+"""The evaluation protocol: which sequences, which regions, which predictions, and how scores add up.
+
+Scores follow :mod:`mmtalker.eval.metrics` (frame-weighted LVE/EVE/MVE, FDD averaged over sequences),
+per model, overall and per subject. Region sets come from the dataset's manifest (roles below) or from
+files the user passes. Predictions are either computed by a model or read from a folder of ``.npy``
+files named as mmtalker, FaceFormer and CodeTalker save them:
+
+- ``<subject>_<sentence>.npy`` (or ``.npz``), or
+- ``<subject>_<sentence>_condition_<style>.npy``: one file per speaking style; each counts as its own
+  sequence, as the peers' own evaluation scripts count them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+from mmtalker.eval.metrics import MetricAccumulator
+from mmtalker.progress import progress
+
+# Metric -> the manifest region names that can serve it, in order of preference.
+REGION_ROLES = {
+    "lips": ("lips", "lve", "lip"),
+    "eyes": ("eye_region", "eyes", "eve"),
+    "upper": ("upper_face", "fdd", "upper"),
+}
+
+
+@dataclass
+class Regions:
+    """Vertex index arrays for the three metrics (any may be None: that metric is then not computed)."""
+
+    lips: np.ndarray | None = None
+    eyes: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    sources: dict = field(default_factory=dict)
+
+
+def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
+    """Regions from ``overrides`` (role -> region file, as ``lips=path``) or else the dataset's manifest."""
+    from mmtalker.data.regions import load_region
+
+    out = Regions()
+    available = set(dataset.manifest.regions)
+    for role, names in REGION_ROLES.items():
+        if overrides and role in overrides:
+            spec = overrides[role]
+            path, _, key = spec.partition(":")
+            region = load_region(path, key or None, num_vertices=dataset.manifest.num_vertices)
+            setattr(out, role, region.indices)
+            out.sources[role] = f"{spec} ({len(region.indices)} vertices)"
+            continue
+        name = next((n for n in names if n in available), None)
+        if name is not None:
+            indices = dataset.region(name)
+            setattr(out, role, indices)
+            out.sources[role] = f"manifest region '{name}' ({len(indices)} vertices)"
+    if out.lips is None:
+        raise MMTalkerError(dataset.root, "has no lip region for LVE",
+                            f"add one to its manifest (as one of {', '.join(REGION_ROLES['lips'])}) or pass --regions lips=FILE")
+    return out
+
+
+def prediction_files(pred_dir: Path, key: str) -> list[Path]:
+    """The prediction files for sequence ``key`` in ``pred_dir`` (one, or one per condition)."""
+    for suffix in (".npy", ".npz"):
+        plain = pred_dir / f"{key}{suffix}"
+        if plain.is_file():
+            return [plain]
+    return sorted(pred_dir.glob(f"{key}_condition_*.npy"))
+
+
+@dataclass
+class Scores:
+    """A model's scores: ``overall`` and ``per_subject`` dicts of metric -> value (dataset units²)."""
+
+    name: str
+    overall: dict
+    per_subject: dict
+    missing: list
+
+
+def score(
+    name: str,
+    sequences: Iterable,
+    predict: Callable[[object], list[np.ndarray]],
+    dataset,
+    regions: Regions,
+) -> Scores:
+    """Scores ``predict(seq) -> [prediction (T, V, 3), ...]`` over ``sequences`` of ``dataset``.
+
+    A prediction list may be empty (no prediction for that sequence): it is reported as missing.
+    """
+    total = MetricAccumulator(regions.lips, regions.eyes, regions.upper)
+    by_subject: dict[str, MetricAccumulator] = {}
+    missing = []
+    sequences = list(sequences)
+    for seq in progress(sequences, desc=f"evaluate {name}", unit="seq"):
+        preds = predict(seq)
+        if not preds:
+            missing.append(seq.key)
+            continue
+        gt = seq.vertices()
+        template = dataset.template(seq.subject)
+        acc = by_subject.setdefault(seq.subject, MetricAccumulator(regions.lips, regions.eyes, regions.upper))
+        for pred in preds:
+            if pred.shape[1:] != gt.shape[1:]:
+                raise MMTalkerError(f"prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
+            total.add(pred, gt, template)
+            acc.add(pred, gt, template)
+    if not by_subject:
+        raise MMTalkerError(name, "no sequence of the split has a prediction", "check the file names: "
+                            "<subject>_<sentence>.npy or <subject>_<sentence>_condition_<style>.npy")
+    return Scores(name, total.result(), {s: a.result() for s, a in sorted(by_subject.items())}, missing)
+
+
+def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
+    """``predict(seq)`` reading the files of :func:`prediction_files` from ``pred_dir``."""
+    from mmtalker.data.animation import load_animation
+
+    if not pred_dir.is_dir():
+        raise MMTalkerError(pred_dir, "prediction folder not found")
+
+    def predict(seq):
+        return [load_animation(p, num_vertices=num_vertices)[0] for p in prediction_files(pred_dir, seq.key)]
+
+    return predict
