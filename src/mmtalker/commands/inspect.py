@@ -1,0 +1,247 @@
+"""``mmtalker inspect``: say what mmtalker reads in files and dataset folders, before any long job.
+
+Each path becomes one record (a dict) built by a ``describe_*`` function; the command prints the records
+as aligned text, or as one JSON document (a list of records) with ``--json``. A file that cannot be read
+gives a record with ``"error"`` and the command exits 1 after describing the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64")
+MESH_SUFFIXES = (".obj", ".ply")
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+ARRAY_SUFFIXES = (".npz", ".npy")
+REGION_TEXT_SUFFIXES = (".txt", ".csv")
+
+DESCRIPTION = """\
+Show what mmtalker reads from each PATH (a file or a dataset folder), changing nothing:
+
+  speech (wav flac ogg mp3 ...)  duration, sample rate, channels, format and sample type
+  mesh (obj ply)                 vertices, faces, connected components, boundary loops, UVs, extent
+  regions (txt csv, npz npy pkl) vertex indices per set, duplicates removed
+  pickle (pkl)                   its structure (loaded with the restricted unpickler: no code runs)
+  dataset folder                 layout, subjects, sequences, fps, total duration, splits
+
+Use it to check a download before training or evaluating: a mesh whose vertex count differs from the
+dataset's, a region file with duplicates, or speech at an unexpected rate show up here."""
+
+EPILOG = """\
+examples:
+  mmtalker inspect speech.wav FLAME_sample.ply FLAME_masks.pkl
+  mmtalker inspect data/vocaset --json | python -m json.tool"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="show what mmtalker reads in speech, mesh, region, pickle files and dataset folders",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or dataset folders to describe")
+    p.add_argument("--json", action="store_true", help="print one JSON document (a list with one object per path)")
+    p.add_argument("--preset", help="dataset preset for FaceFormer/CodeTalker-style folders (vertices_npy/ + wav/) "
+                   "that have no manifest.json: vocaset, biwi, multiface, or a preset .json file")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def describe_audio(path: Path) -> dict[str, Any]:
+    from mmtalker.audio.io import SAMPLE_RATE, audio_info
+
+    info = audio_info(path)
+    return {
+        "kind": "audio",
+        "duration_s": round(info.duration, 6),
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "frames": info.frames,
+        "format": info.format,
+        "subtype": info.subtype,
+        "read_as": f"{round(info.frames * SAMPLE_RATE / info.sample_rate)} samples, mono, {SAMPLE_RATE} Hz",
+    }
+
+
+def describe_mesh(path: Path) -> dict[str, Any]:
+    from mmtalker.mesh.io import load_mesh, mesh_summary
+
+    mesh = load_mesh(path)
+    record = {"kind": "mesh", **mesh_summary(mesh)}
+    record["extent"] = [round(float(x), 6) for x in np.ptp(mesh.vertices, axis=0)]
+    return record
+
+
+def _describe_value(value: Any) -> str:
+    """A one-line description of one unpickled value (never its content)."""
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {tuple(value.shape)}"
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, (str, bytes)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return type(value).__name__
+
+
+def _structure(obj: Any, limit: int = 50) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": _describe_value(obj)}
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        record["entries"] = {str(k): _describe_value(v) for k, v in items[:limit]}
+        if len(items) > limit:
+            record["more_entries"] = len(items) - limit
+    return record
+
+
+def _regions(path: Path) -> dict[str, Any] | None:
+    """Region sets in ``path`` as ``{name: {indices, duplicates}}``, or None when it is not a region file."""
+    from mmtalker.data.regions import load_region_sets
+
+    try:
+        sets = load_region_sets(path)
+    except MMTalkerError:
+        return None
+    return {name: {"indices": len(r), "duplicates": r.duplicates} for name, r in sets.items()}
+
+
+def describe_pickle(path: Path) -> dict[str, Any]:
+    from mmtalker.data.safe_pickle import load_pickle
+
+    record: dict[str, Any] = {"kind": "pickle", **_structure(load_pickle(path))}
+    regions = _regions(path)
+    if regions is not None:
+        record["regions"] = regions
+    return record
+
+
+def describe_array_file(path: Path) -> dict[str, Any]:
+    """``.npz``/``.npy``: the arrays' shapes, and region sets when they read as such."""
+    record: dict[str, Any] = {"kind": "arrays"}
+    try:
+        if path.suffix.lower() == ".npy":
+            record["entries"] = {path.stem: _describe_value(np.load(path, allow_pickle=False, mmap_mode="r"))}
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                record["entries"] = {k: _describe_value(data[k]) for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types on corrupt files
+        raise MMTalkerError(path, f"not a readable numpy file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    regions = _regions(path)
+    if regions is not None:
+        record["regions"] = regions
+    return record
+
+
+def describe_region_text(path: Path) -> dict[str, Any]:
+    from mmtalker.data.regions import load_region_sets
+
+    sets = load_region_sets(path)
+    return {"kind": "regions", "regions": {n: {"indices": len(r), "duplicates": r.duplicates} for n, r in sets.items()}}
+
+
+def describe_dataset(path: Path, preset: str | None = None) -> dict[str, Any]:
+    try:
+        from mmtalker.data.dataset import open_dataset
+    except ModuleNotFoundError as exc:
+        if exc.name != "mmtalker.data.dataset":
+            raise
+        raise MMTalkerError(path, "reading dataset folders is not part of this build of mmtalker") from None
+    ds = open_dataset(path, preset)
+    m = ds.manifest
+    sequences = ds.sequences()
+    return {
+        "kind": "dataset",
+        "name": m.name,
+        "layout": m.layout,
+        "fps": m.fps,
+        "num_vertices": m.num_vertices,
+        "subjects": len(ds.subjects),
+        "subject_names": list(ds.subjects),
+        "sequences": len(sequences),
+        "duration_s": round(float(sum(s.duration for s in sequences)), 3),
+        "splits": {name: len(ds.sequences(split=name)) for name in m.splits},
+    }
+
+
+def describe(path: Path, *, preset: str | None = None) -> dict[str, Any]:
+    """The record for one path: ``{"path", "kind", ...}``; raises MMTalkerError when it cannot be read."""
+    if not path.exists():
+        raise MMTalkerError(path, "no such file or folder", "check the path")
+    if path.is_dir():
+        return {"path": str(path), **describe_dataset(path, preset)}
+    suffix = path.suffix.lower()
+    for suffixes, fn in (
+        (AUDIO_SUFFIXES, describe_audio),
+        (MESH_SUFFIXES, describe_mesh),
+        (PICKLE_SUFFIXES, describe_pickle),
+        (ARRAY_SUFFIXES, describe_array_file),
+        (REGION_TEXT_SUFFIXES, describe_region_text),
+    ):
+        if suffix in suffixes:
+            return {"path": str(path), **fn(path)}
+    raise MMTalkerError(
+        path, f"mmtalker does not know what a {path.suffix or 'suffix-less'} file is",
+        "it inspects speech (wav flac ogg mp3), meshes (obj ply), regions (txt npz npy pkl) and dataset folders",
+    )
+
+
+# ------------------------------------------------------------------------------------------------- text
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return " x ".join(_format_value(v) for v in value) if value and not isinstance(value[0], str) else ", ".join(value)
+    return str(value)
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """Aligned ``key  value`` lines under a ``path (kind)`` heading; nested dicts indented."""
+    lines = [f"{record['path']}  ({record.get('kind', 'error')})"]
+    for key, value in record.items():
+        if key in ("path", "kind"):
+            continue
+        if isinstance(value, dict):
+            lines.append(f"  {key}:")
+            for name, sub in value.items():
+                if isinstance(sub, dict):  # a region: {"indices": K, "duplicates": d}
+                    dup = f" ({sub['duplicates']} duplicates removed)" if sub.get("duplicates") else ""
+                    lines.append(f"    {name:<20} {sub['indices']} indices{dup}")
+                else:
+                    lines.append(f"    {name:<20} {_format_value(sub)}")
+        else:
+            lines.append(f"  {key:<22} {_format_value(value)}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    records, failed = [], 0
+    for path in args.paths:
+        try:
+            record = describe(path, preset=args.preset)
+        except MMTalkerError as exc:
+            if len(args.paths) == 1:
+                raise
+            failed += 1
+            record = {"path": str(path), "kind": "error", "error": exc.message}
+            print(f"mmtalker inspect: error: {exc.message}", file=sys.stderr)
+        records.append(record)
+        if not args.json and record["kind"] != "error":
+            print(format_record(record), flush=True)
+    if args.json:
+        print(json.dumps(records, indent=2))
+    return 1 if failed else 0
