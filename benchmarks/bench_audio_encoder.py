@@ -38,7 +38,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    audio = torch.from_numpy(np.random.default_rng(0).standard_normal((1, int(args.seconds * SAMPLE_RATE))).astype(np.float32) * 0.1)
+    noise = np.random.default_rng(0).standard_normal((1, int(args.seconds * SAMPLE_RATE)))
+    audio = torch.from_numpy(noise.astype(np.float32) * 0.1)
     encoder = build_audio_encoder("whisper-tiny.en").eval()
     print(f"audio {args.seconds:g} s, torch threads {torch.get_num_threads()}, median of {args.repeats} runs")
     with torch.inference_mode():

@@ -26,7 +26,8 @@ def _variables() -> dict[str, np.ndarray]:
 @pytest.fixture()
 def small_bin(tmp_path):
     path = tmp_path / "model.bin"
-    write_ct2(path, _variables(), spec="TestSpec", revision=3, aliases={"encoder/alias": "decoder/i32"}, bfloat16=("encoder/wbf16",))
+    aliases = {"encoder/alias": "decoder/i32"}
+    write_ct2(path, _variables(), spec="TestSpec", revision=3, aliases=aliases, bfloat16=("encoder/wbf16",))
     return path
 
 

@@ -34,9 +34,11 @@ def _hf_whisper_encoder() -> torch.nn.Module:
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     cfg = transformers.WhisperConfig(
-        d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536, num_mel_bins=80, max_source_positions=1500
+        d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536, num_mel_bins=80,
+        max_source_positions=1500,
     )
-    arr = {k[len("encoder/"):]: torch.from_numpy(np.asarray(v)) for k, v in load_ct2(default_model_path(), "encoder/").items()}
+    ct2 = load_ct2(default_model_path(), "encoder/")
+    arr = {k[len("encoder/"):]: torch.from_numpy(np.asarray(v)) for k, v in ct2.items()}
     sd = {
         "conv1.weight": arr["conv1/weight"], "conv1.bias": arr["conv1/bias"],
         "conv2.weight": arr["conv2/weight"], "conv2.bias": arr["conv2/bias"],

@@ -62,7 +62,8 @@ class Augmented:
         audio: (N',) float32, the augmented clip at the input's sample rate.
         stretch: N' / N duration factor from the speed change (1.0 when none was applied); resample the
             motion targets to ``round(T * stretch)`` frames.
-        applied: what was done, e.g. ``{"speed": 1.04, "rt60": 0.3, "drr_db": 8.0, "snr_db": 17.0, "noise": "pink", "gain_db": -6.0}``.
+        applied: what was done, e.g. ``{"speed": 1.04, "rt60": 0.3, "drr_db": 8.0, "snr_db": 17.0,
+            "noise": "pink", "gain_db": -6.0}``.
     """
 
     audio: np.ndarray

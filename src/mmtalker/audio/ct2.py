@@ -195,7 +195,8 @@ def load_ct2(
     """
     index = read_ct2_index(path)
     if spec is not None and index.spec != spec:
-        raise MMTalkerError(index.path, f"holds a {index.spec or 'unnamed'} model, not {spec}", "point to the right model.bin")
+        found = index.spec or "unnamed"
+        raise MMTalkerError(index.path, f"holds a {found} model, not {spec}", "point to the right model.bin")
     wanted = {n: n for n in index.variables if n.startswith(prefix)}
     wanted.update({a: t for a, t in index.aliases.items() if a.startswith(prefix)})
     if not wanted:

@@ -279,7 +279,8 @@ def features_at_fps(
     covered = Ta + max_hold_s * rate  # in feature frames
     if pos[-1] > covered:
         raise MMTalkerError(
-            "audio features", f"cover {Ta / rate:.3f} s but {num_frames} frames at {fps:g} fps need {pos[-1].item() / rate:.3f} s",
+            "audio features",
+            f"cover {Ta / rate:.3f} s but {num_frames} frames at {fps:g} fps need {pos[-1].item() / rate:.3f} s",
             "the audio is shorter than the motion; check that they belong together",
         )
     pos = pos.clamp(max=Ta - 1)

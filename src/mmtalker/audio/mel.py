@@ -78,7 +78,9 @@ class LogMel(nn.Module):
             audio = audio[None]
         if audio.shape[-1] < N_FFT:
             raise MMTalkerError("audio", f"is {audio.shape[-1]} samples long; the log-mel needs at least {N_FFT}")
-        spec = torch.stft(audio.float(), N_FFT, HOP_LENGTH, window=self.window, center=True, pad_mode="reflect", return_complex=True)
+        spec = torch.stft(
+            audio.float(), N_FFT, HOP_LENGTH, window=self.window, center=True, pad_mode="reflect", return_complex=True
+        )
         power = spec[..., :-1].abs() ** 2  # (B, N_FFT/2+1, N//HOP): Whisper drops the last frame
         log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()  # (B, N_MELS, T)
         peak = log_spec.amax(dim=(1, 2), keepdim=True)

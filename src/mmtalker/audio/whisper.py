@@ -134,7 +134,7 @@ def _state_dict_from_ct2(arrays: dict[str, np.ndarray], n_layers: int) -> dict[s
     }
     for i in range(n_layers):
         names.update({f"layers.{i}.{ours}": f"layer_{i}/{theirs}" for ours, theirs in per_layer.items()})
-    return {ours: torch.from_numpy(np.asarray(arrays[f"encoder/{theirs}"], dtype=np.float32)) for ours, theirs in names.items()}
+    return {ours: torch.from_numpy(np.asarray(arrays[f"encoder/{theirs}"], np.float32)) for ours, theirs in names.items()}
 
 
 def default_model_path() -> str:
