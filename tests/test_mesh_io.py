@@ -303,3 +303,19 @@ def test_boundary_against_naive(fixtures_dir):
     assert mesh_summary(mesh)["boundary_loops"] == _naive_boundary_loops(mesh.faces.tolist())
     b = boundary_edges(mesh.faces)
     assert b.shape[1] == 2 and np.all(b[:, 0] < b[:, 1])
+
+
+def test_truncated_ascii_ply_is_not_a_smaller_mesh(tmp_path, fixtures_dir):
+    """trimesh reads whatever an ASCII PLY holds; the header's counts must catch a cut file."""
+    import trimesh
+
+    ref = load_mesh(fixtures_dir / "meshes" / "flame_sample.ply")
+    text = trimesh.exchange.ply.export_ply(trimesh.Trimesh(ref.vertices, ref.faces, process=False), encoding="ascii")
+    full = tmp_path / "full.ply"
+    full.write_bytes(text)
+    assert load_mesh(full).faces.shape == (9976, 3)
+    for frac in (0.3, 0.9, 0.999):
+        cut = tmp_path / f"cut{frac}.ply"
+        cut.write_bytes(text[: int(len(text) * frac)])
+        with pytest.raises(MMTalkerError, match="header promises 5023 vertices and 9976 faces"):
+            load_mesh(cut)

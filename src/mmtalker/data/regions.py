@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +79,18 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
+    """An ``.npz`` as a dict, an ``.npy`` as one array (by content, whatever the suffix), never unpickling."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded as npz:
             return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
-        raise MMTalkerError(path, f"not a readable .npz file ({type(exc).__name__}: {str(exc)[:200]})", "the file is corrupt or truncated") from None
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, RuntimeError) as exc:
-        raise MMTalkerError(path, f"not a readable .npy file ({type(exc).__name__}: {str(exc)[:200]})", "the file is corrupt or truncated") from None
+    except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types on corrupt files
+        raise MMTalkerError(
+            path, f"not a readable numpy file ({type(exc).__name__}: {str(exc)[:200]})", "the file is corrupt or truncated"
+        ) from None
 
 
 def _read_raw(path: Path) -> dict[str, object] | object:
@@ -105,10 +103,8 @@ def _read_raw(path: Path) -> dict[str, object] | object:
     try:
         if suffix in PICKLE_SUFFIXES:
             return load_pickle(path)
-        if suffix == ".npz":
-            return _read_npz(path)
-        if suffix == ".npy":
-            return _read_npy(path)
+        if suffix in (".npz", ".npy"):
+            return _read_numpy(path)
         return _read_text(path)
     except OSError as exc:
         raise MMTalkerError(path, f"cannot read the file ({exc.strerror or exc})") from None

@@ -231,13 +231,39 @@ def _read_obj(path: Path) -> Mesh:
 # ------------------------------------------------------------------------------------------------------ PLY
 
 
+def _ply_counts(path: Path) -> dict[str, int]:
+    """Element counts declared in a PLY header (``{"vertex": V, "face": F, ...}``)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:3] != b"ply":
+        raise MMTalkerError(path, "not a PLY file (it does not start with 'ply')", _HINT)
+    end = head.find(b"end_header")
+    if end < 0:
+        raise MMTalkerError(path, "the PLY header has no end_header line", "the file is corrupt or truncated")
+    counts = {}
+    for line in head[:end].decode("ascii", errors="replace").splitlines():
+        parts = line.split()
+        if parts[:1] == ["element"]:
+            if len(parts) != 3 or not parts[2].isdigit():
+                raise MMTalkerError(path, f"bad PLY header line {line.strip()[:60]!r}", "the file is corrupt")
+            counts[parts[1]] = int(parts[2])
+    return counts
+
+
+def _check_ply_counts(path: Path, counts: dict[str, int], num_vertices: int, num_triangles: int) -> None:
+    """trimesh reads what is there; a truncated ASCII PLY must not pass as a smaller mesh."""
+    want_v, want_f = counts.get("vertex", 0), counts.get("face", 0)
+    if num_vertices != want_v or num_triangles < want_f:
+        raise MMTalkerError(
+            path, f"the header promises {want_v} vertices and {want_f} faces, the file holds {num_vertices} and "
+            f"{num_triangles} triangles", "the file is corrupt or truncated",
+        )
+
+
 def _read_ply(path: Path) -> Mesh:
     import trimesh
 
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic[:3] != b"ply":
-        raise MMTalkerError(path, "not a PLY file (it does not start with 'ply')", _HINT)
+    counts = _ply_counts(path)
     try:
         loaded = trimesh.load(str(path), file_type="ply", process=False)
     except Exception as exc:  # noqa: BLE001 - trimesh's parser raises many types on bad input
@@ -247,6 +273,7 @@ def _read_ply(path: Path) -> Mesh:
         raise MMTalkerError(path, f"the PLY file has {count} vertices but no faces", "mmtalker needs a surface, not a point cloud")
     vertices = np.asarray(loaded.vertices)
     faces = np.asarray(loaded.faces, dtype=np.int64).reshape(-1, 3)
+    _check_ply_counts(path, counts, len(vertices), len(faces))
     uv = getattr(loaded.visual, "uv", None)
     with np.errstate(over="ignore", invalid="ignore"):  # huge numbers become inf, which _validate reports
         if uv is not None and len(uv) == len(vertices):
