@@ -81,6 +81,7 @@ def test_round_trip(tmp_path, flame):
     assert len(ds.sequences("train")) == 4
     np.testing.assert_array_equal(ds.template("s02"), (flame.vertices + 0.01).astype(np.float32))
     np.testing.assert_array_equal(ds.region("lips"), [1, 2, 3])
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "ds" / "regions" / "lips.txt", dtype=np.int64), [3, 1, 2, 3])
     topo = ds.topology()
     np.testing.assert_array_equal(topo.faces, flame.faces)
     np.testing.assert_array_equal(topo.vertices, flame.vertices)

@@ -113,8 +113,7 @@ def open_dataset(
         manifest.splits = parse_splits(splits, "splits") if isinstance(splits, dict) else load_splits(splits)
     templates = load_templates(root, manifest, str(root))
     known = list(dict.fromkeys(manifest.subjects + list(templates)))
-    reader = _READERS[manifest.layout]
-    sequences = reader(root, manifest) if manifest.layout == "vocaset_raw" else reader(root, manifest, known)
+    sequences = _READERS[manifest.layout](root, manifest, known)
     return Dataset(root, manifest, sequences, templates)
 
 

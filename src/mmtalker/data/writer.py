@@ -113,7 +113,8 @@ class DatasetWriter:
         self._topology = TOPOLOGY_FILE
 
     def set_region(self, name: str, indices: np.ndarray) -> None:
-        """A named vertex set (``lips``, ``eye_region``, ``upper_face``...): ``(K,)`` indices, saved as text."""
+        """A named vertex set (``lips``, ``eye_region``, ``upper_face``...): ``(K,)`` indices, saved as text, one
+        index per line in the order given (so ordered sets such as landmarks keep their order)."""
         self._check_open()
         name = _name(name, "region name")
         idx = np.asarray(indices)
@@ -123,7 +124,7 @@ class DatasetWriter:
             raise MMTalkerError(f"region {name!r}", f"index out of range [0, {self._num_vertices})")
         (self.root / REGIONS_DIR).mkdir(exist_ok=True)
         path = self.root / REGIONS_DIR / f"{name}.txt"
-        path.write_text(",".join(str(int(i)) for i in idx) + "\n", encoding="utf-8")
+        path.write_text("".join(f"{int(i)}\n" for i in idx), encoding="utf-8")  # one per line, in the given order
         self._regions[name] = f"{REGIONS_DIR}/{name}.txt"
 
     # ------------------------------------------------------------------------------------------- finish

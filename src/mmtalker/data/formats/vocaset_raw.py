@@ -93,8 +93,10 @@ def pcm_to_float(samples: np.ndarray, what: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def scan(root: Path, manifest: Manifest) -> list[Sequence]:
+def scan(root: Path, manifest: Manifest, subjects: list[str] | None = None) -> list[Sequence]:
     """Every sequence listed in ``subj_seq_to_idx.pkl``, checked against the vertex file and the audio.
+
+    ``subjects`` is unused (the index names subjects and sentences apart); it keeps the readers' signature.
 
     Raises:
         MMTalkerError: a missing or corrupt file, a vertex count that is not the manifest's, an index row past
