@@ -81,6 +81,13 @@ def test_weight_masks_thresholded(tmp_path):
         load_region(tmp_path / "w.npy", threshold=1.5)
 
 
+def test_integer_zero_one_arrays_are_masks(tmp_path):
+    np.save(tmp_path / "m.npy", np.array([0, 1, 1, 0, 1], dtype=np.int64))
+    assert load_region(tmp_path / "m.npy").indices.tolist() == [1, 2, 4]
+    (tmp_path / "two.txt").write_text("0, 1")  # two entries: an index list
+    assert load_region(tmp_path / "two.txt").indices.tolist() == [0, 1]
+
+
 def test_whole_float_indices_and_column_arrays(tmp_path):
     np.save(tmp_path / "f.npy", np.array([10.0, 2.0, 10.0]))
     region = load_region(tmp_path / "f.npy")

@@ -9,7 +9,8 @@ Accepted files:
   semicolons, spaces or newlines.
 
 Each array is either **indices** (integers, or whole-number floats) or a **per-vertex weight mask**:
-booleans, or floats all within [0, 1]; a mask keeps the vertices with ``weight >= threshold``. Indices are
+booleans, floats all within [0, 1], or integers that are all 0 or 1 (more than two of them); a float mask
+keeps the vertices with ``weight >= threshold``, a 0/1 mask those with 1. Indices are
 returned sorted and unique; how many duplicates were dropped is counted (FLAME's ``lips`` lists 254
 entries, 250 of them unique), so reports can say so.
 """
@@ -125,7 +126,8 @@ def _as_indices(what: str, values, threshold: float) -> tuple[np.ndarray, int]:
         raise MMTalkerError(what, f"not a list of vertex indices (got {arr.dtype} array of shape {arr.shape})")
     if arr.size == 0:
         raise MMTalkerError(what, "the region is empty")
-    if arr.dtype.kind == "b":
+    if arr.dtype.kind == "b" or (arr.dtype.kind in "iu" and arr.size > 2 and np.isin(arr, (0, 1)).all()):
+        # booleans, or 0/1 integers: more than two entries of only 0 and 1 cannot be a useful index list
         return _from_mask(what, arr.astype(np.float64), 0.5)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
