@@ -405,3 +405,21 @@ def test_vocaset_raw_rows_out_of_order_and_pickled_sequences(vocaset_raw, tmp_pa
     again = pickle.loads(pickle.dumps(seq))  # what DataLoader workers receive: no memory map inside
     np.testing.assert_array_equal(again.vertices(), all_rows[[5, 3, 4]])
     assert len(pickle.dumps(seq)) < 100_000
+
+
+def test_user_manifest_with_per_subject_template_meshes(tmp_path, flame, fixtures_dir):
+    """A processed folder described by a hand-written manifest.json: templates as one mesh file per subject."""
+    templates = {"anna": flame.vertices}
+    expected = _processed(tmp_path, templates, {"anna_take3": ("anna", 4)}, 50, 16000, pickle_templates=False)
+    (tmp_path / "meshes").mkdir()
+    shutil.copy(fixtures_dir / "meshes" / "flame_sample.ply", tmp_path / "meshes" / "anna.ply")
+    manifest = {"name": "mine", "layout": "processed", "fps": 25, "stored_fps": 50, "num_vertices": 5023,
+                "templates": {"anna": "meshes/anna.ply"}, "topology": "meshes/anna.ply",
+                "splits": {"all": {"subjects": ["anna"], "sentences": [3]}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    ds = open_dataset(tmp_path)
+    (seq,) = ds.sequences("all")
+    assert (seq.subject, seq.sentence, seq.fps, seq.num_frames) == ("anna", "take3", 25, 2)
+    np.testing.assert_array_equal(seq.vertices(), expected["anna_take3"][0][::2])
+    np.testing.assert_array_equal(ds.template("anna"), flame.vertices)
+    assert ds.topology().faces.shape == (9976, 3)

@@ -58,6 +58,8 @@ def resample_frames(x: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray
     w = np.clip(pos - i0, 0.0, 1.0).astype(dtype)
     w = w.reshape((out_len,) + (1,) * (x.ndim - 1))
     a = np.asarray(x[i0], dtype=dtype)
+    if not w.any():  # whole-ratio downsampling (60 -> 30): no second read of the (possibly memory-mapped) input
+        return a
     b = np.asarray(x[i1], dtype=dtype)
     # a * (1 - w) + b * w is exactly a where w == 0, so whole-ratio downsampling copies frames bit for bit.
     return a * (1 - w) + b * w

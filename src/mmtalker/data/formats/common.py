@@ -127,5 +127,6 @@ def check_duration(what: str, audio_seconds: float, motion_seconds: float, toler
             what,
             f"audio lasts {audio_seconds:.3f} s but the motion {motion_seconds:.3f} s "
             f"(more than the manifest's duration_tolerance of {tolerance:g} s apart)",
-            "check that the files belong together and that stored_fps is right",
+            "check that the files belong together and that stored_fps is right; if the data is known to be "
+            "like this, raise duration_tolerance in a copy of the preset or in manifest.json",
         )
