@@ -206,9 +206,16 @@ def test_save_wav_round_trip_and_no_overwrite(tmp_path):
     assert audio_info(path).frames == 10
 
 
+def test_save_wav_clips_small_overshoot_with_warning(tmp_path):
+    with pytest.warns(UserWarning, match="1 samples beyond full scale"):
+        path = save_wav(tmp_path / "over.wav", np.array([0.0, 1.5, -0.5], np.float32))
+    back, _ = sf.read(path, dtype="float32")
+    assert_close(back, [0.0, 1.0, -0.5], atol=1.0 / 32767, what="clipped")
+
+
 def test_save_wav_refuses_bad_audio(tmp_path):
-    with pytest.raises(MMTalkerError, match="full scale"):
-        save_wav(tmp_path / "loud.wav", np.array([0.0, 1.5], np.float32))
+    with pytest.raises(MMTalkerError, match="far beyond full scale"):
+        save_wav(tmp_path / "loud.wav", np.array([0.0, 300.0], np.float32))
     with pytest.raises(MMTalkerError, match="NaN"):
         save_wav(tmp_path / "nan.wav", np.array([0.0, np.nan], np.float32))
     with pytest.raises(MMTalkerError, match="mono"):

@@ -9,6 +9,7 @@ rate is changed with soxr. Amplitude is never normalised: a sample at 0.5 of ful
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from mmtalker.errors import MMTalkerError
 
 SAMPLE_RATE = 16000
 """Samples per second of every waveform handed between mmtalker modules."""
+
+MAX_CLIP_PEAK = 2.0
+"""save_wav clips (with a warning) samples up to this peak; beyond it the waveform is refused."""
 
 # What soundfile/libsndfile raise on files it cannot parse (LibsndfileError is a RuntimeError).
 _READ_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError, MemoryError, EOFError, sf.SoundFileError)
@@ -165,7 +169,8 @@ def save_wav(
 
     Args:
         path: where to write; its folder is created if needed.
-        audio: ``(N,)`` float waveform in full-scale units; values must lie in [-1, 1] (no silent clipping).
+        audio: ``(N,)`` float waveform in full-scale units. Samples beyond ±1 are clipped with a warning;
+            a peak above :data:`MAX_CLIP_PEAK` is an error (the waveform is not in ±1 units).
         sample_rate: rate of ``audio`` in Hz.
         overwrite: replace an existing file (otherwise an existing file is an error).
 
@@ -179,8 +184,14 @@ def save_wav(
     if not np.all(np.isfinite(audio)):
         raise MMTalkerError(path, "refusing to write audio with NaN or infinite samples")
     peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak > 1.0:
-        raise MMTalkerError(path, f"audio peak {peak:.3f} exceeds full scale 1.0", "divide the audio by its peak first")
+    if peak > MAX_CLIP_PEAK:
+        raise MMTalkerError(
+            path, f"audio peak {peak:.3g} is far beyond full scale 1.0 (not a ±1 waveform?)", "divide the audio by its peak first"
+        )
+    if peak > 1.0:  # e.g. a resampler's overshoot on audio recorded at full scale
+        clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
+        warnings.warn(f"{path}: {clipped} samples beyond full scale (peak {peak:.3f}) clipped to ±1", stacklevel=2)
+        audio = np.clip(audio, -1.0, 1.0)
     if path.exists() and not overwrite:
         raise MMTalkerError(path, "already exists", "pass overwrite=True (or --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
