@@ -195,7 +195,7 @@ def test_vocaset_regions_and_topology(vocaset_raw, fixtures_dir):
     np.testing.assert_array_equal(ds.region("upper_face"), np.union1d(masks["forehead"], masks["eye_region"]))
     mesh = ds.topology()
     assert mesh.vertices.shape == (5023, 3) and mesh.faces.shape == (9976, 3)
-    with pytest.raises(MMTalkerError, match="lve.txt"):
+    with pytest.raises(MMTalkerError, match="lve.txt: region file for .lve. not found"):
         ds.region("lve")  # named by the preset, absent from this folder
     with pytest.raises(MMTalkerError, match="not defined"):
         ds.region("cheeks")

@@ -242,5 +242,10 @@ class Dataset:
             parts = [self._region(part, depth + 1) for part in spec["union"]]
             return np.unique(np.concatenate(parts)).astype(np.int64)
         file, key = (spec, None) if isinstance(spec, str) else (spec["file"], spec.get("key"))
-        region = load_region(resolve(self.root, file), key, num_vertices=self.manifest.num_vertices)
+        path = resolve(self.root, file)
+        if not path.is_file():
+            raise MMTalkerError(path, f"region file for {name!r} not found",
+                                "copy it there (region files come with the dataset or FLAME, not with mmtalker), "
+                                "or pass your own (evaluate --regions)")
+        region = load_region(path, key, num_vertices=self.manifest.num_vertices)
         return region.indices
