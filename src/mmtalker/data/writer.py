@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmtalker.audio.io import SAMPLE_RATE, save_wav
-from mmtalker.data.formats.common import split_key
+from mmtalker.data.formats.common import check_duration, split_key
 from mmtalker.data.formats.processed import ALIGNMENTS_DIR, ORACLE_DIR, VERTICES_DIR, WAV_DIR
 from mmtalker.data.manifest import Manifest, Split, parse_splits
 from mmtalker.errors import MMTalkerError
@@ -200,8 +200,6 @@ class DatasetWriter:
         return sorted(set(subjects) | set(self._templates))
 
     def _check_sequences(self, manifest: Manifest) -> None:
-        from mmtalker.data.formats.common import check_duration
-
         for key, (subject, sentence, seconds, frames) in self._sequences.items():
             if split_key(key, manifest.subjects, key) != (subject, sentence):
                 raise MMTalkerError(f"sequence {key!r}", f"its name cannot be split back into subject {subject!r} "
