@@ -134,6 +134,26 @@ def test_other_numpy_globals_refused(tmp_path):
         load_pickle(path)
 
 
+_HUGE = b"\x8a\x05" + (10**12).to_bytes(5, "little")  # LONG1 10**12
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        (b"cnumpy\nndarray\n" + _HUGE + b"\x85\x85R.", "TypeError"),  # ndarray((10**12,)): not callable
+        (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _HUGE + b"\x85U\x01b\x87R.", "numpy pickles ask for"),
+        (b"c__builtin__\nbytearray\n" + _HUGE + b"\x85R.", "bytearray is only allowed"),
+        (b"cnumpy.core.multiarray\n_reconstruct\nc__builtin__\nset\nK\x00\x85U\x01b\x87R.", "only allowed for numpy.ndarray"),
+    ],
+)
+def test_allowed_callables_cannot_reserve_huge_memory(tmp_path, body, problem):
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(b"\x80\x02" + body)
+    with pytest.raises(MMTalkerError, match="not a readable pickle") as err:
+        load_pickle(path)
+    assert problem in str(err.value)
+
+
 def test_truncated_and_garbage(tmp_path):
     data = pickle.dumps(SAMPLE, protocol=2)
     for cut in (1, len(data) // 2, len(data) - 1):

@@ -5,7 +5,8 @@ unpickler here admits only what is needed for numpy arrays and plain containers:
 that rebuild arrays, dtypes and scalars (under both the ``numpy.core`` and the NumPy 2 ``numpy._core``
 module names), ``set``/``frozenset``/``complex``/``bytearray``/``OrderedDict``, and ``_codecs.encode``
 restricted to latin-1 (how protocol 0-2 pickles written by Python 3 store bytes). Anything else is refused
-before it is imported. Python 2 pickles (FLAME's files) load with ``encoding="latin1"``, as numpy requires.
+before it is imported. The admitted callables are wrapped so that a file cannot make them reserve memory
+of any size it likes (``ndarray((10**12,))``, ``bytearray(10**12)``); arrays are only as large as their data. Python 2 pickles (FLAME's files) load with ``encoding="latin1"``, as numpy requires.
 """
 
 from __future__ import annotations
@@ -38,19 +39,40 @@ def _latin1_encode(text, encoding="latin1", errors="strict"):
     return codecs.encode(text, "latin1", errors)
 
 
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` in a pickle: it may only be the subtype handed to ``_reconstruct``,
+    never called (``ndarray(shape)`` would reserve memory of any size the file asks for)."""
+
+
+def _reconstruct(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` as numpy pickles use it: an empty ndarray that BUILD then fills."""
+    if subtype is not _NdarrayToken:
+        raise pickle.UnpicklingError("_reconstruct is only allowed for numpy.ndarray")
+    if int(np.prod(shape)) != 0:
+        raise pickle.UnpicklingError(f"_reconstruct asks for an array of shape {shape}; numpy pickles ask for (0,)")
+    return _multiarray._reconstruct(np.ndarray, shape, dtype)
+
+
+def _bytearray(source=b"", *args):
+    """``bytearray`` from bytes or a string only: ``bytearray(10**12)`` would allocate what the file asks."""
+    if not isinstance(source, (bytes, bytearray, str)):
+        raise pickle.UnpicklingError(f"bytearray is only allowed from bytes or a string, not {type(source).__name__}")
+    return bytearray(source, *args)
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NdarrayToken,
         ("numpy", "dtype"): np.dtype,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): bytearray,
+        ("builtins", "bytearray"): _bytearray,
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("_codecs", "encode"): _latin1_encode,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = _multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _reconstruct
         allowed[(f"{package}.multiarray", "scalar")] = _multiarray.scalar
         allowed[(f"{package}.numeric", "_frombuffer")] = _numeric._frombuffer
     return allowed
