@@ -204,3 +204,21 @@ def test_espeak_accents_variants_and_pitch():
 
 def test_phone_duration():
     assert Phone("a", 0.25, 0.5).duration == 0.25
+
+
+def _speak_bytes(args):
+    text, voice = args
+    return synthesize(text, voice).audio.tobytes()
+
+
+@pytest.mark.synth
+def test_forked_workers_give_the_same_bytes():
+    """The generator synthesises in forked processes: a child must reload Piper (its onnxruntime
+    threads do not survive a fork) and start espeak-ng from a fresh state, and match the parent."""
+    import multiprocessing as mp
+
+    jobs = [(BOB, _engine_voice("espeak")), (BOB, _engine_voice("piper"))]
+    here = [_speak_bytes(job) for job in jobs]  # loads both engines in this process first
+    with mp.get_context("fork").Pool(1) as pool:
+        there = pool.map(_speak_bytes, jobs)
+    assert there == here

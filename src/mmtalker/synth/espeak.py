@@ -80,7 +80,11 @@ def _fresh_library():
         old.espeak_Terminate()  # frees its buffers before the code is unloaded
         _ctypes.dlclose(old._handle)
         _STATE.clear()
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    try:
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    except OSError as err:
+        raise MMTalkerError(espeakng_loader.get_library_path(), f"cannot load espeak-ng: {err}",
+                            "reinstall espeakng-loader") from err
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]

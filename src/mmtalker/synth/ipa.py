@@ -47,8 +47,9 @@ _UNITS = {
     "r": "ɹ", "ʍ": "w", "ɫ": "l", "x": "k", "g": "ɡ",
 }
 _MAX_UNIT = max(len(u) for u in _UNITS)
-JOINABLE = frozenset(u for u in _UNITS if len(u) > 1)
-"""Two-character units that Piper spells as two tokens and that count as one phone (``o`` + ``ʊ``)."""
+JOINABLE = frozenset(DIPHTHONGS + ("tʃ", "dʒ"))
+"""Two-character phones that Piper spells as two tokens (``o`` + ``ʊ``): its en-us output uses these
+letter pairs for nothing else."""
 
 
 def parse(symbol: str) -> tuple[list[str], int]:

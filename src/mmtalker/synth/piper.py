@@ -40,11 +40,12 @@ _CACHE: dict = {}
 def load_voice():
     """The Piper voice with alignment output, loaded once per process (about 1 s).
 
-    onnxruntime uses ``OMP_NUM_THREADS`` threads when that is set (its default otherwise).
+    A process forked after the load loads its own copy: an onnxruntime session's thread pool does not
+    survive a fork. onnxruntime uses ``OMP_NUM_THREADS`` threads when that is set (its default otherwise).
     """
     with _LOCK:
-        if "voice" not in _CACHE:
-            _CACHE["voice"] = _load()
+        if _CACHE.get("pid") != os.getpid():
+            _CACHE.update(voice=_load(), pid=os.getpid())
         return _CACHE["voice"]
 
 
@@ -78,6 +79,8 @@ def speak(text: str, voice: Voice) -> tuple[np.ndarray, int, list[Segment]]:
     """Synthesise ``text``; returns audio (N,) float32, the sample rate and the phone segments."""
     from piper import SynthesisConfig
 
+    if voice.name != VOICE_NAME:
+        raise MMTalkerError(f"Piper voice {voice.name!r}", "is not installed", f"the Piper voice here is {VOICE_NAME!r}")
     piper_voice = load_voice()
     config = SynthesisConfig(length_scale=1.0 / voice.rate, noise_scale=0.0, noise_w_scale=0.0,
                              normalize_audio=False)
@@ -176,7 +179,8 @@ def _resolve_spaces(tokens: list[list], audio: np.ndarray, offset: int) -> list[
             middle = a + (b - a) // 2
             spans[i - 1][2], spans[i + 1][1] = middle, middle
             spans[i][1] = spans[i][2] = middle
-    return [[s, a + offset, b + offset, "space" if k == "space" else k] for s, a, b, k in spans if b > a or k == "space"]
+    # a split space stays as an empty "space" token: it still separates two words
+    return [[s, a + offset, b + offset, k] for s, a, b, k in spans if b > a or k == "space"]
 
 
 def _words(tokens: list[list], text: str) -> list[Segment]:
@@ -197,7 +201,7 @@ def _words(tokens: list[list], text: str) -> list[Segment]:
         if b <= a:
             continue
         if kind == "phone":
-            segments.append(Segment(sym, a, b, starts[g] if g < len(starts) else g))
+            segments.append(Segment(sym, a, b, starts[g]))
         else:
             segments.append(Segment(ipa.PAUSE, a, b, -1))
     return segments
