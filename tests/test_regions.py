@@ -79,6 +79,9 @@ def test_weight_masks_thresholded(tmp_path):
     assert load_region(tmp_path / "w.txt").indices.tolist() == [1, 2, 4]
     with pytest.raises(MMTalkerError, match="no vertex has weight"):
         load_region(tmp_path / "w.npy", threshold=1.5)
+    assert len(load_region(tmp_path / "w.npy", num_vertices=6)) == 3
+    with pytest.raises(MMTalkerError, match="mask of 6 entries for a mesh of 7 vertices"):
+        load_region(tmp_path / "w.npy", num_vertices=7)
 
 
 def test_integer_zero_one_arrays_are_masks(tmp_path):

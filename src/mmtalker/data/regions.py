@@ -114,7 +114,7 @@ def _read_raw(path: Path) -> dict[str, object] | object:
 # ------------------------------------------------------------------------------------------ validation
 
 
-def _as_indices(what: str, values, threshold: float) -> tuple[np.ndarray, int]:
+def _as_indices(what: str, values, threshold: float, num_vertices: int | None) -> tuple[np.ndarray, int]:
     """Turn one stored array into ``(sorted unique indices, duplicates)``; masks are thresholded."""
     try:
         arr = np.asarray(values)
@@ -128,12 +128,12 @@ def _as_indices(what: str, values, threshold: float) -> tuple[np.ndarray, int]:
         raise MMTalkerError(what, "the region is empty")
     if arr.dtype.kind == "b" or (arr.dtype.kind in "iu" and arr.size > 2 and np.isin(arr, (0, 1)).all()):
         # booleans, or 0/1 integers: more than two entries of only 0 and 1 cannot be a useful index list
-        return _from_mask(what, arr.astype(np.float64), 0.5)
+        return _from_mask(what, arr.astype(np.float64), 0.5, num_vertices)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise MMTalkerError(what, "holds NaN or infinite values")
         if arr.min() >= 0 and arr.max() <= 1:
-            return _from_mask(what, arr, threshold)
+            return _from_mask(what, arr, threshold, num_vertices)
         if not np.all(arr == np.round(arr)):
             bad = arr[arr != np.round(arr)][0]
             raise MMTalkerError(what, f"non-integer vertex index {bad:g}", "weight masks must lie in [0, 1]")
@@ -148,7 +148,12 @@ def _as_indices(what: str, values, threshold: float) -> tuple[np.ndarray, int]:
     return unique, int(arr.size - unique.size)
 
 
-def _from_mask(what: str, weights: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+def _from_mask(what: str, weights: np.ndarray, threshold: float, num_vertices: int | None) -> tuple[np.ndarray, int]:
+    if num_vertices is not None and len(weights) != num_vertices:
+        raise MMTalkerError(
+            what, f"a per-vertex mask of {len(weights)} entries for a mesh of {num_vertices} vertices",
+            "is this region file for another topology?",
+        )
     indices = np.flatnonzero(weights >= threshold).astype(np.int64)
     if indices.size == 0:
         raise MMTalkerError(what, f"no vertex has weight >= {threshold:g} in this mask", "lower the threshold")
@@ -156,7 +161,7 @@ def _from_mask(what: str, weights: np.ndarray, threshold: float) -> tuple[np.nda
 
 
 def _make_region(name: str, source: str, values, threshold: float, num_vertices: int | None) -> Region:
-    indices, duplicates = _as_indices(source, values, threshold)
+    indices, duplicates = _as_indices(source, values, threshold, num_vertices)
     if num_vertices is not None and indices[-1] >= num_vertices:
         raise MMTalkerError(
             source, f"vertex index {int(indices[-1])} is out of range for a mesh of {num_vertices} vertices",
