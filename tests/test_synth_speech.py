@@ -222,3 +222,18 @@ def test_forked_workers_give_the_same_bytes():
     with mp.get_context("fork").Pool(1) as pool:
         there = pool.map(_speak_bytes, jobs)
     assert there == here
+
+
+@pytest.mark.synth
+def test_both_engines_give_the_same_phones_and_words():
+    """Piper phonemizes with espeak-ng's en-us rules, so after normalisation the two engines should
+    agree on (symbol, word) almost everywhere (espeak-ng may swallow a dark l into its vowel)."""
+    import difflib
+
+    _engine_voice("espeak")  # skips without espeak-ng
+    piper_voice = _engine_voice("piper")
+    espeak_voice = Voice("espeak", "en-us")  # Piper's rules are en-us: compare with the plain en-us voice
+    for text in ("Phoebe moved the heavy piano to Boston on Friday.", "Why did your father buy four blue boats?"):
+        ours = [(p.symbol, p.word) for p in synthesize(text, espeak_voice).phones if p.symbol != ipa.PAUSE]
+        theirs = [(p.symbol, p.word) for p in synthesize(text, piper_voice).phones if p.symbol != ipa.PAUSE]
+        assert difflib.SequenceMatcher(a=ours, b=theirs).ratio() >= 0.95, (ours, theirs)
