@@ -87,7 +87,8 @@ def test_piper_pads_go_to_the_next_token_and_marks_merge():
     ids = ["^", "_", "b", "_", "ˈ", "_", "o", "_", "ʊ", "_", "ː", "_", " ", "_", "?", "_", "$"]
     counts = [256, 256, 256, 512, 256, 256, 512, 0, 256, 256, 256, 0, 256, 256, 512, 0, 256]
     tokens = piper._merge(piper._attach_pads(ids, counts))
-    assert tokens == [["^", 256, "pause"], ["b", 512, "phone"], ["ˈoʊː", 512 + 256 + 256 + 512 + 256 + 256 + 256, "phone"],
+    # ˈ (pad + mark) + o (pad + o) + ʊ + ː (pad + mark) make one stressed phone
+    assert tokens == [["^", 256, "pause"], ["b", 512, "phone"], ["ˈoʊː", 768 + 768 + 256 + 512, "phone"],
                       [" ", 256, "space"], ["?", 768, "pause"], ["$", 256, "pause"]]
     assert ipa.parse(tokens[2][0]) == (["oʊ"], 1)
 

@@ -80,7 +80,8 @@ def speak(text: str, voice: Voice) -> tuple[np.ndarray, int, list[Segment]]:
     from piper import SynthesisConfig
 
     if voice.name != VOICE_NAME:
-        raise MMTalkerError(f"Piper voice {voice.name!r}", "is not installed", f"the Piper voice here is {VOICE_NAME!r}")
+        raise MMTalkerError(f"Piper voice {voice.name!r}", "is not installed",
+                            f"the Piper voice here is {VOICE_NAME!r}")
     piper_voice = load_voice()
     config = SynthesisConfig(length_scale=1.0 / voice.rate, noise_scale=0.0, noise_w_scale=0.0,
                              normalize_audio=False)
