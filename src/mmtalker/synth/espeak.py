@@ -111,16 +111,22 @@ def speak(text: str, voice: Voice) -> tuple[np.ndarray, int, list[Segment]]:
                                 "use a voice such as en-us, en-gb-x-rp, with a variant such as m3 or f2")
         lib.espeak_SetParameter(PARAM_RATE, int(round(NORMAL_WPM * voice.rate)), 0)
         lib.espeak_SetParameter(PARAM_PITCH, int(voice.pitch), 0)
-        _BUFFER["audio"], _BUFFER["events"] = [], []
-        data = text.encode("utf-8")
-        err = lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
-        lib.espeak_Synchronize()
-        blocks, events = _BUFFER["audio"], _BUFFER["events"]
-        _BUFFER["audio"], _BUFFER["events"] = [], []
+        err, blocks, events = _run(lib, text)
     if err != 0 or not blocks:
         raise MMTalkerError(f"espeak-ng voice {name!r}", f"synthesis failed (error {err}) for {text!r}")
     audio = np.concatenate(blocks).astype(np.float32) / 32768.0
     return audio, sample_rate, _segments(events, text, len(audio))
+
+
+def _run(lib, text: str) -> tuple[int, list[np.ndarray], list[tuple]]:
+    """One synchronous synthesis: (error code, int16 audio blocks, events). Call under :data:`_LOCK`."""
+    _BUFFER["audio"], _BUFFER["events"] = [], []
+    data = text.encode("utf-8")
+    err = lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+    lib.espeak_Synchronize()
+    blocks, events = _BUFFER["audio"], _BUFFER["events"]
+    _BUFFER["audio"], _BUFFER["events"] = [], []
+    return err, blocks, events
 
 
 def _segments(events: list[tuple], text: str, num_samples: int) -> list[Segment]:
@@ -157,11 +163,6 @@ def word_starts(text: str, voice_name: str = "en-us") -> list[int]:
     with _LOCK:
         lib, _ = _fresh_library()
         lib.espeak_SetVoiceByName(voice_name.encode())
-        _BUFFER["audio"], _BUFFER["events"] = [], []
-        data = text.encode("utf-8")
-        lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
-        lib.espeak_Synchronize()
-        events = _BUFFER["events"]
-        _BUFFER["audio"], _BUFFER["events"] = [], []
+        _, _, events = _run(lib, text)
     word_of = word_index_fn(text)
     return [word_of(pos) for kind, pos, _, _ in events if kind == EVENT_WORD]
