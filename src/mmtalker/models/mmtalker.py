@@ -1,0 +1,281 @@
+"""MMTalker: speech-driven 3D facial animation as a continuous displacement field over the face's UV plane.
+
+Reads top to bottom like the pipeline (DESIGN.md):
+
+1. geometry  — a residual GCN over the template mesh graph gives per-vertex features G (B, V, D), pooled by
+   a learned soft assignment into K region tokens (B, K, D);
+2. audio     — frozen speech-encoder features at the mesh frame rate (computed outside, see
+   ``mmtalker.train.data``) are projected and mixed over time (local), plus an utterance embedding (global)
+   and the subject's style embedding;
+3. fusion    — dual cross-attention: frames attend to region tokens (audio→geometry) and region tokens
+   attend to frames, then are read back by every frame (geometry→audio), giving motion features z_t (B, T, D);
+4. regressor — an MLP on [Fourier(u), G(u)] and z_t predicting the 3D displacement of any UV point u per
+   frame. Its first layer is factorised, W_p·[Fourier(u), G(u)] + W_z·z_t, so T frames × P points cost one
+   matrix product per point set plus one per frame.
+
+Training queries points drawn by the non-uniform sampler (``face_idx``, ``bary``, ``uv``); inference
+queries the vertices themselves (``predict_vertices``). Displacements are in the dataset's length unit;
+internally the network predicts them divided by ``motion_scale`` (the training data's displacement std).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
+from mmtalker.mesh.uv import barycentric_interpolate
+from mmtalker.models.blocks import AttentionPool, CrossAttention, FeedForward, FourierFeatures, TemporalConvBlock
+
+UNSEEN_SUBJECT = -1  # subject index meaning "no training subject": the mean style embedding is used
+
+
+@dataclass
+class MMTalkerConfig:
+    """Everything that shapes the network; saved as JSON beside the weights (``config.json``)."""
+
+    subjects: list[str] = field(default_factory=list)  # training subjects, in style-embedding order
+    audio_encoder: str = "whisper-tiny.en"  # spec for mmtalker.audio.encoders.build_audio_encoder
+    audio_dim: int = 384  # width of the encoder's features (whisper-tiny.en: 384)
+    fps: float = 30.0  # mesh frame rate the model was trained at (from the dataset manifest)
+    d_model: int = 128
+    gcn_layers: int = 4
+    num_region_tokens: int = 32
+    heads: int = 4
+    audio_layers: int = 3  # residual temporal convolutions, dilations 1, 2, 4, … (receptive field ±(2^L−1)·2 frames)
+    audio_kernel: int = 5
+    fusion_layers: int = 1  # dual cross-attention blocks
+    fourier_frequencies: int = 6  # up to 2^5 π: ~1/64 of the UV square, finer than a lip
+    regressor_hidden: int = 128  # width of the factorised first layer
+    regressor_layers: list[int] = field(default_factory=lambda: [64])  # further hidden widths before the 3-D output
+    dropout: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------------- geometry
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals. vertices (…, V, 3), faces (F, 3) -> (…, V, 3)."""
+    a, b, c = (vertices[..., faces[:, i], :] for i in range(3))
+    face_n = torch.cross(b - a, c - a, dim=-1)  # (…, F, 3), length = 2·area
+    normals = torch.zeros_like(vertices)
+    for i in range(3):
+        normals = normals.index_add(-2, faces[:, i], face_n)
+    return F.normalize(normals, dim=-1, eps=1e-12)
+
+
+class GeometryEncoder(nn.Module):
+    """Residual GCN over the mesh graph, then soft pooling into region tokens.
+
+    Input: templates (B, V, 3) in the dataset's unit; per-vertex input features are
+    [normalised xyz, normal, vertex UV] (8 channels). Output: G (B, V, D), tokens (B, K, D).
+    """
+
+    def __init__(self, config: MMTalkerConfig, faces: torch.Tensor, vertex_uv: torch.Tensor, template: torch.Tensor):
+        super().__init__()
+        d = config.d_model
+        self.register_buffer("adjacency", mesh_adjacency(faces, template.shape[0]).coalesce(), persistent=False)
+        center = template.mean(0)
+        self.register_buffer("center", center, persistent=False)
+        self.register_buffer("scale", (template - center).norm(dim=-1).max().clamp_min(1e-12), persistent=False)
+        self.gcn = ResidualGCN(8, d, d, config.gcn_layers)
+        self.assign = nn.Linear(d, config.num_region_tokens)
+
+    def forward(self, templates: torch.Tensor, faces: torch.Tensor, vertex_uv: torch.Tensor):
+        B, V, _ = templates.shape
+        xyz = (templates - self.center) / self.scale
+        x = torch.cat([xyz, vertex_normals(templates, faces), vertex_uv.expand(B, V, 2)], dim=-1)  # (B, V, 8)
+        g = self.gcn(x, self.adjacency)  # (B, V, D)
+        assign = torch.softmax(self.assign(g), dim=1)  # (B, V, K): each token a soft region of the mesh
+        tokens = torch.einsum("bvk,bvd->bkd", assign, g)  # weights over V sum to 1
+        return g, tokens
+
+
+# ------------------------------------------------------------------------------------------------------ audio
+class AudioEncoderHead(nn.Module):
+    """Frozen speech features (B, T, C) at the mesh fps -> per-frame audio features (B, T, D).
+
+    local: projection + dilated residual temporal convolutions; global: attention-pooled utterance
+    embedding added back to every frame; style: the subject's learned embedding added to every frame.
+    """
+
+    def __init__(self, config: MMTalkerConfig):
+        super().__init__()
+        d = config.d_model
+        self.proj = nn.Sequential(nn.LayerNorm(config.audio_dim), nn.Linear(config.audio_dim, d))
+        self.local = nn.ModuleList(
+            TemporalConvBlock(d, config.audio_kernel, dilation=2**i, dropout=config.dropout) for i in range(config.audio_layers)
+        )
+        self.pool = AttentionPool(d)
+        self.style = nn.Embedding(max(len(config.subjects), 1), d)
+        nn.init.normal_(self.style.weight, std=0.02)
+
+    def style_vectors(self, subject: torch.Tensor) -> torch.Tensor:
+        """subject (B,) long, UNSEEN_SUBJECT for the mean style -> (B, D)."""
+        mean = self.style.weight.mean(0, keepdim=True).expand(subject.shape[0], -1)
+        known = self.style(subject.clamp_min(0))
+        return torch.where((subject >= 0).unsqueeze(-1), known, mean)
+
+    def forward(self, audio: torch.Tensor, subject: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.proj(audio)  # (B, T, D)
+        for block in self.local:
+            h = block(h, mask)
+        return h + self.pool(h, mask).unsqueeze(1) + self.style_vectors(subject).unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------------------------------- fusion
+class DualCrossAttention(nn.Module):
+    """z_t = h_t + A2G(h_t; tokens) + G2A(h_t; tokens + Attn(tokens; h)), then a feed-forward layer.
+
+    A2G: each frame reads the region tokens (which parts of the face this sound moves).
+    G2A: each region token first reads the whole utterance, then every frame reads these updated tokens.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.a2g = CrossAttention(dim, heads, dropout)
+        self.g2a = CrossAttention(dim, heads, dropout)
+        self.readback = CrossAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, dropout=dropout)
+
+    def forward(self, h: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        audio_to_geometry = self.a2g(h, tokens)  # (B, T, D)
+        tokens_in_context = tokens + self.g2a(tokens, h, mask)  # (B, K, D)
+        geometry_to_audio = self.readback(h, tokens_in_context)  # (B, T, D)
+        return self.ff(h + audio_to_geometry + geometry_to_audio)
+
+
+# -------------------------------------------------------------------------------------------------- regressor
+class DisplacementRegressor(nn.Module):
+    """d(u, t) = MLP(GELU(W_p·p(u) + W_z·z_t + b)) with p(u) = [Fourier(u), G(u)]; output in motion units.
+
+    ``point_part`` (B, P, H) and ``frame_part`` (B, T, H) are computed separately and broadcast-added,
+    which equals the first layer of an MLP on the concatenation [p(u), z_t] (tested).
+    """
+
+    def __init__(self, point_dim: int, frame_dim: int, hidden: int, layers: list[int]):
+        super().__init__()
+        self.point_in = nn.Linear(point_dim, hidden)
+        self.frame_in = nn.Linear(frame_dim, hidden, bias=False)
+        widths = [hidden, *layers]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], 3)
+        nn.init.zeros_(self.out.weight)  # start from "no motion": a calm, stable beginning
+        nn.init.zeros_(self.out.bias)
+
+    def point_part(self, point_features: torch.Tensor) -> torch.Tensor:
+        return self.point_in(point_features)  # (B, P, H)
+
+    def frame_part(self, z: torch.Tensor) -> torch.Tensor:
+        return self.frame_in(z)  # (B, T, H)
+
+    def head(self, pre: torch.Tensor) -> torch.Tensor:
+        """pre-activation (…, H) -> displacement (…, 3)."""
+        h = F.gelu(pre)
+        for layer in self.hidden:
+            h = F.gelu(layer(h))
+        return self.out(h)
+
+    def forward(self, point_part: torch.Tensor, frame_part: torch.Tensor) -> torch.Tensor:
+        """point_part (B, P, H), frame_part (B, T, H) -> (B, T, P, 3)."""
+        return self.head(frame_part.unsqueeze(2) + point_part.unsqueeze(1))
+
+
+# ------------------------------------------------------------------------------------------------------ model
+class MMTalker(nn.Module):
+    """The full model. Mesh facts travel with it as buffers, so a checkpoint needs nothing else.
+
+    Args:
+        config: network sizes and the training subjects.
+        faces: (F, 3) long, the topology's triangles.
+        vertex_uv: (V, 2) float in [0, 1]², one UV per vertex (``UVMap.vertex_uv``).
+        template: (V, 3) float, the neutral template (dataset unit), used when no other is given.
+        subject_templates: (S, V, 3) float, the training subjects' templates in ``config.subjects`` order.
+        motion_scale: std of training displacements (dataset unit); outputs are scaled by it.
+    """
+
+    def __init__(self, config: MMTalkerConfig, faces, vertex_uv, template, subject_templates=None, motion_scale=1.0):
+        super().__init__()
+        self.config = config
+        faces = torch.as_tensor(faces, dtype=torch.long)
+        template = torch.as_tensor(template, dtype=torch.float32)
+        vertex_uv = torch.as_tensor(vertex_uv, dtype=torch.float32)
+        if subject_templates is None:
+            subject_templates = template.expand(max(len(config.subjects), 1), -1, -1)
+        self.register_buffer("faces", faces)
+        self.register_buffer("vertex_uv", vertex_uv)
+        self.register_buffer("template", template)
+        self.register_buffer("subject_templates", torch.as_tensor(subject_templates, dtype=torch.float32).clone())
+        self.register_buffer("motion_scale", torch.tensor(float(motion_scale)))
+
+        d = config.d_model
+        self.geometry = GeometryEncoder(config, faces, vertex_uv, template)
+        self.audio = AudioEncoderHead(config)
+        self.fusion = nn.ModuleList(DualCrossAttention(d, config.heads, config.dropout) for _ in range(config.fusion_layers))
+        self.fourier = FourierFeatures(config.fourier_frequencies)
+        self.regressor = DisplacementRegressor(self.fourier.out_dim + d, d, config.regressor_hidden, config.regressor_layers)
+
+    @property
+    def num_vertices(self) -> int:
+        return self.template.shape[0]
+
+    def subject_index(self, name: str | None) -> int:
+        """Style index of a training subject; None or an unknown name gives UNSEEN_SUBJECT (mean style)."""
+        return self.config.subjects.index(name) if name in self.config.subjects else UNSEEN_SUBJECT
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def encode_geometry(self, templates: torch.Tensor):
+        """templates (B, V, 3) -> per-vertex features G (B, V, D), region tokens (B, K, D)."""
+        return self.geometry(templates, self.faces, self.vertex_uv)
+
+    def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
+        """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
+        h = self.audio(audio, subject, mask)
+        for block in self.fusion:
+            h = block(h, tokens, mask)
+        return h
+
+    def point_features(self, g: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """[Fourier(u), G(u)] at UV points: g (B, V, D), face_idx (P,), bary (P, 3), uv (P, 2) -> (B, P, Cp)."""
+        g_at = barycentric_interpolate(g, self.faces, face_idx, bary)  # (B, P, D)
+        return torch.cat([self.fourier(uv).expand(g.shape[0], -1, -1), g_at], dim=-1)
+
+    def vertex_features(self, g: torch.Tensor) -> torch.Tensor:
+        """[Fourier(u_v), G_v] at the vertices: g (B, V, D) -> (B, V, Cp)."""
+        return torch.cat([self.fourier(self.vertex_uv).expand(g.shape[0], -1, -1), g], dim=-1)
+
+    # -- entry points --------------------------------------------------------------------------------------
+    def forward(self, audio, subject, templates, face_idx, bary, uv, mask=None) -> torch.Tensor:
+        """Training path: displacement at sampled UV points.
+
+        audio (B, T, C) encoder features at the mesh fps; subject (B,) long; templates (B, V, 3);
+        face_idx (P,), bary (P, 3), uv (P, 2) from the sampler; mask (B, T) True on real frames.
+        Returns (B, T, P, 3) in *motion units* (divide the dataset-unit truth by ``motion_scale``).
+        """
+        g, tokens = self.encode_geometry(templates)
+        z = self.encode_motion(audio, subject, tokens, mask)
+        return self.regressor(self.regressor.point_part(self.point_features(g, face_idx, bary, uv)), self.regressor.frame_part(z))
+
+    @torch.no_grad()
+    def predict_vertices(self, audio, subject, templates=None, mask=None, chunk_frames: int = 32) -> torch.Tensor:
+        """Inference path: per-vertex displacement in the dataset unit.
+
+        audio (B, T, C) encoder features at ``config.fps``; subject (B,) long (UNSEEN_SUBJECT for the mean
+        style); templates (B, V, 3) or None (the subject's training template, else the neutral one).
+        Returns displacements (B, T, V, 3); add the template to get vertex positions. Frames are decoded
+        ``chunk_frames`` at a time, so memory stays at B × chunk × V × H.
+        """
+        if templates is None:
+            templates = self.templates_for(subject)
+        g, tokens = self.encode_geometry(templates)
+        z = self.encode_motion(audio, subject, tokens, mask)
+        point_part = self.regressor.point_part(self.vertex_features(g))  # (B, V, H), once per mesh
+        frame_part = self.regressor.frame_part(z)  # (B, T, H)
+        out = [self.regressor(point_part, frame_part[:, s : s + chunk_frames]) for s in range(0, z.shape[1], chunk_frames)]
+        return torch.cat(out, dim=1) * self.motion_scale
+
+    def templates_for(self, subject: torch.Tensor) -> torch.Tensor:
+        """subject (B,) -> templates (B, V, 3): the training template of a known subject, else the neutral one."""
+        known = self.subject_templates[subject.clamp_min(0)]
+        return torch.where((subject >= 0).view(-1, 1, 1), known, self.template.expand_as(known))

@@ -1,0 +1,213 @@
+"""Checkpoints as safetensors weights plus a JSON config: no pickled code anywhere.
+
+A checkpoint is a folder:
+
+- ``model.safetensors``: every parameter and buffer of the model, mesh facts included (faces, vertex UVs,
+  neutral and subject templates, motion scale), so loading needs nothing else;
+- ``config.json``: ``{"format": "mmtalker-checkpoint", "version": 1, "model_class": "MMTalker",
+  "model": MMTalkerConfig, "weights_sha256": …, "extras": {...}}``; extras hold the training config,
+  the dataset's name/fps/units, the epoch and validation metrics;
+- for resuming, optionally ``training_state.safetensors`` + ``training_state.json`` (optimizer moments,
+  step, epoch, RNG states).
+
+Every file is written to a temporary name and moved into place with ``os.replace`` (atomic), weights
+first and config last; the config's SHA-256 of the weights catches truncated or mismatched files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmtalker.errors import MMTalkerError
+from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
+from mmtalker.train.config import build_dataclass
+
+FORMAT = "mmtalker-checkpoint"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "training_state.safetensors"
+STATE_META = "training_state.json"
+
+
+# ------------------------------------------------------------------------------------------------ file helpers
+def _atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) then move tmp_path onto path atomically."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+# ----------------------------------------------------------------------------------------------- model files
+def save_checkpoint(directory: str | Path, model: MMTalker, extras: dict | None = None) -> Path:
+    """Write model.safetensors and config.json into ``directory`` (created if needed). Returns the folder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS
+    _atomic_write(weights, lambda p: save_file(_contiguous(model.state_dict()), str(p), metadata={"format": FORMAT}))
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_class": type(model).__name__,
+        "model": _config_dict(model.config),
+        "weights_sha256": _sha256(weights),
+        "extras": extras or {},
+    }
+    _write_json(directory / CONFIG, config)
+    return directory
+
+
+def _config_dict(config: MMTalkerConfig) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(config)
+
+
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """config.json of a checkpoint folder, checked for format and version."""
+    directory = Path(directory)
+    path = directory / CONFIG
+    if not directory.is_dir():
+        raise MMTalkerError(directory, "checkpoint folder not found", "pass the folder holding model.safetensors and config.json")
+    if not path.is_file():
+        raise MMTalkerError(directory, f"no {CONFIG} in this folder: not an mmtalker checkpoint")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MMTalkerError(path, f"not valid JSON ({exc})", "the file is truncated or damaged") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise MMTalkerError(path, "not an mmtalker checkpoint config (no 'format': 'mmtalker-checkpoint')")
+    if config.get("version") != VERSION:
+        raise MMTalkerError(path, f"checkpoint format version {config.get('version')!r}; this mmtalker reads version {VERSION}")
+    if config.get("model_class") != MMTalker.__name__:
+        raise MMTalkerError(path, f"checkpoint of model {config.get('model_class')!r}, not {MMTalker.__name__}")
+    return config
+
+
+def _read_weights(directory: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
+    path = directory / WEIGHTS
+    if not path.is_file():
+        raise MMTalkerError(directory, f"no {WEIGHTS} in this checkpoint folder")
+    if expected_sha is not None and _sha256(path) != expected_sha:
+        raise MMTalkerError(path, "weights do not match config.json (checksum differs)", "the file is truncated, damaged or from another run")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MMTalkerError(path, f"cannot read the weights ({exc})", "the file is truncated or damaged") from None
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild a trained model from a checkpoint folder.
+
+    Returns (model in eval mode on ``device``, MMTalkerConfig, extras dict). Raises MMTalkerError when the
+    folder is not an MMTalker checkpoint, its files are truncated, or weights and config disagree.
+    """
+    directory = Path(directory)
+    meta = read_checkpoint_config(directory)
+    config = build_dataclass(MMTalkerConfig, meta.get("model", {}), f"{directory / CONFIG}: model")
+    state = _read_weights(directory, meta.get("weights_sha256"))
+    needed = ["faces", "vertex_uv", "template", "subject_templates", "motion_scale"]
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise MMTalkerError(directory / WEIGHTS, f"weights lack the mesh buffers {', '.join(missing)}: not an MMTalker checkpoint")
+    try:
+        model = MMTalker(config, state["faces"], state["vertex_uv"], state["template"], state["subject_templates"], state["motion_scale"].item())
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches between config and weights
+        raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({exc})".splitlines()[0]) from None
+    if result.missing_keys or result.unexpected_keys:
+        raise MMTalkerError(
+            directory,
+            f"weights and config.json disagree: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}",
+        )
+    return model.to(device).eval(), config, meta.get("extras", {})
+
+
+# -------------------------------------------------------------------------------------------- training state
+def _flatten_optimizer(name: str, state_dict: dict, tensors: dict) -> dict:
+    """Move an optimizer state_dict's tensors into ``tensors``; return the JSON-able rest."""
+    state = {}
+    for idx, entries in state_dict["state"].items():
+        state[str(idx)] = {}
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{name}.{idx}.{key}"] = value
+                state[str(idx)][key] = {"tensor": f"{name}.{idx}.{key}"}
+            else:
+                state[str(idx)][key] = value
+    return {"state": state, "param_groups": state_dict["param_groups"]}
+
+
+def _unflatten_optimizer(meta: dict, tensors: dict) -> dict:
+    state = {}
+    for idx, entries in meta["state"].items():
+        state[int(idx)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v for k, v in entries.items()}
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_state(directory: str | Path, optimizers: dict, modules: dict, counters: dict, rng: np.random.Generator) -> None:
+    """Everything ``--resume`` needs besides the model: optimizer moments, extra modules (the sampler),
+    counters (epoch, step, best score, history) and RNG states."""
+    directory = Path(directory)
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    meta = {"format": FORMAT, "counters": counters, "numpy_rng": rng.bit_generator.state, "optimizers": {}, "modules": []}
+    for name, opt in optimizers.items():
+        meta["optimizers"][name] = _flatten_optimizer(f"optim.{name}", opt.state_dict(), tensors)
+    for name, module in modules.items():
+        meta["modules"].append(name)
+        tensors.update({f"module.{name}.{k}": v for k, v in module.state_dict().items()})
+    _atomic_write(directory / STATE, lambda p: save_file(_contiguous(tensors), str(p)))
+    meta["sha256"] = _sha256(directory / STATE)
+    _write_json(directory / STATE_META, meta)
+
+
+def load_training_state(directory: str | Path, optimizers: dict, modules: dict, rng: np.random.Generator) -> dict:
+    """Restore what ``save_training_state`` wrote; returns the counters."""
+    directory = Path(directory)
+    meta_path = directory / STATE_META
+    if not meta_path.is_file():
+        raise MMTalkerError(directory, "no training state to resume from", "this checkpoint was not saved for resuming; start a new run")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MMTalkerError(meta_path, f"not valid JSON ({exc})") from None
+    path = directory / STATE
+    if not path.is_file() or _sha256(path) != meta.get("sha256"):
+        raise MMTalkerError(path, "training state is missing, truncated or does not match its JSON")
+    tensors = load_file(str(path))
+    for name, opt in optimizers.items():
+        opt.load_state_dict(_unflatten_optimizer(meta["optimizers"][name], tensors))
+    for name, module in modules.items():
+        prefix = f"module.{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    torch.set_rng_state(tensors["rng.torch"])
+    rng.bit_generator.state = meta["numpy_rng"]
+    return meta["counters"]

@@ -1,0 +1,181 @@
+"""Training configuration: YAML files mapped onto dataclasses, checked key by key and type by type.
+
+A config file has the sections ``data``, ``model`` (``MMTalkerConfig``), ``loss`` (``LossWeights``),
+``sampler``, ``augment`` and ``optim``. A file may start with ``base: other.yaml`` (relative to itself);
+it then holds only what differs, merged section by section over its base. Unknown keys and values of the
+wrong type raise ``MMTalkerError`` naming the file and the key. Dataset facts (fps, vertex count, regions,
+splits) are not configured here: they come from the dataset's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mmtalker.audio.augment import AugmentConfig
+from mmtalker.errors import MMTalkerError
+from mmtalker.models.mmtalker import MMTalkerConfig
+from mmtalker.train.losses import LossWeights
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/synth"  # dataset folder (relative paths: to the working directory)
+    preset: str | None = None  # community layout preset (vocaset, biwi, multiface); None: the folder's manifest
+    fps: float | None = None  # train at this frame rate; None: the manifest's fps
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    cache_dir: str | None = None  # audio-feature cache; None: $MMTALKER_HOME/features
+    augment_variants: int = 3  # augmented copies of each training clip's audio, besides the clean one
+    window_frames: int = 64  # training crops (frames); whole clips are used when shorter
+    val_max_clips: int = 16  # validation each epoch scores at most this many clips (the test at the end: all)
+    preload_max_gb: float = 4.0  # keep all training displacements in memory when they fit in this
+
+
+@dataclass
+class SamplerConfig:
+    points: int = 512  # UV points per training step
+    uniform_mix: float = 0.25  # share of uniform samples so no region starves
+    learnable: bool = True  # train the per-triangle logits to lower the loss estimate's variance
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 200  # an epoch = one random window from each training clip
+    max_minutes: float | None = None  # stop (after the current epoch's validation) when this much time has passed
+    batch_size: int = 8
+    lr: float = 1e-3
+    sampler_lr: float = 1e-2
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05  # cosine decay to lr·min_lr_ratio at the last epoch
+    grad_clip: float = 1.0
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    select_metric: str = "mve"  # validation metric that picks the best checkpoint: mve, lve, eve or loss
+    device: str = "auto"  # auto: cuda when available, else cpu
+
+
+@dataclass
+class TrainingConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: MMTalkerConfig = field(default_factory=MMTalkerConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ strict building
+def _type_ok(value, hint) -> tuple[bool, object]:
+    """Check ``value`` against a type hint; returns (ok, value converted where harmless: int -> float)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, conv = _type_ok(value, arg)
+            if ok:
+                return True, conv
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is typing.Any:
+        return True, value
+    if origin is list:
+        (inner,) = typing.get_args(hint) or (typing.Any,)
+        if not isinstance(value, list):
+            return False, value
+        items = [_type_ok(v, inner) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        inner = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(inner) != len(value):
+            return False, value
+        items = [_type_ok(v, h) for v, h in zip(value, inner)]
+        return all(ok for ok, _ in items), tuple(v for _, v in items)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict), value
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def build_dataclass(cls, data: dict, where: str):
+    """Build dataclass ``cls`` from a dict; unknown keys and wrong types raise MMTalkerError naming ``where``."""
+    if not isinstance(data, dict):
+        raise MMTalkerError(where, f"expected a mapping of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise MMTalkerError(where, f"unknown setting(s) {', '.join(unknown)}", f"known: {', '.join(sorted(names))}")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = build_dataclass(hint, value, f"{where}: {key}")
+            continue
+        ok, conv = _type_ok(value, hint)
+        if not ok:
+            raise MMTalkerError(where, f"setting '{key}' must be of type {_hint_name(hint)}, got {value!r}")
+        values[key] = conv
+    return cls(**values)
+
+
+def _hint_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+# ------------------------------------------------------------------------------------------------ YAML files
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise MMTalkerError(path, "config file not found", "see configs/ for the shipped ones")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MMTalkerError(path, f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MMTalkerError(path, "a config file must be a mapping of sections (data, model, loss, …)")
+    return data
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_dict(path: str | Path, _seen: tuple = ()) -> dict:
+    """The merged settings of a YAML file and its ``base:`` chain (a plain dict)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise MMTalkerError(path, "config files include each other through 'base:' in a loop")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise MMTalkerError(path, "'base' must be a file name")
+    return _merge(read_config_dict(path.parent / base, (*_seen, path)), data)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainingConfig:
+    """Read a training config (with its bases) and apply ``overrides`` ({section: {key: value}})."""
+    data = _merge(read_config_dict(path), overrides or {})
+    return build_dataclass(TrainingConfig, data, str(path))

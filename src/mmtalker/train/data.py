@@ -1,0 +1,202 @@
+"""Training data: audio features cached on disk, clips held as displacements, random training windows.
+
+Speech-encoder features are the slow part of a step, and the encoder is frozen, so each clip's features
+are computed once per (clip audio, encoder, fps, augmentation variant) and kept as ``.npy`` files in a
+cache folder. Variant 0 is the clean audio; variants 1.. are augmented with ``mmtalker.audio.augment``
+(fixed seeds, so a cache entry never goes stale). A speed change stretches the clip by a factor s: the
+variant then has round(T·s) frames, and its frame t' shows the motion at original frame t'/s (linear
+interpolation in time, done per window in ``ClipSet.batch``).
+
+Shapes: ``T`` frames, ``V`` vertices, ``C`` feature width, ``W`` window length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmtalker.audio.augment import AugmentConfig, augment
+from mmtalker.audio.encoders import features_at_fps
+from mmtalker.errors import MMTalkerError
+from mmtalker.progress import progress
+
+CACHE_VERSION = 1  # bump when the way features are computed changes
+
+
+# ------------------------------------------------------------------------------------------- feature cache
+class FeatureCache:
+    """Encoder features of whole clips as ``<root>/<hash>.npy`` (float16, (T, C)); writes are atomic."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(**parts) -> str:
+        return hashlib.sha1(json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.root / f"{key}.npy"
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path)
+        except (ValueError, OSError):  # a damaged entry is recomputed, never trusted
+            return None
+
+    def put(self, key: str, features: np.ndarray) -> None:
+        path = self.root / f"{key}.npy"
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.save(f, features.astype(np.float16))
+        os.replace(tmp, path)
+
+
+def encode_clip(encoder, audio: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
+    """(N,) 16 kHz audio -> (num_frames, C) float32 features at ``fps`` (frozen encoder, no gradients)."""
+    with torch.no_grad():
+        feats = encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])  # (1, Ta, C)
+        return features_at_fps(feats, encoder.rate, fps, num_frames)[0].numpy()
+
+
+# -------------------------------------------------------------------------------------------------- clips
+@dataclass
+class Variant:
+    """One version of a clip's audio: features (T', C) at the mesh fps and its time-stretch factor."""
+
+    features: np.ndarray
+    stretch: float
+
+
+@dataclass
+class Clip:
+    """A training/validation clip. ``displacement()`` gives (T, V, 3) = vertices − subject template."""
+
+    key: str
+    subject: str
+    subject_index: int  # style index, or -1 (UNSEEN_SUBJECT) for subjects absent from training
+    template: np.ndarray  # (V, 3)
+    sequence: object  # mmtalker.data Sequence (vertices() at the training fps)
+    variants: list[Variant] = field(default_factory=list)
+    _disp: np.ndarray | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.variants[0].features.shape[0]
+
+    def displacement(self) -> np.ndarray:
+        if self._disp is not None:
+            return self._disp
+        verts = np.asarray(self.sequence.vertices(), dtype=np.float32)
+        return verts - self.template
+
+    def preload(self) -> None:
+        self._disp = np.ascontiguousarray(self.displacement())
+
+
+def _variant_features(seq, encoder, encoder_spec: str, fps: float, variant: int, aug: AugmentConfig, cache: FeatureCache):
+    """Features of one clip variant (from the cache or computed now)."""
+    audio = seq.audio()
+    num_frames = seq.num_frames
+    digest = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
+    key = cache.key(audio=digest, encoder=encoder_spec, fps=fps, frames=num_frames, variant=variant, augment=repr(aug) if variant else None)
+    stretch = 1.0
+    if variant:
+        rng = np.random.default_rng([variant, int(digest[:8], 16)])
+        result = augment(audio, rng, aug)
+        audio, stretch = result.audio, result.stretch
+    feats = cache.get(key)
+    frames = max(1, round(num_frames * stretch))
+    if feats is None or feats.shape[0] != frames:
+        feats = encode_clip(encoder, audio, fps, frames)
+        cache.put(key, feats)
+    return Variant(features=np.asarray(feats, dtype=np.float16), stretch=stretch)
+
+
+def load_clips(dataset, sequences, subjects: list[str], encoder, encoder_spec: str, fps: float, *, variants: int,
+               augment_config: AugmentConfig, cache: FeatureCache, desc: str) -> list[Clip]:
+    """Build Clips for ``sequences`` with ``variants`` augmented versions each (plus the clean one)."""
+    clips = []
+    templates: dict[str, np.ndarray] = {}
+    for seq in progress(sequences, desc=desc, unit="clip"):
+        if seq.subject not in templates:
+            templates[seq.subject] = np.asarray(dataset.template(seq.subject), dtype=np.float32)
+        clip = Clip(
+            key=seq.key, subject=seq.subject, subject_index=subjects.index(seq.subject) if seq.subject in subjects else -1,
+            template=templates[seq.subject], sequence=seq,
+        )
+        clip.variants = [_variant_features(seq, encoder, encoder_spec, fps, v, augment_config, cache) for v in range(variants + 1)]
+        clips.append(clip)
+    return clips
+
+
+def motion_scale(clips: list[Clip], max_clips: int = 64) -> float:
+    """RMS of displacement coordinates over (up to ``max_clips``) clips: the model's output unit."""
+    total, count = 0.0, 0
+    for clip in clips[:max_clips]:
+        d = clip.displacement()
+        total += float(np.square(d, dtype=np.float64).sum())
+        count += d.size
+    scale = (total / max(count, 1)) ** 0.5
+    if not np.isfinite(scale) or scale <= 0:
+        raise MMTalkerError("training data", "the faces do not move (all displacements are zero)", "check the dataset's vertices and templates")
+    return scale
+
+
+# ------------------------------------------------------------------------------------------------ batches
+def frames_at(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of x (T, …) at fractional frame positions (W,), clamped to [0, T-1]."""
+    pos = np.clip(positions, 0.0, x.shape[0] - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, x.shape[0] - 1)
+    w = (pos - i0).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
+    return x[i0] * (1 - w) + x[i1] * w
+
+
+@dataclass
+class Batch:
+    """A batch of windows. audio (B, W, C); disp (B, W, U, 3) displacements at ``vertex_ids`` (U,) (all
+    vertices when None); mask (B, W) True on real frames; subject (B,) long; templates (B, V, 3)."""
+
+    audio: torch.Tensor
+    disp: torch.Tensor
+    mask: torch.Tensor
+    subject: torch.Tensor
+    templates: torch.Tensor
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.disp, self.mask, self.subject, self.templates)))
+
+
+def make_batch(clips: list[Clip], rng: np.random.Generator, window: int, vertex_ids: np.ndarray | None = None) -> Batch:
+    """Random windows (≤ ``window`` frames) of random augmentation variants of ``clips``, zero-padded."""
+    lengths, items = [], []
+    for clip in clips:
+        var = clip.variants[rng.integers(len(clip.variants))]
+        T = var.features.shape[0]
+        start = int(rng.integers(0, T - window + 1)) if T > window else 0
+        frames = np.arange(start, min(T, start + window))
+        disp = clip.displacement()
+        if vertex_ids is not None:
+            disp = disp[:, vertex_ids]
+        target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
+        items.append((var.features[frames], target))
+        lengths.append(len(frames))
+    W = max(lengths)
+    B, C, U = len(clips), items[0][0].shape[1], items[0][1].shape[1]
+    audio = np.zeros((B, W, C), np.float32)
+    disp = np.zeros((B, W, U, 3), np.float32)
+    mask = np.zeros((B, W), bool)
+    for b, ((f, d), n) in enumerate(zip(items, lengths)):
+        audio[b, :n], disp[b, :n], mask[b, :n] = f, d, True
+    return Batch(
+        audio=torch.from_numpy(audio), disp=torch.from_numpy(disp), mask=torch.from_numpy(mask),
+        subject=torch.tensor([c.subject_index for c in clips], dtype=torch.long),
+        templates=torch.from_numpy(np.stack([c.template for c in clips])),
+    )

@@ -1,0 +1,392 @@
+"""The MMTalker training loop: plain PyTorch, DDP when launched by torchrun, nothing hidden.
+
+One call, :func:`train`, goes through these steps:
+
+1. set up the process group (``torchrun`` sets WORLD_SIZE > 1: gloo on CPU, nccl on GPU), device, seeds;
+2. open the dataset, parameterize its topology in UV, cache the audio features of every clip (clean and
+   augmented variants);
+3. build the model (mesh facts and the motion scale inside), the non-uniform sampler, AdamW;
+4. per step: draw P UV points, a batch of random windows, predict the points' displacements, minimise the
+   importance-weighted reconstruction + velocity loss (and the sampler's variance objective);
+5. per epoch: dense validation at the vertices (LVE/EVE/MVE), save ``last/`` (with the training state for
+   ``--resume``) and, when the selected metric improves, ``best/``; redraw ``curves.png``;
+6. at the end: score the test split with the best weights into ``results.json``.
+
+The run folder holds ``best/``, ``last/``, ``curves.png``, ``history.jsonl``, ``results.json`` and
+``training_config.json``. An epoch is one random window from each training clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from mmtalker.audio.augment import AugmentConfig
+from mmtalker.audio.encoders import build_audio_encoder
+from mmtalker.data.dataset import open_dataset
+from mmtalker.errors import MMTalkerError
+from mmtalker.eval.metrics import MetricAccumulator
+from mmtalker.mesh.sampling import NonUniformSampler, variance_loss
+from mmtalker.mesh.uv import parameterize
+from mmtalker.models.mmtalker import MMTalker
+from mmtalker.paths import cache_dir
+from mmtalker.progress import progress
+from mmtalker.train import checkpoint as ckpt
+from mmtalker.train.config import TrainingConfig
+from mmtalker.train.curves import plot_curves
+from mmtalker.train.data import FeatureCache, load_clips, make_batch, motion_scale
+from mmtalker.train.losses import (
+    point_errors,
+    reconstruction_loss,
+    region_point_weight,
+    velocity_loss,
+    vertex_region_weight,
+)
+
+
+PLOT_EVERY_S = 30.0  # redraw curves.png at most this often (and after the last epoch)
+
+
+# ---------------------------------------------------------------------------------------------- environment
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
+    """Process group from torchrun's environment (if any) and this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise MMTalkerError(f"device {device_pref!r}", "CUDA is not available on this machine", "use --device cpu")
+    device = torch.device(f"cuda:{info.local_rank}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info, device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to write into a non-empty folder unless resuming or told to overwrite (nothing is deleted)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise MMTalkerError(run_dir, "exists and is not a folder")
+    busy = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume and not (run_dir / "last" / ckpt.STATE_META).is_file():
+        raise MMTalkerError(run_dir, "has no checkpoint to resume from (last/training_state.json)")
+    if busy and not (resume or overwrite):
+        raise MMTalkerError(run_dir, "run folder exists and is not empty", "pass --resume to continue it or --overwrite to write over it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def lr_factor(progress_fraction: float, step: int, warmup_steps: int, min_ratio: float) -> float:
+    """1. linear warmup over ``warmup_steps``; 2. cosine decay from 1 to ``min_ratio`` as progress goes 0 → 1."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    p = min(max(progress_fraction, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+# ------------------------------------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class Setup:
+    """What the steps need, built once: data, model, sampler, optimisers, region weights."""
+
+    dataset: object
+    train_clips: list
+    val_clips: list
+    test_sequences: list
+    model: MMTalker
+    sampler: NonUniformSampler
+    regions: dict
+    vertex_weight: torch.Tensor
+    encoder: object
+    fps: float
+
+
+def _region_indices(dataset, names: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = np.asarray(dataset.region(name), dtype=np.int64)
+        except MMTalkerError:
+            pass  # a dataset without that region: its metric and loss weight are skipped
+    return out
+
+
+def _spread(items: list, count: int) -> list:
+    """At most ``count`` items, evenly spread over the list (deterministic)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Setup:
+    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps)
+    train_seqs = dataset.sequences(config.data.train_split)
+    val_seqs = dataset.sequences(config.data.val_split)
+    if not train_seqs:
+        raise MMTalkerError(config.data.path, f"split '{config.data.train_split}' has no sequences")
+    fps = float(train_seqs[0].fps)
+    subjects = sorted({s.subject for s in train_seqs})
+    encoder = build_audio_encoder(config.model.audio_encoder)
+    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim))
+    cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
+    aug = config.augment
+    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=aug, cache=cache)
+    train_clips = load_clips(dataset, train_seqs, subjects, variants=config.data.augment_variants, desc="audio features (train)", **common)
+    val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
+    _maybe_preload(train_clips, config.data.preload_max_gb)
+
+    topology = dataset.topology()
+    uvmap = parameterize(topology)
+    templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
+    model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
+    sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix).to(device)
+
+    lw = config.loss
+    regions = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
+    vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in regions.items() if k in weights}, weights)
+    test_seqs = dataset.sequences(config.data.test_split) if config.data.test_split in dataset.split_names else []
+    return Setup(dataset, train_clips, val_clips, test_seqs, model, sampler, regions, vertex_weight.to(device), encoder, fps)
+
+
+def _maybe_preload(clips: list, max_gb: float) -> None:
+    clip_bytes = sum(c.num_frames * c.template.shape[0] * 12 / max(c.variants[0].stretch, 1e-6) for c in clips)
+    if clip_bytes < max_gb * 2**30:
+        for c in progress(clips, desc="loading motion", unit="clip"):
+            c.preload()
+
+
+# ------------------------------------------------------------------------------------------------- a step
+def training_step(setup: Setup, net, config: TrainingConfig, clips: list, rng: np.random.Generator, gen: torch.Generator, device) -> dict:
+    """One forward/backward pass on a batch of windows; returns the loss terms (floats)."""
+    model, lw = setup.model, config.loss
+    pts = setup.sampler.sample(config.sampler.points, generator=gen)
+    face_idx, bary = pts.face_idx.to(device), pts.bary.to(device=device, dtype=torch.float32)
+    weight = pts.weight.to(device=device, dtype=torch.float32)
+    if not config.sampler.learnable:
+        weight = weight.detach()
+    corners = model.faces[face_idx]  # (P, 3)
+    ids, inverse = torch.unique(corners, return_inverse=True)
+    batch = make_batch(clips, rng, config.data.window_frames, ids.cpu().numpy()).to(device)
+    target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
+    region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
+
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        pred = net(batch.audio, batch.subject, batch.templates, face_idx, bary, pts.uv.to(device=device, dtype=torch.float32), batch.mask)
+    pred = pred.float()
+    recon = reconstruction_loss(pred, target, weight, batch.mask, region_w)
+    vel = velocity_loss(pred, target, weight, batch.mask, region_w)
+    per_point = (point_errors(pred, target, region_w) * batch.mask.unsqueeze(-1)).sum((0, 1)) / batch.mask.sum()
+    var = variance_loss(weight, per_point) if weight.requires_grad else pred.new_zeros(())
+    loss = lw.reconstruction * recon + lw.velocity * vel + lw.sampler * var
+    loss.backward()
+    return {"loss": loss.item(), "recon": recon.item(), "velocity": vel.item(), "sampler_var": var.item()}
+
+
+# ---------------------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def evaluate_clips(model: MMTalker, clips: list, regions: dict, device, *, desc: str) -> dict:
+    """Dense prediction at the vertices of whole clips (clean audio); protocol metrics in the dataset unit.
+
+    ``regions`` maps ``lips``, ``eyes``, ``upper`` to vertex indices (absent: that metric is skipped).
+    Also ``loss``: mean squared vertex error in motion units (what the reconstruction loss estimates).
+    """
+    model.eval()
+    acc = MetricAccumulator(regions.get("lips"), regions.get("eyes"), regions.get("upper"))
+    sq_sum, count = 0.0, 0
+    for clip in progress(clips, desc=desc, unit="clip"):
+        audio = torch.from_numpy(clip.variants[0].features.astype(np.float32))[None].to(device)
+        subject = torch.tensor([clip.subject_index], device=device)
+        template = torch.from_numpy(clip.template)[None].to(device)
+        disp = model.predict_vertices(audio, subject, template)[0].float().cpu().numpy()  # (T, V, 3)
+        truth = clip.displacement()
+        n = min(len(disp), len(truth))
+        acc.add(disp[:n] + clip.template, truth[:n] + clip.template, clip.template)
+        sq_sum += float(np.square(disp[:n] - truth[:n], dtype=np.float64).sum(-1).mean()) * n
+        count += n
+    out = acc.result()
+    out["loss"] = sq_sum / max(count, 1) / float(model.motion_scale) ** 2
+    model.train()
+    return out
+
+
+def metric_regions(regions: dict, loss_cfg) -> dict:
+    """The dataset's regions under the names evaluate_clips uses (lips, eyes, upper)."""
+    names = {"lips": loss_cfg.lip_region, "eyes": loss_cfg.eye_region, "upper": "upper_face"}
+    return {key: regions[name] for key, name in names.items() if name in regions}
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train MMTalker as ``config`` says into ``run_dir``; returns the final results (rank 0)."""
+    run_dir = Path(run_dir)
+    info, device = setup_distributed(config.optim.device)
+    if info.main:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    seed_everything(config.optim.seed + info.rank, config.optim.deterministic)
+    rng = np.random.default_rng(config.optim.seed + info.rank)
+    gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000 + info.rank)
+
+    setup = build_setup(config, device, info)
+    model, sampler = setup.model, setup.sampler
+    net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    optimizers = {"model": opt}
+    if config.sampler.learnable and any(p.requires_grad for p in sampler.parameters()):
+        optimizers["sampler"] = torch.optim.Adam(sampler.parameters(), lr=config.optim.sampler_lr)
+    counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0}
+    if resume:
+        state = ckpt.load_checkpoint(run_dir / "last", device)[0].state_dict()
+        model.load_state_dict(state)
+        counters = ckpt.load_training_state(run_dir / "last", optimizers, {"sampler": sampler}, rng)
+    if info.main:
+        (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    regions = metric_regions(setup.regions, config.loss)
+    per_rank = math.ceil(len(setup.train_clips) / info.world)
+    steps_per_epoch = max(1, math.ceil(per_rank / config.optim.batch_size))
+    total_steps = steps_per_epoch * config.optim.epochs
+    budget_s = None if config.optim.max_minutes is None else config.optim.max_minutes * 60
+    start = time.monotonic() - counters["elapsed_s"]
+    my_clips = setup.train_clips[info.rank :: info.world]
+    last_plot = -math.inf
+
+    while counters["epoch"] < config.optim.epochs:
+        epoch = counters["epoch"]
+        order = rng.permutation(len(my_clips))
+        sums: dict[str, float] = {}
+        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", leave=False) if info.main else range(steps_per_epoch)
+        for i in bar:
+            elapsed = time.monotonic() - start
+            frac = max(counters["step"] / total_steps, elapsed / budget_s if budget_s else 0.0)
+            for o in optimizers.values():
+                for group in o.param_groups:
+                    base = config.optim.sampler_lr if o is optimizers.get("sampler") else config.optim.lr
+                    group["lr"] = base * lr_factor(frac, counters["step"], config.optim.warmup_steps, config.optim.min_lr_ratio)
+            idx = order[(i * config.optim.batch_size) % len(order) :][: config.optim.batch_size]
+            if len(idx) < min(config.optim.batch_size, len(order)):
+                idx = np.concatenate([idx, order[: config.optim.batch_size - len(idx)]])
+            for o in optimizers.values():
+                o.zero_grad(set_to_none=True)
+            terms = training_step(setup, net, config, [my_clips[j] for j in idx], rng, gen, device)
+            if info.world > 1:
+                _average_grads(sampler)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            for o in optimizers.values():
+                o.step()
+            counters["step"] += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if info.main and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{terms['loss']:.4f}")
+            if budget_s and _time_up(start, budget_s, info):
+                break
+        counters["epoch"] = epoch + 1
+        counters["elapsed_s"] = time.monotonic() - start
+        stop = bool(budget_s) and _time_up(start, budget_s, info)
+        if info.main:
+            last = stop or counters["epoch"] == config.optim.epochs
+            plot = last or time.monotonic() - last_plot > PLOT_EVERY_S
+            last_plot = time.monotonic() if plot else last_plot
+            _end_of_epoch(config, setup, run_dir, counters, {k: v / max(i + 1, 1) for k, v in sums.items()}, optimizers, rng, regions, device, plot)
+        if info.world > 1:
+            dist.barrier()
+        if stop:
+            break
+
+    results = _finish(config, setup, run_dir, counters, regions, device) if info.main else {}
+    if info.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return results
+
+
+def _time_up(start: float, budget_s: float, info: Dist) -> bool:
+    """Whether the time budget is spent, agreed by all ranks (rank 0's clock decides)."""
+    flag = torch.tensor([float(time.monotonic() - start > budget_s)])
+    if info.world > 1:
+        dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def _average_grads(module: torch.nn.Module) -> None:
+    """Average gradients over ranks for a module DDP does not wrap (the sampler)."""
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
+def _extras(config: TrainingConfig, setup: Setup, counters: dict, metrics: dict) -> dict:
+    m = setup.dataset.manifest
+    return {
+        "training": config.to_dict(),
+        "dataset": {"name": m.name, "path": str(config.data.path), "fps": setup.fps, "units": m.units, "num_vertices": setup.model.num_vertices},
+        "epoch": counters["epoch"],
+        "step": counters["step"],
+        "metrics": metrics,
+    }
+
+
+def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rng, regions, device, plot: bool) -> None:
+    """Validate, log, keep last and best checkpoints, redraw the curves."""
+    val = evaluate_clips(setup.model, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
+    key = config.optim.select_metric
+    score = val.get(key, train_terms.get("loss"))
+    record = {"epoch": counters["epoch"], "step": counters["step"], "elapsed_s": round(counters["elapsed_s"], 1),
+              "train": train_terms, "val": {k: v for k, v in val.items() if isinstance(v, float)}}
+    counters["history"].append(record)
+    improved = counters["best"] is None or score < counters["best"]["score"]
+    if improved:
+        counters["best"] = {"score": score, "metric": key, "epoch": counters["epoch"]}
+        ckpt.save_checkpoint(run_dir / "best", setup.model, _extras(config, setup, counters, record["val"]))
+    ckpt.save_checkpoint(run_dir / "last", setup.model, _extras(config, setup, counters, record["val"]))
+    ckpt.save_training_state(run_dir / "last", optimizers, {"sampler": setup.sampler}, counters, rng)
+    with open(run_dir / "history.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if plot:
+        plot_curves(counters["history"], run_dir / "curves.png")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in record["val"].items() if k in ("loss", "mve", "lve", "eve"))
+    print(f"epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; val {shown}{' (best)' if improved else ''}", flush=True)
+
+
+def _finish(config, setup, run_dir, counters, regions, device) -> dict:
+    """Score the test split with the best weights; write results.json."""
+    best, _, extras = ckpt.load_checkpoint(run_dir / "best", device)
+    results = {"best_epoch": counters["best"]["epoch"] if counters["best"] else None, "epochs": counters["epoch"],
+               "steps": counters["step"], "train_minutes": round(counters["elapsed_s"] / 60, 2), "val": extras.get("metrics", {})}
+    if setup.test_sequences:
+        enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(),
+                   cache=FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features"))
+        test_clips = load_clips(setup.dataset, setup.test_sequences, best.config.subjects, variants=0, desc="audio features (test)", **enc)
+        results["test"] = evaluate_clips(best, test_clips, regions, device, desc="test")
+    extra = getattr(setup.dataset.manifest, "extra", None) or {}
+    if "oracle_floor" in extra:
+        results["oracle_floor"] = extra["oracle_floor"]
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,153 @@
+"""Training: config files, a tiny run on fake data through the CLI (loss falls, files appear), resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fake_talk import write_fake_dataset
+from mmtalker.cli import main
+from mmtalker.errors import MMTalkerError
+from mmtalker.train.config import load_config, read_config_dict
+from mmtalker.train.loop import lr_factor
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED = ["mmtalker_synth", "mmtalker_vocaset", "mmtalker_biwi", "mmtalker_multiface"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_load(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.model.d_model > 0 and config.optim.epochs > 0
+    assert config.augment.speed_range[0] < 1 < config.augment.speed_range[1]
+
+
+@pytest.mark.parametrize("name", SHIPPED[1:])
+def test_override_files_hold_only_what_differs(name):
+    base = read_config_dict(CONFIGS / "mmtalker_synth.yaml")
+    own = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    assert own.pop("base") == "mmtalker_synth.yaml"
+    for section, values in own.items():
+        for key, value in values.items():
+            assert key in base[section], f"{name}: {section}.{key} is not a known setting"
+            assert base[section][key] != value, f"{name}: {section}.{key} repeats the base value"
+
+
+def test_unknown_keys_and_wrong_types_fail_loudly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: %s\noptim:\n  epoch: 3\n" % (CONFIGS / "mmtalker_synth.yaml"))
+    with pytest.raises(MMTalkerError, match="unknown setting.*epoch"):
+        load_config(bad)
+    bad.write_text("optim:\n  epochs: many\n")
+    with pytest.raises(MMTalkerError, match="epochs"):
+        load_config(bad)
+    bad.write_text("optim:\n  lr: true\n")
+    with pytest.raises(MMTalkerError, match="lr"):
+        load_config(bad)
+    bad.write_text("modle:\n  d_model: 3\n")
+    with pytest.raises(MMTalkerError, match="modle"):
+        load_config(bad)
+    bad.write_text("base: bad.yaml\n")
+    with pytest.raises(MMTalkerError, match="loop"):
+        load_config(bad)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_factor(0.0, 0, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(0.0, 9, 10, 0.1) == pytest.approx(1.0)
+    assert lr_factor(0.5, 50, 10, 0.1) == pytest.approx(0.55)
+    assert lr_factor(1.0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(2.0, 200, 10, 0.1) == pytest.approx(0.1)
+
+
+TINY = {
+    "data": {"augment_variants": 1, "window_frames": 20},
+    "model": {"audio_encoder": "logmel", "d_model": 32, "gcn_layers": 2, "num_region_tokens": 8, "heads": 2,
+              "regressor_hidden": 32, "regressor_layers": [16]},
+    "sampler": {"points": 64},
+    "optim": {"epochs": 40, "max_minutes": None, "batch_size": 4, "lr": 0.01, "warmup_steps": 5, "select_metric": "loss"},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Train 40 epochs (80 steps) on the fake dataset through `mmtalker train`."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_fake_dataset(root / "data", clips_per_subject=5)
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
+                                      **{**TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}}))
+    out = root / "run"
+    code = main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "1"])
+    assert code == 0
+    return root, config, data, out
+
+
+def _history(out):
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_training_lowers_the_loss(tiny_run):
+    _, _, _, out = tiny_run
+    history = _history(out)
+    assert len(history) == 40
+    val = [r["val"]["loss"] for r in history]
+    train = [r["train"]["recon"] for r in history]
+    assert min(val) < 0.75 * val[0], val
+    assert np.mean(train[-5:]) < 0.75 * np.mean(train[:5]), train
+    assert all(np.isfinite(v) for v in val)
+
+
+def test_run_folder_holds_checkpoints_curves_and_results(tiny_run):
+    _, _, _, out = tiny_run
+    for name in ["best/model.safetensors", "best/config.json", "last/model.safetensors", "last/config.json",
+                 "last/training_state.safetensors", "last/training_state.json", "curves.png", "results.json",
+                 "training_config.json"]:
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((out / "results.json").read_text())
+    assert {"lve", "eve", "mve", "fdd"} <= set(results["test"])
+    assert results["oracle_floor"] == {"lve": 0.0}
+    best = json.loads((out / "best" / "config.json").read_text())
+    assert best["model"]["subjects"] == ["s01", "s02"] and best["model"]["fps"] == 25.0
+    assert best["extras"]["epoch"] == results["best_epoch"]
+
+
+def test_best_checkpoint_reproduces_its_validation_score(tiny_run):
+    from mmtalker.train.checkpoint import load_checkpoint
+
+    model, config, extras = load_checkpoint(tiny_run[3] / "best")
+    assert config.audio_encoder == "logmel" and extras["dataset"]["fps"] == 25.0
+    history = _history(tiny_run[3])
+    best = min(history, key=lambda r: r["val"]["loss"])
+    assert extras["metrics"]["loss"] == pytest.approx(best["val"]["loss"])
+
+
+def test_sampler_logits_moved(tiny_run):
+    import torch
+    from safetensors.torch import load_file
+
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.mesh.sampling import NonUniformSampler
+    from mmtalker.mesh.uv import parameterize
+
+    trained = load_file(str(tiny_run[3] / "last" / "training_state.safetensors"))["module.sampler.logits"]
+    initial = NonUniformSampler(parameterize(open_dataset(tiny_run[2]).topology())).logits.detach()
+    assert trained.shape == initial.shape
+    moved = (trained - trained.mean()) - (initial - initial.mean())  # softmax ignores a constant shift
+    assert moved.abs().max() > 1e-3
+    assert torch.isfinite(trained).all()
+
+
+def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):
+    root, config, data, out = tiny_run
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out)]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--resume", "--epochs", "42"]) == 0
+    history = _history(out)
+    assert [r["epoch"] for r in history][-3:] == [40, 41, 42]
+    assert history[-1]["step"] == 84
