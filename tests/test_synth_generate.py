@@ -1,0 +1,196 @@
+"""The synthetic benchmark end to end on the tiny preset: the physics of the written motion, its error floor,
+the files and their determinism, and the ``mmtalker data`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from mmtalker.audio.io import SAMPLE_RATE
+from mmtalker.errors import MMTalkerError
+
+speech = pytest.importorskip("mmtalker.synth.speech")
+if "espeak" not in speech.available_engines():
+    pytest.skip("the optional speech engines are not installed (pip install '.[synth]')", allow_module_level=True)
+
+from mmtalker.cli import main  # noqa: E402
+from mmtalker.data.dataset import open_dataset  # noqa: E402
+from mmtalker.eval.metrics import MetricAccumulator, eve, lve  # noqa: E402
+from mmtalker.synth import eyes  # noqa: E402
+from mmtalker.synth.generate import LANDMARKS_REGION, SPLITS, generate, load_preset  # noqa: E402
+from mmtalker.synth.rig import FaceRig  # noqa: E402
+from mmtalker.synth.visemes import kind_of  # noqa: E402
+
+pytestmark = pytest.mark.synth
+
+SEED = 5
+FPS = 30.0
+CLOSED_GAP = 0.001  # m: lips shut (sensor noise is 0.15 mm per coordinate)
+OPEN_GAP = 0.004  # m: mouth visibly open
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(out, preset="tiny", seed=SEED, fps=FPS, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ds(tiny):
+    return open_dataset(tiny)
+
+
+@pytest.fixture(scope="module")
+def rigs(ds, tiny):
+    faces = ds.topology().faces
+    landmarks = np.loadtxt(tiny / "regions" / f"{LANDMARKS_REGION}.txt", delimiter=",", dtype=np.int64)
+    return {s: FaceRig(ds.template(s), faces, landmarks) for s in ds.subjects}
+
+
+def centre_frame(p: dict, num_frames: int) -> int:
+    return min(num_frames - 1, int(round(0.5 * (p["start"] + p["end"]) * FPS)))
+
+
+def test_layout_splits_and_manifest(ds, tiny):
+    sizes = load_preset("tiny")
+    m = ds.manifest
+    assert m.fps == FPS and set(m.splits) == set(SPLITS)
+    seen = sizes["seen_subjects"]
+    per_split = {s: ds.sequences(s) for s in SPLITS}
+    assert len(per_split["train"]) == seen * sizes["sentences"]["train"]
+    assert len(per_split["val"]) == seen * sizes["sentences"]["val"]
+    assert len(per_split["test"]) == seen * sizes["sentences"]["test"]
+    assert len(per_split["test_unseen_subjects"]) == sizes["unseen_subjects"] * sizes["sentences"]["test"]
+    subjects = {s: {q.subject for q in per_split[s]} for s in SPLITS}
+    sentences = {s: {q.sentence for q in per_split[s]} for s in SPLITS}
+    assert not subjects["test_unseen_subjects"] & subjects["train"]
+    assert not sentences["train"] & sentences["val"] and not sentences["train"] & sentences["test"]
+    assert sentences["test_unseen_subjects"] == sentences["test"]
+    for region in ("lips", "eye_region", "upper_face", "forehead"):
+        assert ds.region(region).size > 10
+    landmarks = np.loadtxt(tiny / "regions" / f"{LANDMARKS_REGION}.txt", delimiter=",", dtype=np.int64)
+    assert landmarks.shape == (68,) and landmarks.max() < m.num_vertices
+    for name, info in m.extra["subjects"].items():
+        assert set(info["style"]) >= {"amplitude", "timing_offset", "anticipation", "smoothness"}
+    for q in per_split["train"]:
+        phones = q.alignment()
+        assert phones[0]["start"] == 0.0 and phones[0]["symbol"] == "_" and phones[-1]["symbol"] == "_"
+        assert all(abs(a["end"] - b["start"]) < 1e-9 for a, b in zip(phones, phones[1:]))
+
+
+def test_audio_and_motion_durations_agree_within_a_frame(ds):
+    for q in ds.sequences():
+        audio, verts = q.audio(), q.vertices()
+        assert abs(audio.size / SAMPLE_RATE - verts.shape[0] / FPS) <= 1.0 / FPS, q.key
+        assert q.oracle().shape == verts.shape
+        assert abs(q.alignment()[-1]["end"] - audio.size / SAMPLE_RATE) < 1e-3
+
+
+def test_lips_close_on_bilabials_and_open_on_open_vowels(ds, rigs):
+    closed = opened = 0
+    for q in ds.sequences():
+        verts, phones = q.vertices(), q.alignment()
+        gap = rigs[q.subject].inner_lip_gap(verts)
+        for p in phones:
+            k = centre_frame(p, len(gap))
+            kind = kind_of(p["symbol"])
+            if kind == "bilabial":
+                assert gap[k] < CLOSED_GAP, f"{q.key}: /{p['symbol']}/ at {p['start']:.3f}s, lip gap {gap[k] * 1e3:.2f} mm"
+                closed += 1
+            elif kind == "open_vowel":
+                assert gap[k] > OPEN_GAP, f"{q.key}: /{p['symbol']}/ at {p['start']:.3f}s, lip gap {gap[k] * 1e3:.2f} mm"
+                opened += 1
+        # silence at both ends: the mouth at rest, not open
+        assert gap[0] < OPEN_GAP and gap[-1] < OPEN_GAP
+    assert closed >= 5 and opened >= 5  # the checks did run
+
+
+def test_blink_frames_move_the_eyelids(ds, rigs):
+    blinks = ds.manifest.extra["blinks"]
+    styles = {s: i["style"] for s, i in ds.manifest.extra["subjects"].items()}
+    seen = 0
+    for q in ds.sequences():
+        lids = rigs[q.subject].eyelid_gap(q.vertices()).mean(axis=1)  # (T,)
+        rest = float(rigs[q.subject].eyelid_gap(ds.template(q.subject)[None]).mean())
+        duration = styles[q.subject]["blink_duration"]
+        t = np.arange(len(lids)) / FPS
+        for start in blinks[q.key]:
+            k = int(round((start + eyes.CLOSE_SHARE * duration) * FPS))
+            if k < len(lids):
+                assert lids[k] < 0.4 * rest, f"{q.key}: blink at {start:.2f}s leaves the lids {lids[k] / rest:.0%} open"
+                seen += 1
+        far = np.all(np.abs(t[:, None] - (np.array(blinks[q.key]) + duration / 2)[None, :]) > duration, axis=1) \
+            if blinks[q.key] else np.ones(len(t), bool)
+        assert np.all(lids[far] > 0.8 * rest), q.key
+    assert seen >= 1
+
+
+def test_oracle_floor_is_positive_below_baselines_and_recorded(ds):
+    floor = ds.manifest.extra["oracle_floor"]
+    static = ds.manifest.extra["static_baseline"]
+    lips, eye, upper = ds.region("lips"), ds.region("eye_region"), ds.region("upper_face")
+    for split in ("test", "test_unseen_subjects"):
+        acc = MetricAccumulator(lip_idx=lips, eye_idx=eye, upper_idx=upper)
+        for q in ds.sequences(split):
+            truth, oracle = q.vertices(), q.oracle()
+            acc.add(oracle, truth, ds.template(q.subject))
+            # a late oracle (3 frames) is worse: the floor rewards timing
+            late = np.concatenate([oracle[:1].repeat(3, 0), oracle[:-3]])
+            assert lve(late, truth, lips) > lve(oracle, truth, lips), q.key
+        got = acc.result()
+        for key in ("lve", "eve", "mve", "fdd"):
+            assert_close(floor[split][key], got[key], rtol=1e-5, atol=1e-12, what=f"{split} {key}")
+        assert floor[split]["units"]["lve"] == "m^2"
+        for key in ("lve", "eve", "mve"):
+            assert 0 < floor[split][key] < static[split][key], (split, key)
+    noise = ds.manifest.extra["noise_sd"]["value"]
+    assert floor["test"]["mve"] > noise  # at least the noise's mean norm (≈ 1.6 sd) is irreducible
+
+
+def test_noise_on_the_oracle_only_hurts(ds):
+    """The oracle is the best guess: the same guess with noise added scores worse on lips and eyes."""
+    q = ds.sequences("test")[0]
+    truth, oracle = q.vertices(), q.oracle()
+    noisy = oracle + 0.0005 * np.random.default_rng(0).standard_normal(oracle.shape).astype(np.float32)
+    lips, eye = ds.region("lips"), ds.region("eye_region")
+    assert 0 < lve(oracle, truth, lips) < lve(noisy, truth, lips)
+    assert 0 < eve(oracle, truth, eye) < eve(noisy, truth, eye)
+
+
+def test_same_seed_same_bytes(tiny, tmp_path):
+    again = tmp_path / "again"
+    generate(again, preset="tiny", seed=SEED, fps=FPS, workers=1)
+    files = sorted(p.relative_to(tiny) for p in tiny.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (tiny / rel).read_bytes() == (again / rel).read_bytes(), rel
+    assert len(files) > 20
+
+
+def test_cli_synth_refuses_a_non_empty_folder_and_preview(tiny, tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tiny), "--preset", "tiny", "--quiet"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--preset", "huge", "--quiet"]) == 1
+    png = tmp_path / "sheet.png"
+    try:
+        code = main(["data", "preview", str(tiny), "--out", str(png), "--frames", "6"])
+    except MMTalkerError as exc:  # pragma: no cover - machines without EGL
+        pytest.skip(f"no offscreen rendering here: {exc}")
+    if code != 0 and "EGL" in capsys.readouterr().err:
+        pytest.skip("no offscreen rendering here")
+    assert code == 0 and png.stat().st_size > 10_000
+    from PIL import Image
+
+    assert Image.open(png).size[0] >= 3 * 200
+    assert main(["data", "preview", str(tiny), "--out", str(png)]) == 1  # no overwrite without --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_blinks_in_manifest_are_json(tiny):
+    data = json.loads((tiny / "manifest.json").read_text())
+    assert set(data["extra"]["blinks"]) == {p.stem for p in (tiny / "vertices_npy").glob("*.npy")}
