@@ -67,6 +67,18 @@ def check_uvmap(mesh, uvmap):
     assert areas.min() > 0 and areas.argmax() == 0, "charts have area; chart 0 is the largest"
 
 
+def assert_charts_apart(uvmap):
+    """Computed maps pack charts side by side: their bounding boxes do not overlap."""
+    boxes = []
+    for c in range(uvmap.num_charts):
+        pts = uvmap.uv[np.unique(uvmap.faces_uv[uvmap.face_chart == c])]
+        boxes.append((pts.min(0), pts.max(0)))
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            overlap = np.minimum(boxes[i][1], boxes[j][1]) - np.maximum(boxes[i][0], boxes[j][0])
+            assert (overlap <= 0).any(), f"charts {i} and {j} overlap"
+
+
 # ----------------------------------------------------------------------------------------------- parameterize
 
 
@@ -80,6 +92,7 @@ def test_flame_ply_three_components_mouth_hole(fixtures_dir):
     head_vertices = np.unique(mesh.faces[uvmap.face_chart == 0])
     assert len(head_vertices) > 0.7 * len(mesh.vertices)
     assert uvmap.num_charts >= 3 and len(uvmap.uv) > len(mesh.vertices)
+    assert_charts_apart(uvmap)
     # the mouth (the shorter boundary loop of the head) stays a hole: its UV centre is in no triangle
     edges = np.sort(mesh.faces[uvmap.face_chart == 0][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1)
     uniq, counts = np.unique(edges, axis=0, return_counts=True)
@@ -153,10 +166,24 @@ def test_closed_sphere_is_cut_into_two_disks():
     check_uvmap(mesh, uvmap)
     assert uvmap.num_charts == 2 and uvmap.flipped == 0
     assert len(uvmap.uv) > len(mesh.vertices)  # the cut vertices own two UVs
+    assert_charts_apart(uvmap)
     # no two triangles overlap: random points lie in at most one triangle
     rng = np.random.default_rng(0)
     for p in rng.random((40, 2)):
         assert len(contains(uvmap.uv, uvmap.faces_uv, p, tol=-1e-9)) <= 1
+
+
+def test_two_equal_disks_and_an_unused_vertex():
+    disk, _ = polar_disk(rings=4, sectors=12)
+    v, f = disk.vertices, disk.faces
+    stray = np.array([[2.9, 0.0, 0.0]])  # no face uses it: it takes the UV of the nearest used vertex
+    mesh = Mesh(np.vstack([v, v + [3.0, 0, 0], stray]), np.vstack([f, f + len(v)]))
+    uvmap = parameterize(mesh)
+    check_uvmap(mesh, uvmap)
+    assert uvmap.num_charts == 2 and uvmap.flipped == 0
+    assert_charts_apart(uvmap)
+    nearest = np.argmin(np.linalg.norm(mesh.vertices[:-1] - stray, axis=1))
+    assert_close(uvmap.vertex_uv[-1], uvmap.vertex_uv[nearest], what="stray vertex uv")
 
 
 def test_synthetic_face_if_available():

@@ -86,6 +86,8 @@ class NonUniformSampler(nn.Module):
 
     Attributes:
         logits: (F,) nn.Parameter θ, initialised to log p so that q = p at the start (all weights 1).
+        uniform_mix: ε, a plain float that a schedule may change between steps (e.g. 1.0 for a coarse
+            uniform warm-up, then lower once the logits have learned where the error is).
     """
 
     def __init__(self, uvmap: UVMap, uniform_mix: float = 0.2):
