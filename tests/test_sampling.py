@@ -54,6 +54,11 @@ def test_sample_shapes_and_geometry():
     assert torch.equal(again.face_idx, pts.face_idx) and torch.equal(again.bary, pts.bary)
     q = sampler.face_probabilities()
     assert q.shape == (len(mesh.faces),) and torch.isclose(q.sum(), torch.tensor(1.0))
+    # a schedule may set the mix: ε = 1 samples by area alone whatever the logits
+    with torch.no_grad():
+        sampler.logits.normal_()
+    sampler.uniform_mix = 1.0
+    assert_close(sampler.sample(50).weight.detach().numpy(), np.ones(50), atol=1e-5, what="weights at ε = 1")
     # the buffers are derived from the map, so they stay out of checkpoints
     assert list(sampler.state_dict()) == ["logits"]
 
