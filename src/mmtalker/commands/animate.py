@@ -1,0 +1,124 @@
+"""``mmtalker animate``: speech in, a talking face out (vertex arrays, optionally an mp4 with the speech)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+OUTPUT_SUFFIXES = (".npy", ".npz")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "animate",
+        help="animate a face from speech with a trained checkpoint",
+        description=(
+            "Animate a face mesh from speech with a trained MMTalker checkpoint. Any audio mmtalker reads "
+            "(wav, flac, ogg, mp3; any rate; mono or stereo) and of any length: long audio runs in overlapping "
+            "20 s windows with a crossfade. The output has one frame per 1/fps s at the checkpoint's frame rate: "
+            ".npy holds the vertices (T, V, 3) float32, .npz holds vertices, fps and faces. --template animates "
+            "another face with the checkpoint's topology, or a mesh of another resolution lying on the "
+            "checkpoint's face (e.g. its template subdivided), retargeted through the UV displacement field."
+        ),
+        epilog="example: mmtalker animate --checkpoint runs/synth/best --audio speech.wav --out anim.npz --video talk.mp4",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (model.safetensors + config.json)")
+    p.add_argument("--audio", type=Path, required=True, help="speech file")
+    p.add_argument("--out", type=Path, required=True, help="output .npy or .npz")
+    p.add_argument("--template", type=Path, help="face mesh (OBJ/PLY) to animate (default: the checkpoint's template)")
+    p.add_argument("--style", help="speaking style: a training subject of the checkpoint (default: their mean)")
+    p.add_argument("--video", type=Path, help="also render an mp4 with the speech to this path")
+    p.add_argument("--size", type=int, default=512, help="video width and height in pixels (default 512)")
+    p.add_argument("--window", type=float, default=20.0, help="window length for long audio, seconds (default 20, at most 30)")
+    p.add_argument("--overlap", type=float, default=3.0, help="crossfade between windows, seconds (default 3)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out and --video if they exist")
+    p.set_defaults(func=run)
+
+
+def _check_outputs(args) -> None:
+    if args.out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise MMTalkerError(args.out, f"unsupported output type '{args.out.suffix}'", "use .npy or .npz")
+    if args.video is not None and args.video.suffix.lower() != ".mp4":
+        raise MMTalkerError(args.video, "the video must be an .mp4")
+    for path in (args.out, args.video):
+        if path is not None and path.exists() and not args.overwrite:
+            raise MMTalkerError(path, "already exists", "pass --overwrite to replace it")
+    if args.video is not None and args.video.resolve() == args.out.resolve():
+        raise MMTalkerError(args.video, "is the same file as --out")
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
+
+
+def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Animate into a temporary file next to --out (a memory map for .npy), renamed at the end. Returns
+    (vertices (T, P, 3), faces)."""
+    from mmtalker.progress import progress
+
+    face = talker.prepare_face(args.style, args.template)
+    P = face.num_points
+    tmp = _tmp_name(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix.lower() == ".npy":
+        verts = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(num_frames, P, 3))
+    else:
+        verts = np.empty((num_frames, P, 3), np.float32)
+    try:
+        bar = progress(desc="animate", total=num_frames, unit="frame")
+        for start, block in talker.iter_animate(samples, face=face, num_frames=num_frames,
+                                                window_s=args.window, overlap_s=args.overlap):
+            verts[start : start + len(block)] = block
+            bar.update(len(block))
+        bar.close()
+        if isinstance(verts, np.memmap):
+            verts.flush()
+        else:
+            from mmtalker.render.export import export_npz
+
+            export_npz(tmp, verts, fps=talker.fps, faces=face.faces, overwrite=True)
+        os.replace(tmp, args.out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return verts, face.faces
+
+
+def _render(args, verts: np.ndarray, faces: np.ndarray, samples: np.ndarray, fps: float) -> None:
+    from mmtalker.audio.io import SAMPLE_RATE, save_wav
+    from mmtalker.progress import progress
+    from mmtalker.render.compose import side_by_side_frames
+    from mmtalker.render.video import fit_audio, write_video
+
+    audio_path = args.video.with_name(f".{args.video.stem}.audio{os.getpid()}.wav")
+    save_wav(audio_path, fit_audio(samples, len(verts), fps, SAMPLE_RATE), overwrite=True)
+    try:
+        frames = side_by_side_frames([verts], faces, width=args.size, height=args.size)
+        write_video(args.video, progress(frames, desc="render", total=len(verts), unit="frame"), fps,
+                    audio_path=audio_path, overwrite=args.overwrite)
+    finally:
+        if audio_path.exists():
+            audio_path.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmtalker.inference.api import MMTalker
+
+    _check_outputs(args)
+    talker = MMTalker.from_pretrained(args.checkpoint)
+    talker.subject_index(args.style)  # an unknown style fails before any work
+    samples = talker.read_audio(args.audio)
+    T = talker.num_frames_for(len(samples))
+    verts, faces = _write_frames(talker, samples, args, T)
+    print(f"wrote {args.out} ({T} frames × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
+    if args.video is not None:
+        if isinstance(verts, np.memmap):
+            verts = np.load(args.out, mmap_mode="r")
+        _render(args, verts, faces, samples, talker.fps)
+        print(f"wrote {args.video}")
+    return 0

@@ -1,0 +1,1 @@
+"""Inference: the Python API (``MMTalker``), windowed long audio, retargeting, streaming, evaluation hooks."""

@@ -1,0 +1,218 @@
+"""The Python API: ``MMTalker.from_pretrained(dir).animate("speech.wav")`` -> (T, V, 3) vertex positions.
+
+Audio of any length is animated in overlapping windows (:mod:`mmtalker.inference.windows`); a template of
+another resolution that shares the checkpoint's face is animated through the UV field
+(:mod:`mmtalker.inference.retarget`); live audio goes through :meth:`MMTalker.stream`.
+
+Styles: ``style=None`` uses the mean of the training subjects' style embeddings (the model's "unseen
+subject" style); a name from :attr:`MMTalker.styles` uses that subject's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.audio.io import SAMPLE_RATE, load_audio, resample_audio
+from mmtalker.errors import MMTalkerError
+from mmtalker.inference.engine import Engine, PreparedFace
+from mmtalker.inference.retarget import build_retarget_map
+from mmtalker.inference.windows import frames_for_window, iter_windowed, plan_windows
+from mmtalker.mesh.io import Mesh, load_mesh
+
+AudioLike = str | os.PathLike | np.ndarray
+TemplateLike = str | os.PathLike | Mesh | np.ndarray | None
+
+DEFAULT_WINDOW_S = 20.0  # well under Whisper's 30 s, long enough for the utterance-level context
+DEFAULT_OVERLAP_S = 3.0  # far more than the model's local receptive field (about ±0.5 s at 30 fps)
+
+
+class MMTalker:
+    """A trained MMTalker ready to animate. Build it with :meth:`from_pretrained` (or :meth:`from_model`)."""
+
+    def __init__(self, model, encoder, *, extras: dict | None = None, source: str | None = None):
+        self.engine = Engine(model, encoder)
+        self.model = self.engine.model
+        self.extras = extras or {}
+        self.source = source
+
+    # -- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *, device: str = "cpu") -> MMTalker:
+        """Load a checkpoint folder written by ``mmtalker train`` (model.safetensors + config.json).
+
+        Raises MMTalkerError when the folder is missing, not an MMTalker checkpoint, or truncated.
+        """
+        from mmtalker.train.checkpoint import load_checkpoint
+
+        directory = Path(directory)
+        try:
+            model, config, extras = load_checkpoint(directory, device=device)
+        except MMTalkerError:
+            raise
+        except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:
+            raise MMTalkerError(directory, f"cannot load this checkpoint ({type(exc).__name__}: {exc})",
+                                "is it a folder written by 'mmtalker train'?") from None
+        return cls(model, cls._encoder_for(config), extras=extras, source=str(directory))
+
+    @classmethod
+    def from_model(cls, model, encoder=None) -> MMTalker:
+        """Wrap a network in memory (tests, benchmarks); ``encoder`` defaults to the one its config names."""
+        return cls(model, encoder if encoder is not None else cls._encoder_for(model.config))
+
+    @staticmethod
+    def _encoder_for(config):
+        from mmtalker.audio.encoders import build_audio_encoder
+
+        encoder = build_audio_encoder(config.audio_encoder)
+        if encoder.dim != config.audio_dim:
+            raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
+                                f"gives {encoder.dim}-wide features but the model expects {config.audio_dim}")
+        return encoder
+
+    # -- facts ----------------------------------------------------------------------------------------
+    @property
+    def fps(self) -> float:
+        """Frames per second of the output (the training data's rate)."""
+        return self.engine.fps
+
+    @property
+    def styles(self) -> list[str]:
+        """The training subjects, usable as ``style``."""
+        return list(self.model.config.subjects)
+
+    @property
+    def num_vertices(self) -> int:
+        return self.model.num_vertices
+
+    @property
+    def template_mesh(self) -> Mesh:
+        """The checkpoint's neutral template (its topology; the default face to animate)."""
+        return Mesh(vertices=self.model.template.numpy().copy(), faces=self.model.faces.numpy().copy())
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def subject_index(self, style: str | None) -> int:
+        """Style index for ``style`` (None: the mean training style); unknown names raise, listing the styles."""
+        from mmtalker.models.mmtalker import UNSEEN_SUBJECT
+
+        if style is None:
+            return UNSEEN_SUBJECT
+        if style not in self.styles:
+            known = ", ".join(self.styles) or "(none: the checkpoint has no training subjects)"
+            raise MMTalkerError(f"style {style!r}", "is not a subject this checkpoint was trained on", f"styles: {known}")
+        return self.styles.index(style)
+
+    def read_audio(self, audio: AudioLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """A path (any format mmtalker reads) or an array (N,) at ``sample_rate`` -> (N,) float32 16 kHz mono."""
+        if isinstance(audio, (str, os.PathLike)):
+            samples = load_audio(audio)
+            what = str(audio)
+        else:
+            samples = np.asarray(audio)
+            what = "audio array"
+            if samples.ndim != 1 or samples.dtype.kind != "f":
+                raise MMTalkerError(what, f"must be a 1-D float array of samples, got {samples.dtype} {samples.shape}")
+            if not np.isfinite(samples).all():
+                raise MMTalkerError(what, "contains NaN or infinite samples")
+            samples = samples.astype(np.float32)
+            if sample_rate != SAMPLE_RATE:
+                samples = resample_audio(samples, sample_rate, SAMPLE_RATE)
+        if len(samples) < self.engine.min_samples:
+            raise MMTalkerError(what, f"is {len(samples) / SAMPLE_RATE * 1000:.1f} ms long; at least "
+                                f"{self.engine.min_samples / SAMPLE_RATE * 1000:.0f} ms of speech is needed")
+        return samples
+
+    def prepare_face(self, style: str | None = None, template: TemplateLike = None) -> PreparedFace:
+        """Run the mesh-only stages for ``style`` and ``template`` (see :meth:`animate`)."""
+        import torch
+
+        subject = self.subject_index(style)
+        if template is None:
+            geometry = self.model.templates_for(torch.tensor([subject]))[0]
+            return self.engine.prepare(subject, geometry)
+        mesh = self._as_mesh(template)
+        ckpt_faces = self.model.faces.numpy()
+        same = mesh.vertices.shape[0] == self.num_vertices and (
+            mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
+        if same:
+            return self.engine.prepare(subject, mesh.vertices)
+        if mesh.faces is None:
+            raise MMTalkerError(mesh.path or "template", f"has {mesh.vertices.shape[0]} vertices, the checkpoint "
+                                f"{self.num_vertices}", "give a mesh file (with faces) to retarget to another resolution")
+        retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.numpy(), ckpt_faces,
+                                      self.model.vertex_uv.numpy(), what=mesh.path or "template")
+        return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
+
+    def _as_mesh(self, template) -> Mesh:
+        if isinstance(template, Mesh):
+            return template
+        if isinstance(template, (str, os.PathLike)):
+            return load_mesh(template)
+        verts = np.asarray(template, dtype=np.float32)
+        if verts.shape != (self.num_vertices, 3) or not np.isfinite(verts).all():
+            raise MMTalkerError("template array", f"must be finite ({self.num_vertices}, 3), got {verts.shape}",
+                                "pass a mesh file or Mesh to use another resolution")
+        return Mesh(vertices=verts, faces=self.model.faces.numpy())
+
+    # -- animation ------------------------------------------------------------------------------------
+    def num_frames_for(self, num_samples: int) -> int:
+        """Output frames for ``num_samples`` of 16 kHz audio: round(duration × fps), at least 1."""
+        return max(1, int(round(num_samples / SAMPLE_RATE * self.fps)))
+
+    def iter_animate(self, audio: AudioLike, *, style: str | None = None, template: TemplateLike = None,
+                     num_frames: int | None = None, sample_rate: int = SAMPLE_RATE, window_s: float = DEFAULT_WINDOW_S,
+                     overlap_s: float = DEFAULT_OVERLAP_S, on_window=None,
+                     face: PreparedFace | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Like :meth:`animate`, yielding finished (start, frames (n, P, 3)) blocks window by window.
+        ``face`` (from :meth:`prepare_face`) replaces ``style`` and ``template`` when given."""
+        samples = self.read_audio(audio, sample_rate)
+        face = face if face is not None else self.prepare_face(style, template)
+        T = self.num_frames_for(len(samples)) if num_frames is None else int(num_frames)
+        self._check_window(window_s)
+        yield from iter_windowed(samples, self.fps, T, lambda seg, n: self.engine.frames(face, seg, n),
+                                 window_s=window_s, overlap_s=overlap_s, min_samples=self.engine.min_samples,
+                                 on_window=on_window)
+
+    def animate(self, audio: AudioLike, *, style: str | None = None, template: TemplateLike = None,
+                num_frames: int | None = None, sample_rate: int = SAMPLE_RATE, window_s: float = DEFAULT_WINDOW_S,
+                overlap_s: float = DEFAULT_OVERLAP_S, out: np.ndarray | None = None) -> np.ndarray:
+        """Animate speech; returns vertex positions (T, P, 3) float32 at :attr:`fps`.
+
+        Args:
+            audio: a file path (wav, flac, ogg, mp3; any rate, mono or stereo) or samples (N,) at ``sample_rate``.
+            style: a training subject (see :attr:`styles`); None for the mean training style.
+            template: None (the style subject's training template, else the neutral one); a mesh path, Mesh or
+                (V, 3) array with the checkpoint's topology (its shape is the rest shape); or a mesh of another
+                resolution lying on the checkpoint's face (retargeted through UV; P = its vertex count).
+            num_frames: T; default round(duration × fps). Audio shorter than T frames is padded with silence.
+            window_s, overlap_s: window and crossfade lengths for long audio (window at most the encoder's 30 s).
+            out: optional (T, P, 3) float32 array to fill (e.g. ``np.lib.format.open_memmap`` for hours of audio).
+        """
+        samples = self.read_audio(audio, sample_rate)
+        T = self.num_frames_for(len(samples)) if num_frames is None else int(num_frames)
+        result = out
+        for start, block in self.iter_animate(samples, style=style, template=template, num_frames=T,
+                                              window_s=window_s, overlap_s=overlap_s):
+            if result is None:
+                result = np.empty((T, *block.shape[1:]), np.float32)
+            result[start : start + len(block)] = block
+        return result
+
+    def num_windows(self, num_frames: int, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S) -> int:
+        """How many windows :meth:`animate` runs for ``num_frames`` frames (for progress bars)."""
+        return len(plan_windows(num_frames, *frames_for_window(window_s, overlap_s, self.fps)))
+
+    def _check_window(self, window_s: float) -> None:
+        limit = self.engine.max_samples
+        if limit is not None and window_s * SAMPLE_RATE > limit:
+            raise MMTalkerError("window_s", f"{window_s} s is longer than the speech encoder takes "
+                                f"({limit / SAMPLE_RATE:.0f} s)", "use a shorter window")
+
+    def stream(self, *, style: str | None = None, template: TemplateLike = None, **kw):
+        """A :class:`mmtalker.inference.stream.StreamingAnimator` for audio arriving in chunks."""
+        from mmtalker.inference.stream import StreamingAnimator
+
+        return StreamingAnimator(self.engine, self.prepare_face(style, template), **kw)

@@ -1,0 +1,102 @@
+"""The inference hot path: a trained network, its speech encoder and one prepared face.
+
+Preparing a face (:meth:`Engine.prepare`) runs everything that depends only on the mesh once: the
+geometry encoder (region tokens) and the per-point half of the regressor's factorised first layer,
+W_p·[Fourier(u), G(u)] (P, H). Per stretch of audio, :meth:`Engine.motion` runs the speech encoder and
+the audio/fusion stages (per-frame half W_z·z_t, (T, H)), and :meth:`Engine.decode` adds the two halves
+and runs the rest of the regressor a chunk of frames at a time, so memory stays at chunk × P × H.
+
+Shapes: ``T`` frames, ``P`` output points (the checkpoint's vertices or a retargeted mesh's), ``H`` the
+regressor width, ``C`` speech-feature width. Lengths are in the checkpoint's unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmtalker.audio.encoders import features_at_fps
+from mmtalker.audio.mel import N_FFT
+from mmtalker.inference.retarget import RetargetMap
+
+CHUNK_BYTES = 32 << 20  # size of one chunk's first-layer activations (chunk × P × H float32)
+
+
+@dataclass
+class PreparedFace:
+    """Everything about one face that stays fixed while audio streams in.
+
+    subject (1,) long style index; tokens (1, K, D); point_part (1, P, H); rest (P, 3) float32 numpy, the
+    rest positions the displacements are added to; faces (F', 3) int64 numpy, the output mesh's faces.
+    """
+
+    subject: torch.Tensor
+    tokens: torch.Tensor
+    point_part: torch.Tensor
+    rest: np.ndarray
+    faces: np.ndarray
+
+    @property
+    def num_points(self) -> int:
+        return self.rest.shape[0]
+
+
+class Engine:
+    """``model`` (mmtalker.models.mmtalker.MMTalker, eval mode) + ``encoder`` (its AudioEncoder)."""
+
+    def __init__(self, model, encoder):
+        self.model = model.eval()
+        self.encoder = encoder.eval()
+        self.fps = float(model.config.fps)
+        self.min_samples = N_FFT  # the encoders' shortest input (one STFT frame)
+        self.max_samples = getattr(encoder, "max_samples", None)  # Whisper: 30 s
+
+    @torch.inference_mode()
+    def prepare(self, subject: int, geometry_template: np.ndarray | torch.Tensor, retarget: RetargetMap | None = None,
+                rest: np.ndarray | None = None) -> PreparedFace:
+        """Run the mesh-only stages. ``geometry_template`` (V, 3) is the shape given to the geometry encoder;
+        without ``retarget`` the output points are the checkpoint's vertices and ``rest`` (V, 3) (default:
+        ``geometry_template``) the positions displacements are added to."""
+        model = self.model
+        templates = torch.as_tensor(np.asarray(geometry_template, np.float32))[None]  # (1, V, 3)
+        g, tokens = model.encode_geometry(templates)
+        if retarget is None:
+            feats = model.vertex_features(g)  # (1, V, Cp)
+            rest = np.asarray(templates[0] if rest is None else rest, np.float32)
+            faces = model.faces.numpy()
+        else:
+            p = retarget.points
+            feats = model.point_features(g, torch.from_numpy(p.face_idx), torch.from_numpy(p.bary), torch.from_numpy(retarget.uv))
+            rest, faces = retarget.rest, retarget.faces
+        point_part = model.regressor.point_part(feats)  # (1, P, H)
+        return PreparedFace(torch.tensor([subject], dtype=torch.long), tokens, point_part, np.ascontiguousarray(rest), faces)
+
+    @torch.inference_mode()
+    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
+        """audio (n,) float32 16 kHz whose start is frame 0's time -> speech features (1, num_frames, C) at the model fps."""
+        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])  # (1, Ta, C)
+        return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
+
+    @torch.inference_mode()
+    def motion(self, face: PreparedFace, features: torch.Tensor) -> torch.Tensor:
+        """features (1, T, C) -> the regressor's per-frame part (1, T, H)."""
+        z = self.model.encode_motion(features, face.subject, face.tokens)
+        return self.model.regressor.frame_part(z)
+
+    @torch.inference_mode()
+    def decode(self, face: PreparedFace, frame_part: torch.Tensor) -> np.ndarray:
+        """frame_part (1, T, H) -> vertex positions (T, P, 3) float32 = rest + displacement."""
+        T, H = frame_part.shape[1], frame_part.shape[2]
+        chunk = max(1, CHUNK_BYTES // (4 * face.num_points * H))
+        out = np.empty((T, face.num_points, 3), np.float32)
+        scale = float(self.model.motion_scale)
+        for s in range(0, T, chunk):
+            disp = self.model.regressor(face.point_part, frame_part[:, s : s + chunk])[0]  # (c, P, 3)
+            out[s : s + chunk] = disp.numpy() * scale + face.rest
+        return out
+
+    def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
+        """audio (n,) -> positions (num_frames, P, 3): one encoder call, so at most the encoder's maximum length."""
+        return self.decode(face, self.motion(face, self.features(audio, num_frames)))

@@ -1,0 +1,50 @@
+"""A checkpoint as a prediction source for ``mmtalker evaluate``.
+
+For each test sequence the model animates the sequence's audio on the subject's own template
+(``dataset.template(subject)``), in the subject's style when the checkpoint was trained on that subject.
+For subjects it has not seen (the usual case: VOCASET and BIWI test subjects are held out) it uses the
+*mean* of the training subjects' style embeddings — one fixed style, decided before seeing any test
+result. (Peers differ here: FaceFormer and CodeTalker report the average over all training styles of
+their scores, or pick one; averaging the embedding gives one prediction per sequence at a 1/S cost.)
+
+The prediction has exactly ``seq.num_frames`` frames at the sequence's rate: the model runs at its own
+fps (audio shorter than the motion is padded with silence) and is resampled when the rates differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+
+def checkpoint_predictor(ckpt_dir, dataset):
+    """Returns ``(name, predict)`` with ``predict(seq) -> [pred (T, V, 3) float32]`` for ``dataset``'s sequences."""
+    from mmtalker.data.fps import num_frames as frames_at_rate, resample_frames
+    from mmtalker.inference.api import MMTalker
+
+    ckpt_dir = Path(ckpt_dir)
+    talker = MMTalker.from_pretrained(ckpt_dir)
+    V = dataset.manifest.num_vertices
+    topology = None
+    if V != talker.num_vertices:  # another resolution of the same face: retarget through UV
+        topology = dataset.topology()
+    name = f"MMTalker ({ckpt_dir.name})" if ckpt_dir.name else "MMTalker"
+
+    def predict(seq) -> list[np.ndarray]:
+        style = seq.subject if seq.subject in talker.styles else None
+        template = np.asarray(dataset.template(seq.subject), np.float32)
+        if template.shape != (V, 3):
+            raise MMTalkerError(f"template of {seq.subject}", f"has shape {template.shape}, the dataset {V} vertices")
+        face = template if topology is None else topology.copy_with(vertices=template)
+        T_model = frames_at_rate(seq.num_frames, seq.fps, talker.fps)
+        pred = talker.animate(seq.audio(), style=style, template=face, num_frames=T_model)
+        if T_model != seq.num_frames or talker.fps != seq.fps:
+            pred = resample_frames(pred, talker.fps, seq.fps)[: seq.num_frames]
+            if len(pred) < seq.num_frames:  # rounding: hold the last frame
+                pred = np.concatenate([pred, np.repeat(pred[-1:], seq.num_frames - len(pred), 0)])
+        return [pred.astype(np.float32, copy=False)]
+
+    return name, predict

@@ -1,0 +1,168 @@
+"""The Python API: MMTalker.from_pretrained(dir).animate(audio, style=, template=) on tiny random checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close
+from fake_talk import grid_mesh
+from mmtalker.audio.encoders import build_audio_encoder, features_at_fps
+from mmtalker.audio.io import SAMPLE_RATE
+from mmtalker.errors import MMTalkerError
+from mmtalker.inference.api import MMTalker
+from mmtalker.inference.random_model import build_random_model
+from mmtalker.mesh.io import Mesh
+from mmtalker.models.mmtalker import MMTalkerConfig
+
+SIZES = dict(d_model=16, gcn_layers=2, num_region_tokens=4, heads=2, audio_layers=2, fourier_frequencies=3,
+             regressor_hidden=16, regressor_layers=[8])
+
+
+def tiny_model(seed=0, encoder="logmel", fps=25.0, n=8, **overrides):
+    """A random MMTalker on an n×n grid face; logmel features (no weights) unless told otherwise."""
+    dim = 384 if encoder == "whisper-tiny.en" else 80
+    config = MMTalkerConfig(subjects=["alice", "bob"], audio_encoder=encoder, audio_dim=dim, fps=fps, **{**SIZES, **overrides})
+    return build_random_model(grid_mesh(n), config, seed=seed)
+
+
+def tiny_checkpoint(path, **kw):
+    from mmtalker.train.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, tiny_model(**kw))
+
+
+def speechlike(seconds, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    env = np.interp(np.arange(n), np.linspace(0, n, int(seconds * 5) + 2), rng.uniform(0, 1, int(seconds * 5) + 2))
+    t = np.arange(n) / SAMPLE_RATE
+    return (0.4 * env * np.sin(2 * np.pi * 180 * t * (1 + 0.3 * env)) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def reference_animation(model, audio, subject, templates=None):
+    """The network run on the whole clip at once through the model's own inference entry point."""
+    enc = build_audio_encoder(model.config.audio_encoder)
+    T = max(1, round(len(audio) / SAMPLE_RATE * model.config.fps))
+    with torch.no_grad():
+        feats = features_at_fps(enc(torch.from_numpy(audio)[None]), enc.rate, model.config.fps, T)
+    subject = torch.tensor([subject])
+    disp = model.predict_vertices(feats, subject, templates)[0].numpy()
+    rest = model.templates_for(subject)[0].numpy() if templates is None else templates[0].numpy()
+    return disp + rest
+
+
+def test_from_pretrained_animates_like_the_network(tmp_path):
+    tiny_checkpoint(tmp_path / "ck", seed=3)
+    talker = MMTalker.from_pretrained(tmp_path / "ck")
+    assert talker.fps == 25.0 and talker.styles == ["alice", "bob"] and talker.num_vertices == 64
+    assert isinstance(talker.template_mesh, Mesh) and talker.template_mesh.faces.shape[1] == 3
+    audio = speechlike(2.3)
+    out = talker.animate(audio, style="bob")
+    assert out.shape == (round(2.3 * 25), 64, 3) and out.dtype == np.float32
+    assert_close(out, reference_animation(talker.model, audio, 1), atol=1e-5, what="api vs predict_vertices")
+    # no style: the mean training style (the model's unseen-subject index)
+    assert_close(talker.animate(audio), reference_animation(talker.model, audio, -1), atol=1e-5, what="mean style")
+    assert np.abs(out - talker.animate(audio, style="alice")).max() > 1e-6  # the style matters
+
+
+def test_audio_file_and_other_rates(tmp_path):
+    import soundfile as sf
+
+    talker = MMTalker.from_model(tiny_model())
+    audio = speechlike(1.0)
+    sf.write(tmp_path / "a.flac", audio, SAMPLE_RATE)
+    assert_close(talker.animate(tmp_path / "a.flac"), talker.animate(audio), atol=1e-4, what="flac vs array")
+    from mmtalker.audio.io import resample_audio
+
+    at_44k = resample_audio(audio, SAMPLE_RATE, 44100)
+    assert talker.animate(at_44k, sample_rate=44100).shape == (25, 64, 3)
+    assert talker.animate(audio, num_frames=40).shape == (40, 64, 3)  # longer than the audio: silence padded
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(100, np.float32), "ms long"),
+    (np.full(1000, np.nan, np.float32), "NaN"),
+    (np.zeros((2, 1000), np.float32), "1-D"),
+])
+def test_bad_audio_is_refused(bad, message):
+    talker = MMTalker.from_model(tiny_model())
+    with pytest.raises(MMTalkerError, match=message):
+        talker.animate(bad)
+
+
+def test_unknown_style_lists_the_styles():
+    talker = MMTalker.from_model(tiny_model())
+    with pytest.raises(MMTalkerError, match="alice, bob"):
+        talker.animate(speechlike(0.5), style="carol")
+
+
+def test_missing_truncated_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(MMTalkerError, match="not found"):
+        MMTalker.from_pretrained(tmp_path / "nowhere")
+    tiny_checkpoint(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(MMTalkerError, match="truncated"):
+        MMTalker.from_pretrained(tmp_path / "ck")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"architectures": ["WhisperForConditionalGeneration"]}))
+    with pytest.raises(MMTalkerError, match="not an mmtalker checkpoint"):
+        MMTalker.from_pretrained(foreign)
+
+
+def test_same_topology_template_is_the_rest_shape():
+    model = tiny_model(seed=1)
+    talker = MMTalker.from_model(model)
+    audio = speechlike(1.2)
+    own = model.template.numpy() * 1.2 + np.float32([0.0, 0.01, 0.0])
+    out = talker.animate(audio, template=own, style="alice")
+    assert_close(out, reference_animation(model, audio, 0, torch.from_numpy(own)[None]), atol=1e-5, what="own template")
+    with pytest.raises(MMTalkerError, match="must be finite"):
+        talker.animate(audio, template=own[:10])
+
+
+def test_subdivided_template_is_retargeted_through_uv():
+    import trimesh.remesh
+
+    model = tiny_model(seed=2, n=7)
+    talker = MMTalker.from_model(model)
+    base = talker.template_mesh
+    verts, faces = trimesh.remesh.subdivide(base.vertices, base.faces)
+    assert len(verts) > base.num_vertices
+    audio = speechlike(1.5)
+    plain = talker.animate(audio)
+    fine = talker.animate(audio, template=Mesh(verts.astype(np.float32), faces.astype(np.int64)))
+    assert fine.shape == (plain.shape[0], len(verts), 3)
+    motion = np.abs(plain - base.vertices).max()
+    assert motion > 0
+    # the subdivision keeps the original vertices first and in place: they move as in the plain animation
+    assert_close(fine[:, : base.num_vertices], plain, atol=1e-3 * motion, what="original vertices")
+    # a midpoint moves close to the mean of its edge's two ends (the field is smooth on a fine grid)
+    mid = fine[:, base.num_vertices :] - verts[None, base.num_vertices :]
+    assert np.isfinite(mid).all() and np.abs(mid).max() < 2 * motion
+
+
+def test_mesh_off_the_face_is_refused():
+    talker = MMTalker.from_model(tiny_model())
+    base = talker.template_mesh
+    moved = Mesh(base.vertices[:-8] + np.float32([0, 0, 0.5]), base.faces[: len(base.faces) // 2])
+    moved.faces[moved.faces >= len(moved.vertices)] = 0
+    with pytest.raises(MMTalkerError, match="does not lie on the checkpoint's face"):
+        talker.animate(speechlike(0.5), template=moved)
+
+
+def test_window_longer_than_the_encoder_takes_is_refused():
+    talker = MMTalker.from_model(tiny_model(encoder="whisper-tiny.en"))
+    with pytest.raises(MMTalkerError, match="longer than the speech encoder"):
+        talker.animate(speechlike(0.5), window_s=40)
+
+
+def test_lazy_package_export():
+    import mmtalker
+
+    assert mmtalker.MMTalker is MMTalker
