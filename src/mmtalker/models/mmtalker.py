@@ -75,7 +75,8 @@ class GeometryEncoder(nn.Module):
     def __init__(self, config: MMTalkerConfig, faces: torch.Tensor, vertex_uv: torch.Tensor, template: torch.Tensor):
         super().__init__()
         d = config.d_model
-        self.register_buffer("adjacency", mesh_adjacency(faces, template.shape[0]).coalesce(), persistent=False)
+        # a plain attribute, not a buffer: DDP cannot broadcast sparse buffers; moved to the device on use
+        self._adjacency = mesh_adjacency(faces, template.shape[0]).coalesce()
         center = template.mean(0)
         self.register_buffer("center", center, persistent=False)
         self.register_buffer("scale", (template - center).norm(dim=-1).max().clamp_min(1e-12), persistent=False)
@@ -86,7 +87,9 @@ class GeometryEncoder(nn.Module):
         B, V, _ = templates.shape
         xyz = (templates - self.center) / self.scale
         x = torch.cat([xyz, vertex_normals(templates, faces), vertex_uv.expand(B, V, 2)], dim=-1)  # (B, V, 8)
-        g = self.gcn(x, self.adjacency)  # (B, V, D)
+        if self._adjacency.device != x.device:
+            self._adjacency = self._adjacency.to(x.device)
+        g = self.gcn(x, self._adjacency)  # (B, V, D)
         assign = torch.softmax(self.assign(g), dim=1)  # (B, V, K): each token a soft region of the mesh
         tokens = torch.einsum("bvk,bvd->bkd", assign, g)  # weights over V sum to 1
         return g, tokens
