@@ -1,7 +1,8 @@
 """Streaming: audio in small chunks (as from a microphone), animation frames out as soon as they are due.
 
-Each :meth:`StreamingAnimator.push` appends a chunk to a rolling buffer and emits every frame whose time
-``t / fps`` is at least ``lookahead_s`` behind the newest sample. To make them, the last ``context_s``
+Each :meth:`StreamingAnimator.push` appends a chunk to a rolling buffer and emits every frame whose
+interval ends (``(t + ½) / fps``) at least ``lookahead_s`` before the newest sample (so a clip of duration d
+gives round(d × fps) frames, as offline). To make them, the last ``context_s``
 seconds of audio before the first new frame, plus everything received since, are re-encoded (the speech
 encoder and the model's temporal layers see that much past and ``lookahead_s`` of future); only the new
 frames are decoded. Frames come out in order, exactly one per 1/fps of audio (``flush`` emits the rest).
@@ -61,7 +62,7 @@ class StreamingAnimator:
             raise MMTalkerError("audio chunk", "contains NaN or infinite samples")
         self._buffer = np.concatenate([self._buffer, chunk])
         self.received += len(chunk)
-        due = math.floor((self.received / SAMPLE_RATE - self.lookahead_s) * self.fps + 1e-9) + 1
+        due = math.floor((self.received / SAMPLE_RATE - self.lookahead_s) * self.fps - 0.5 + 1e-9) + 1
         frames = self._emit(max(0, due), pad=False)
         self.push_seconds.append(time.perf_counter() - started)
         return frames

@@ -1,0 +1,87 @@
+"""Streaming: chunks in, frames out in order, on time, with bounded memory; close to offline output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close
+from mmtalker.audio.io import SAMPLE_RATE, load_audio
+from mmtalker.errors import MMTalkerError
+from mmtalker.inference.api import MMTalker
+from mmtalker.inference.engine import PreparedFace
+from mmtalker.inference.stream import StreamingAnimator, stream_array
+from test_api import speechlike, tiny_model
+from test_windows import FPS, _local_frames
+
+
+class LocalEngine:
+    """An engine whose frame t depends only on the audio of frame t, [t, t+1)/fps: half a frame of lookahead
+    past its centre is enough for streaming to match offline exactly."""
+
+    fps, min_samples, max_samples = FPS, 400, None
+
+    def features(self, audio, num_frames):
+        return torch.from_numpy(_local_frames(audio, num_frames)[None])
+
+    def motion(self, face, features):
+        return features
+
+    def decode(self, face, part):
+        return part[0].numpy().astype(np.float32)
+
+
+def _face():
+    return PreparedFace(torch.tensor([0]), None, None, np.zeros((3, 3), np.float32), np.zeros((1, 3), np.int64))
+
+
+@pytest.mark.parametrize("chunk_s, lookahead_s", [(0.1, 0.02), (0.16, 0.12), (0.5, 0.3), (0.013, 0.05)])
+def test_frames_are_exact_in_order_and_on_time_for_a_local_engine(chunk_s, lookahead_s):
+    audio = np.random.default_rng(0).standard_normal(int(6.37 * SAMPLE_RATE)).astype(np.float32)
+    anim = StreamingAnimator(LocalEngine(), _face(), context_s=1.0, lookahead_s=lookahead_s)
+    step = int(chunk_s * SAMPLE_RATE)
+    blocks = []
+    for s in range(0, len(audio), step):
+        blocks.append(anim.push(audio[s : s + step]))
+        heard = min(len(audio), s + step) / SAMPLE_RATE
+        assert anim.emitted == 0 or (anim.emitted - 0.5) / FPS + lookahead_s <= heard + 1e-9  # none early
+        assert anim.emitted >= int((heard - lookahead_s) * FPS - 0.5)  # and none held back longer than needed
+        assert len(anim._buffer) <= (1.0 + lookahead_s + chunk_s) * SAMPLE_RATE + 2 * SAMPLE_RATE / FPS  # bounded
+    blocks.append(anim.flush())
+    streamed = np.concatenate(blocks)
+    T = round(6.37 * FPS)
+    assert streamed.shape[0] == T
+    assert_close(streamed, _local_frames(audio, T), atol=1e-5, what="streamed vs offline")
+
+
+def test_streamed_output_is_close_to_offline_away_from_the_start():
+    """Real network (log-mel features): only the utterance-level context differs from the offline run."""
+    talker = MMTalker.from_model(tiny_model(seed=4))
+    audio = speechlike(7.0, seed=2)
+    offline = talker.animate(audio)
+    streamed = stream_array(talker.stream(context_s=2.0, lookahead_s=0.2), audio, chunk_s=0.16)
+    assert streamed.shape == offline.shape
+    rest = talker.template_mesh.vertices
+    skip = int(2.0 * talker.fps)
+    d_off, d_st = (offline - rest)[skip:], (streamed - rest)[skip:]
+    assert np.corrcoef(d_off.ravel(), d_st.ravel())[0, 1] > 0.95
+    moving_off = d_off - d_off.mean(0)
+    moving_st = d_st - d_off.mean(0)
+    assert np.corrcoef(moving_off.ravel(), moving_st.ravel())[0, 1] > 0.7
+
+
+def test_whisper_stream_runs_on_real_speech(fixtures_dir):
+    audio = load_audio(fixtures_dir / "audio" / "voca_test_sentence_22k.wav")
+    talker = MMTalker.from_model(tiny_model(seed=4, encoder="whisper-tiny.en"))
+    streamed = stream_array(talker.stream(style="alice"), audio, chunk_s=0.2)
+    assert streamed.shape == (talker.num_frames_for(len(audio)), talker.num_vertices, 3)
+    assert np.isfinite(streamed).all()
+
+
+def test_bad_settings_and_chunks_are_refused():
+    talker = MMTalker.from_model(tiny_model())
+    with pytest.raises(MMTalkerError):
+        talker.stream(context_s=0)
+    with pytest.raises(MMTalkerError, match="NaN"):
+        talker.stream().push(np.full(100, np.nan, np.float32))
