@@ -1,0 +1,501 @@
+"""Training the peers (VOCA, FaceFormer, CodeTalker) with MMTalker's data pipeline, checkpoints and curves.
+
+The peers predict every vertex of the training topology, so a step needs no UV sampler: a batch of random
+windows (``mmtalker.train.data.make_batch``, the same cached and augmented speech features as MMTalker),
+a dense position loss over all vertices (extra weight on lips and eyes, as MMTalker's) and a velocity loss.
+Each kind has an adapter saying what its phases are, which parameters they train and what a step computes:
+
+- VOCA: one phase; the linear decoder starts from the PCA of training offsets; position + velocity.
+- FaceFormer: one phase, teacher-forced; position + velocity (validation decodes autoregressively).
+- CodeTalker: stage 1 trains the motion VQ-VAE (reconstruction + velocity + codebook + β·commitment) into
+  ``<run>/stage1``; stage 2 freezes it and trains the speech-to-code decoder (latent regression + motion
+  through the frozen decoder) into ``<run>``. ``stages: {train: [2], stage1_checkpoint: …}`` starts from a
+  stage-1 run instead. The time and epoch budgets are split between the stages by ``stage1_share``.
+
+A run folder holds what MMTalker's holds: ``best/``, ``last/`` (with the training state), ``history.jsonl``,
+``curves.png``, ``results.json``, ``training_config.json``. Single process (no DDP).
+Shapes: ``B`` clips, ``W`` window frames, ``V`` vertices, ``C`` feature width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmtalker.audio.augment import AugmentConfig
+from mmtalker.errors import MMTalkerError
+from mmtalker.eval.metrics import MetricAccumulator
+from mmtalker.models.registry import config_kind, get_kind, load_model
+from mmtalker.train import checkpoint as ckpt
+from mmtalker.train.config import DataConfig, OptimConfig, _merge, build_dataclass, read_config_dict
+from mmtalker.train.curves import plot_curves
+from mmtalker.train.losses import reconstruction_loss, velocity_loss, vertex_region_weight
+
+PLOT_EVERY_S = 30.0
+
+
+# ------------------------------------------------------------------------------------------------- config
+@dataclass
+class PeerLoss:
+    """Loss weights of the peers (the ``loss`` section)."""
+
+    position: float = 1.0
+    velocity: float = 0.5  # as MMTalker's: the same emphasis on motion as on position
+    lips: float = 1.0  # extra weight on lip vertices, as MMTalker's
+    eyes: float = 0.5
+    lip_region: str = "lips"
+    eye_region: str = "eye_region"
+    codebook: float = 1.0  # CodeTalker stage 1: ‖sg(z) − e‖²
+    commitment: float = 0.25  # CodeTalker stage 1: β of β‖z − sg(e)‖² (the VQ-VAE paper's value)
+    latent: float = 1.0  # CodeTalker stage 2: regression of the quantised code features
+
+
+@dataclass
+class StageConfig:
+    """CodeTalker's two stages (the ``stages`` section; other kinds ignore it)."""
+
+    train: list[int] = field(default_factory=lambda: [1, 2])  # [1, 2], [1] or [2]
+    stage1_checkpoint: str | None = None  # with train: [2], the stage-1 checkpoint folder (e.g. runs/x/stage1/best)
+    stage1_share: float = 0.5  # share of the time and epoch budget given to stage 1 when both run
+
+
+@dataclass
+class PeerTrainingConfig:
+    kind: str = "voca"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None  # the kind's config dataclass (VocaConfig, FaceFormerConfig, CodeTalkerConfig)
+    loss: PeerLoss = field(default_factory=PeerLoss)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    stages: StageConfig = field(default_factory=StageConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def is_peer_config(path: str | Path) -> bool:
+    """Whether a training config file names a peer kind (``kind: voca|faceformer|codetalker``)."""
+    return config_kind(path) != "mmtalker"
+
+
+def load_peer_config(path: str | Path, overrides: dict | None = None) -> PeerTrainingConfig:
+    """Read a peer's training config (with its ``base:`` chain) and apply ``overrides`` ({section: {key: value}})."""
+    data = _merge(read_config_dict(path), overrides or {})
+    kind = get_kind(data.get("kind", "mmtalker"), str(path))
+    if kind.adapter is None:
+        raise MMTalkerError(path, f"kind {kind.name!r} is trained by MMTalker's own loop, not the peers'")
+    model = build_dataclass(kind.config_class(), data.pop("model", None) or {}, f"{path}: model")
+    config = build_dataclass(PeerTrainingConfig, data, str(path))
+    config.model = model
+    if not set(config.stages.train) <= {1, 2} or not config.stages.train:
+        raise MMTalkerError(path, f"stages.train must be [1, 2], [1] or [2], got {config.stages.train}")
+    if config.stages.train == [2] and kind.name == "codetalker" and not config.stages.stage1_checkpoint:
+        raise MMTalkerError(path, "stage 2 alone needs stages.stage1_checkpoint", "point it to a stage-1 run's best/ folder")
+    if not 0.0 < config.stages.stage1_share < 1.0:
+        raise MMTalkerError(path, f"stages.stage1_share must lie in (0, 1), got {config.stages.stage1_share}")
+    return config
+
+
+# -------------------------------------------------------------------------------------------------- setup
+@dataclass
+class PeerSetup:
+    dataset: Any
+    train_clips: list
+    val_clips: list
+    test_sequences: dict  # split name -> sequences (test, test_unseen_subjects, …)
+    model: torch.nn.Module
+    regions: dict  # metric role (lips, eyes, upper) -> vertex indices
+    vertex_weight: torch.Tensor  # (V,) loss weight per vertex
+    encoder: Any
+    fps: float
+
+
+def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSetup:
+    """Dataset, cached clip features (MMTalker's pipeline), the model with its mesh facts, region weights."""
+    from mmtalker.audio.encoders import build_audio_encoder
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.train.data import load_clips, motion_scale
+    from mmtalker.train.loop import _maybe_preload, _region_indices, _spread
+
+    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps)
+    train_seqs = dataset.sequences(config.data.train_split)
+    val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
+    fps = float(train_seqs[0].fps)
+    subjects = sorted({s.subject for s in train_seqs})
+    encoder = build_audio_encoder(config.model.audio_encoder)
+    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim))
+    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config))
+    train_clips = load_clips(dataset, train_seqs, subjects, variants=config.data.augment_variants, desc="audio features (train)", **common)
+    val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
+    _maybe_preload(train_clips, config.data.preload_max_gb)
+
+    topology = dataset.topology()
+    templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
+    model_class = get_kind(config.kind).model_class()
+    model = model_class(model_config, topology.vertices, templates, motion_scale(train_clips), topology.faces).to(device)
+
+    lw = config.loss
+    found = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
+    vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in found.items() if k in weights}, weights)
+    roles = {"lips": lw.lip_region, "eyes": lw.eye_region, "upper": "upper_face"}
+    regions = {role: found[name] for role, name in roles.items() if name in found}
+    tests = {s: dataset.sequences(s) for s in dataset.split_names if s.startswith(config.data.test_split)}
+    return PeerSetup(dataset, train_clips, val_clips, tests, model, regions, vertex_weight.to(device), encoder, fps)
+
+
+def _cache(config: PeerTrainingConfig):
+    from mmtalker.paths import cache_dir
+    from mmtalker.train.data import FeatureCache
+
+    return FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
+
+
+# ---------------------------------------------------------------------------------------------- the losses
+def dense_losses(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, vertex_weight: torch.Tensor) -> tuple:
+    """Position and velocity losses over all vertices: pred, target (B, W, V, 3) in motion units, mask (B, W),
+    vertex_weight (V,). Each is a mean over real frames (frame pairs) of the weighted mean over vertices."""
+    ones = torch.ones(pred.shape[2], device=pred.device)
+    return (reconstruction_loss(pred, target, ones, mask, vertex_weight),
+            velocity_loss(pred, target, ones, mask, vertex_weight))
+
+
+@dataclass
+class Phase:
+    """One training phase: ``stage`` (0 for single-phase kinds), its run sub-folder and budget share."""
+
+    stage: int
+    folder: str
+    share: float
+
+
+class DenseAdapter:
+    """One phase; step = dense position + velocity loss on ``forward_train``'s output."""
+
+    def phases(self, config: PeerTrainingConfig) -> list[Phase]:
+        return [Phase(0, "", 1.0)]
+
+    def begin(self, phase: Phase, setup: PeerSetup, config: PeerTrainingConfig) -> None:
+        pass
+
+    def parameters(self, model, phase: Phase):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def forward_train(self, model, batch, target):
+        raise NotImplementedError
+
+    def step(self, model, batch, target, vertex_weight, lw: PeerLoss, phase: Phase) -> tuple[torch.Tensor, dict]:
+        """batch: mmtalker.train.data.Batch on the device; target (B, W, V, 3) in motion units."""
+        pred = self.forward_train(model, batch, target)
+        pos, vel = dense_losses(pred, target, batch.mask, vertex_weight)
+        loss = lw.position * pos + lw.velocity * vel
+        return loss, {"loss": loss.item(), "recon": pos.item(), "velocity": vel.item()}
+
+    def validate(self, model, clips, regions, device, phase: Phase) -> dict:
+        from mmtalker.train.loop import evaluate_clips
+
+        return evaluate_clips(model, clips, regions, device, desc="validation")
+
+
+class VocaAdapter(DenseAdapter):
+    def begin(self, phase, setup, config) -> None:
+        """Initialise the linear decoder from the PCA of (up to 2000) training frames' offsets."""
+        rng = np.random.default_rng(config.optim.seed)
+        frames = []
+        for clip in setup.train_clips:
+            d = clip.displacement()
+            frames.append(d[rng.choice(len(d), size=min(len(d), 16), replace=False)])
+        sample = np.concatenate(frames)[:2000] / float(setup.model.motion_scale)
+        setup.model.init_decoder_pca(torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)))
+
+    def forward_train(self, model, batch, target):
+        return model(batch.audio, batch.subject, batch.mask)
+
+
+class FaceFormerAdapter(DenseAdapter):
+    def forward_train(self, model, batch, target):
+        return model(batch.audio, batch.subject, target, batch.mask)  # teacher forcing
+
+
+class CodeTalkerAdapter(DenseAdapter):
+    def phases(self, config):
+        stages, share = config.stages.train, config.stages.stage1_share
+        if stages == [1, 2]:
+            return [Phase(1, "stage1", share), Phase(2, "", 1.0 - share)]
+        return [Phase(stages[0], "", 1.0)]
+
+    def begin(self, phase, setup, config) -> None:
+        model = setup.model
+        if phase.stage == 2 and config.stages.train == [2]:
+            _load_stage1(model, Path(config.stages.stage1_checkpoint))
+        model.vqvae.requires_grad_(phase.stage == 1)
+        model.stages_trained.fill_(phase.stage)
+
+    def step(self, model, batch, target, vertex_weight, lw, phase):
+        from mmtalker.models.codetalker import vq_losses
+
+        if phase.stage == 1:
+            recon, z, e = model.vqvae(target, batch.mask)
+            pos, vel = dense_losses(recon, target, batch.mask, vertex_weight)
+            cb, cm = vq_losses(z, e, batch.mask)
+            loss = lw.position * pos + lw.velocity * vel + lw.codebook * cb + lw.commitment * cm
+            return loss, {"loss": loss.item(), "recon": pos.item(), "velocity": vel.item(), "codebook": cb.item(), "commitment": cm.item()}
+        model.vqvae.eval()  # frozen: no dropout
+        q = model.vqvae.quantizer
+        with torch.no_grad():
+            truth = q.codebook(q.indices(model.vqvae.encode(target, batch.mask)))  # (B, W, N, c)
+        feat = model.speech_to_latents(batch.audio, batch.subject, truth)
+        latent, _ = vq_losses(truth, feat, batch.mask)  # mean ‖truth − feat‖² over real frames
+        recon = model.vqvae.decode(q(feat)[0], batch.mask)  # straight-through the frozen codebook
+        pos, vel = dense_losses(recon, target, batch.mask, vertex_weight)
+        loss = lw.latent * latent + lw.position * pos + lw.velocity * vel
+        return loss, {"loss": loss.item(), "latent": latent.item(), "recon": pos.item(), "velocity": vel.item()}
+
+    def validate(self, model, clips, regions, device, phase):
+        if phase.stage == 1:
+            return evaluate_reconstruction(model, clips, regions, device)
+        return super().validate(model, clips, regions, device, phase)
+
+
+def _load_stage1(model, directory: Path) -> None:
+    """Copy a stage-1 checkpoint's VQ-VAE (and motion scale) into ``model``; sizes must agree."""
+    stage1, config, _ = load_model(directory, expect="codetalker")
+    keys = ("hidden", "conv_layers", "components", "code_dim", "codebook_size")
+    differ = [k for k in keys if getattr(config, k) != getattr(model.config, k)]
+    if differ or stage1.num_vertices != model.num_vertices:
+        raise MMTalkerError(directory, f"stage-1 model does not match this config ({', '.join(differ) or 'vertex count'})")
+    if int(stage1.stages_trained) < 1:
+        raise MMTalkerError(directory, "this checkpoint has no trained stage 1")
+    model.vqvae.load_state_dict(stage1.vqvae.state_dict())
+    model.motion_scale.copy_(stage1.motion_scale)
+
+
+@torch.no_grad()
+def evaluate_reconstruction(model, clips, regions, device) -> dict:
+    """Stage-1 validation: the VQ-VAE's reconstruction of the true motion, scored like evaluate_clips."""
+    model.eval()
+    acc = MetricAccumulator(regions.get("lips"), regions.get("eyes"), regions.get("upper"))
+    sq, count = 0.0, 0
+    scale = float(model.motion_scale)
+    for clip in clips:
+        truth = clip.displacement()
+        motion = torch.from_numpy(np.ascontiguousarray(truth, dtype=np.float32))[None].to(device) / scale
+        recon = model.vqvae(motion)[0][0].cpu().numpy() * scale
+        acc.add(recon + clip.template, truth + clip.template, clip.template)
+        sq += float(np.square(recon - truth, dtype=np.float64).sum(-1).mean()) * len(truth)
+        count += len(truth)
+    out = acc.result()
+    out["loss"] = sq / max(count, 1) / scale**2
+    model.train()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train a peer as ``config`` says into ``run_dir`` (phase by phase); returns the final results."""
+    from mmtalker.train.loop import prepare_run_dir, seed_everything, setup_distributed
+
+    run_dir = Path(run_dir)
+    info, device = setup_distributed(config.optim.device)
+    if info.world > 1:
+        raise MMTalkerError("torchrun", "the peers train in one process", "launch 'mmtalker train' without torchrun")
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    seed_everything(config.optim.seed, config.optim.deterministic)
+    rng = np.random.default_rng(config.optim.seed)
+    setup = build_peer_setup(config, device)
+    (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    adapter = get_kind(config.kind).training_adapter()
+    for phase in adapter.phases(config):
+        phase_dir = run_dir / phase.folder if phase.folder else run_dir
+        phase_dir.mkdir(parents=True, exist_ok=True)
+        adapter.begin(phase, setup, config)
+        _run_phase(config, setup, adapter, phase, phase_dir, rng, device, resume)
+        best = load_model(phase_dir / "best", device)[0]
+        setup.model.load_state_dict(best.state_dict())  # the next phase starts from this phase's best
+    return _finish(config, setup, run_dir, device)
+
+
+def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, device, resume: bool) -> None:
+    """Epochs of one phase with MMTalker's schedule (warmup, cosine decay following steps or the clock)."""
+    from mmtalker.train.data import make_batch
+    from mmtalker.train.loop import lr_factor
+
+    model, opt_cfg = setup.model, config.optim
+    opt = torch.optim.AdamW(adapter.parameters(model, phase), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    epochs = max(1, round(opt_cfg.epochs * phase.share))
+    counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
+    if resume and (phase_dir / "last" / ckpt.STATE_META).is_file():
+        model.load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
+        counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, {}, rng)
+        if counters.get("done"):
+            return
+        adapter.begin(phase, setup, config)
+    clips = setup.train_clips
+    steps_per_epoch = max(1, math.ceil(len(clips) / opt_cfg.batch_size))
+    total = steps_per_epoch * epochs
+    budget = None if opt_cfg.max_minutes is None else opt_cfg.max_minutes * 60 * phase.share
+    start, last_plot = time.monotonic() - counters["elapsed_s"], -math.inf
+    scale = float(model.motion_scale)
+    model.train()
+    while counters["epoch"] < epochs:
+        order, sums, n = rng.permutation(len(clips)), {}, 0
+        for i in range(steps_per_epoch):
+            frac = max(counters["step"] / total, (time.monotonic() - start) / budget if budget else 0.0)
+            for group in opt.param_groups:
+                group["lr"] = opt_cfg.lr * lr_factor(frac, counters["step"], opt_cfg.warmup_steps, opt_cfg.min_lr_ratio)
+            idx = np.resize(order[i * opt_cfg.batch_size :][: opt_cfg.batch_size], min(opt_cfg.batch_size, len(order)))
+            batch = make_batch([clips[j] for j in idx], rng, config.data.window_frames).to(device)
+            opt.zero_grad(set_to_none=True)
+            loss, terms = adapter.step(model, batch, batch.disp / scale, setup.vertex_weight, config.loss, phase)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
+            opt.step()
+            counters["step"] += 1
+            n += 1
+            sums = {k: sums.get(k, 0.0) + v for k, v in terms.items()}
+            if budget and time.monotonic() - start > budget:
+                break
+        counters["epoch"] += 1
+        counters["elapsed_s"] = time.monotonic() - start
+        stop = bool(budget) and counters["elapsed_s"] > budget
+        counters["done"] = stop or counters["epoch"] == epochs
+        plot = counters["done"] or time.monotonic() - last_plot > PLOT_EVERY_S
+        last_plot = time.monotonic() if plot else last_plot
+        _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, {k: v / n for k, v in sums.items()}, opt, rng, device, plot)
+        if stop:
+            break
+
+
+def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
+    m = setup.dataset.manifest
+    return {"training": config.to_dict(), "kind": config.kind, "stage": phase.stage,
+            "dataset": {"name": m.name, "path": str(config.data.path), "fps": setup.fps, "units": m.units,
+                        "num_vertices": setup.model.num_vertices},
+            "epoch": counters["epoch"], "step": counters["step"], "metrics": metrics}
+
+
+def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_terms, opt, rng, device, plot) -> None:
+    """Validate, log, keep last and best checkpoints, redraw the curves."""
+    val = adapter.validate(setup.model, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
+    key = config.optim.select_metric
+    score = val.get(key, train_terms.get("loss"))
+    record = {"epoch": counters["epoch"], "step": counters["step"], "elapsed_s": round(counters["elapsed_s"], 1),
+              "train": train_terms, "val": {k: v for k, v in val.items() if isinstance(v, float)}}
+    counters["history"].append(record)
+    improved = counters["best"] is None or score < counters["best"]["score"]
+    if improved:
+        counters["best"] = {"score": score, "metric": key, "epoch": counters["epoch"]}
+        ckpt.save_checkpoint(phase_dir / "best", setup.model, _extras(config, setup, counters, record["val"], phase))
+    ckpt.save_checkpoint(phase_dir / "last", setup.model, _extras(config, setup, counters, record["val"], phase))
+    ckpt.save_training_state(phase_dir / "last", {"model": opt}, {}, counters, rng)
+    with open(phase_dir / "history.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if plot:
+        plot_curves(counters["history"], phase_dir / "curves.png")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in record["val"].items() if k in ("loss", "mve", "lve", "eve"))
+    label = f"{config.kind}{f' stage {phase.stage}' if phase.stage else ''}"
+    print(f"{label} epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; val {shown}"
+          f"{' (best)' if improved else ''}", flush=True)
+
+
+def _finish(config, setup, run_dir: Path, device) -> dict:
+    """Score the test splits with the best weights; write results.json."""
+    from mmtalker.train.data import load_clips
+    from mmtalker.train.loop import evaluate_clips
+
+    best, _, extras = load_model(run_dir / "best", device)
+    results = {"kind": config.kind, "epochs": extras.get("epoch"), "steps": extras.get("step"), "val": extras.get("metrics", {})}
+    if int(getattr(best, "stages_trained", 2)) >= 2:
+        enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config))
+        for split, seqs in setup.test_sequences.items():
+            clips = load_clips(setup.dataset, seqs, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
+            results[split] = evaluate_clips(best, clips, setup.regions, device, desc=split)
+    extra = getattr(setup.dataset.manifest, "extra", None) or {}
+    if "oracle_floor" in extra:
+        results["oracle_floor"] = extra["oracle_floor"]
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- prediction
+def peer_predictor(ckpt_dir, dataset):
+    """``(name, predict)`` for ``mmtalker evaluate``: ``predict(seq) -> [vertices (T, V, 3) float32]`` on the
+    subject's own template, in its style when trained on it, else the mean style."""
+    from mmtalker.audio.encoders import build_audio_encoder
+    from mmtalker.audio.io import SAMPLE_RATE
+    from mmtalker.data.fps import resample_frames
+    from mmtalker.data.fps import num_frames as frames_at_rate
+    from mmtalker.train.data import encode_clip
+
+    ckpt_dir = Path(ckpt_dir)
+    model, config, extras = load_model(ckpt_dir)
+    encoder = build_audio_encoder(config.audio_encoder)
+    fps = float(config.fps)
+    if dataset.manifest.num_vertices != model.num_vertices:
+        raise MMTalkerError(ckpt_dir, f"predicts {model.num_vertices} vertices, the dataset has {dataset.manifest.num_vertices}",
+                            "the peers work on their training topology only")
+
+    def predict(seq) -> list[np.ndarray]:
+        T = frames_at_rate(seq.num_frames, seq.fps, fps)
+        audio = seq.audio()
+        need = int(math.ceil(T / fps * SAMPLE_RATE))
+        if len(audio) < need:  # audio shorter than the motion: pad with silence
+            audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
+        feats = torch.from_numpy(encode_clip(encoder, audio, fps, T))[None]
+        subject = torch.tensor([model.subject_index(seq.subject)])
+        disp = model.predict_vertices(feats, subject)[0].numpy()
+        if fps != seq.fps:
+            disp = resample_frames(disp, fps, seq.fps)[: seq.num_frames]
+        pred = disp + np.asarray(dataset.template(seq.subject), np.float32)
+        return [pred.astype(np.float32, copy=False)]
+
+    return f"{type(model).__name__} ({ckpt_dir.name})", predict
+
+
+def predictor(ckpt_dir, dataset):
+    """Any kind's checkpoint as an evaluation source (MMTalker's through mmtalker.inference.evaluate)."""
+    from mmtalker.models.registry import checkpoint_kind
+
+    if checkpoint_kind(ckpt_dir) == "mmtalker":
+        from mmtalker.inference.evaluate import checkpoint_predictor
+
+        return checkpoint_predictor(ckpt_dir, dataset)
+    return peer_predictor(ckpt_dir, dataset)
+
+
+# ------------------------------------------------------------------------------------------ command line
+def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """What ``mmtalker train --config <peer config>`` runs."""
+    return train_peer(load_peer_config(path, overrides), run_dir, resume=resume, overwrite=overwrite)
+
+
+def main(argv=None) -> int:
+    """``python -m mmtalker.train.peers`` takes ``mmtalker train``'s options (until the train command
+    dispatches peer configs itself)."""
+    import argparse
+
+    from mmtalker.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser(prog="python -m mmtalker.train.peers")
+    train_cmd.register(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
+    out = args.out or Path("runs") / args.config.stem
+    try:
+        results = train_from_file(args.config, train_cmd.overrides_from_args(args), out, resume=args.resume, overwrite=args.overwrite)
+    except MMTalkerError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
