@@ -43,7 +43,7 @@ def random_phones(rng, n=30):
     for _ in range(n):
         if rng.uniform() < 0.08:
             spec.append(("_", rng.uniform(0.1, 0.4)))
-        spec.append((SYMBOLS[rng.integers(len(SYMBOLS))], rng.uniform(0.04, 0.16), int(rng.integers(0, 3))))
+        spec.append((SYMBOLS[rng.integers(len(SYMBOLS))], rng.uniform(0.015, 0.16), int(rng.integers(0, 3))))
     spec.append(("_", rng.uniform(0.1, 0.5)))
     return tile(spec)
 
@@ -111,15 +111,25 @@ def test_blend_matches_naive_reference(subject):
 @pytest.mark.parametrize("with_jitter", [False, True])
 def test_constraints_hold_at_every_centre(fps, with_jitter):
     rng = np.random.default_rng(int(fps) + with_jitter)
+    open_checked = 0
     for trial in range(15):
         phones, dur = random_phones(rng)
         style = art.draw_style(trial, trial % 4)
         T = art.num_frames_for(dur, fps)
         jit = art.draw_jitter(rng, len(phones), T, fps) if with_jitter else None
         c = art.articulation_curves(phones, T, fps, style, jit)
+        kinds_at: dict[int, set] = {}
+        for p in phones:
+            kinds_at.setdefault(nearest_frame(0.5 * (p.start + p.end), fps, T), set()).add(kind_of(p.symbol))
         for p in phones:
             k = nearest_frame(0.5 * (p.start + p.end), fps, T)
             kind = kind_of(p.symbol)
+            # one frame cannot show two shapes (phones shorter than a frame): a closure beats an open vowel,
+            # and a frame shared by a bilabial and a labiodental shows only one of them
+            if kind == "open_vowel" and kinds_at[k] & {"bilabial", "labiodental"}:
+                continue
+            if {"bilabial", "labiodental"} <= kinds_at[k]:
+                continue
             if kind == "bilabial":
                 assert c["lip_close"][k] == pytest.approx(1.0), (p, k)
                 assert c["jaw_open"][k] <= art.CLOSED_JAW + 1e-12
@@ -129,8 +139,10 @@ def test_constraints_hold_at_every_centre(fps, with_jitter):
             elif kind == "open_vowel":
                 assert c["jaw_open"][k] >= art.OPEN_FLOOR * 0.7 * style.amplitude * 0.7 - 1e-9, (p, k)
                 assert c["lip_close"][k] == pytest.approx(0.0, abs=1e-12)
+                open_checked += 1
         for name in ARTICULATION:
             assert np.all((c[name] >= 0) & (c[name] <= 1)), name
+    assert open_checked > 50
 
 
 def test_short_open_vowel_between_bilabials_still_opens_and_closes():

@@ -96,9 +96,17 @@ def test_lips_close_on_bilabials_and_open_on_open_vowels(ds, rigs):
     for q in ds.sequences():
         verts, phones = q.vertices(), q.alignment()
         gap = rigs[q.subject].inner_lip_gap(verts)
+        kinds_at: dict[int, set] = {}
+        for p in phones:
+            kinds_at.setdefault(centre_frame(p, len(gap)), set()).add(kind_of(p["symbol"]))
         for p in phones:
             k = centre_frame(p, len(gap))
             kind = kind_of(p["symbol"])
+            # phones shorter than a frame: one frame shows one shape, and a closure beats an open vowel
+            if kind == "open_vowel" and kinds_at[k] & {"bilabial", "labiodental"}:
+                continue
+            if {"bilabial", "labiodental"} <= kinds_at[k]:
+                continue
             if kind == "bilabial":
                 assert gap[k] < CLOSED_GAP, f"{q.key}: /{p['symbol']}/ at {p['start']:.3f}s, lip gap {gap[k] * 1e3:.2f} mm"
                 closed += 1

@@ -8,7 +8,7 @@ The model is Cohen & Massaro's: each phone ``i`` pulls channel ``c`` towards its
 where ``τ_i`` grows with the phone's duration (up to a cap) and the subject's smoothness, and is longer before
 the centre than after it (anticipation). Blending alone never quite closes the lips between two
 vowels, so three phone kinds are hard constraints over their central span (at least the frame
-nearest the centre): bilabials (p, b, m) close the lips (``lip_close = 1``, jaw ≤ 0.3), labiodentals
+nearest the centre; when two such phones share that frame, the closure wins): bilabials (p, b, m) close the lips (``lip_close = 1``, jaw ≤ 0.3), labiodentals
 (f, v) tuck the lower lip (``lower_lip_tuck = 1``), open vowels open the jaw (at least
 :data:`OPEN_FLOOR` of their target). Constraint weights fall off with a raised cosine outside the span.
 
@@ -156,15 +156,30 @@ def _constraint_weights(t, centres, durations, fps, offset) -> np.ndarray:
     return 0.5 * (1.0 + np.cos(np.pi * x))
 
 
-def _apply_constraints(curves, t, centres, durations, visemes, fps, style, amp) -> None:
-    """Each frame obeys at most one constraint: the strongest, ties to the nearest centre. In place."""
+def _assign(t, audio_t, centres, durations, visemes, idx, fps, offset) -> tuple[np.ndarray, np.ndarray]:
+    """Which constraint each frame obeys (index into ``idx``) and how strongly: (T,) ints, (T,) weights.
+
+    The strongest weight wins, ties go to the phone whose centre in the audio is nearest the frame, and
+    the frame nearest a closure's (bilabial, labiodental) centre in the audio always belongs to it: when
+    a phone is shorter than a frame, the closure is what a camera must not miss.
+    """
+    w = _constraint_weights(t, centres[idx], durations[idx], fps, offset)  # (K, T)
+    dist = np.abs(audio_t[None, :] - (centres[idx] - offset)[:, None])  # (K, T) seconds in the audio
+    order = np.lexsort((dist, -w), axis=0)[0]  # per frame: max weight, then min distance
+    weight = w[order, np.arange(t.size)]
+    for k, i in enumerate(idx):
+        if visemes[i].kind != "open_vowel":
+            frame = min(t.size - 1, max(0, int(round((centres[i] - offset) * fps))))
+            order[frame], weight[frame] = k, 1.0
+    return order, weight
+
+
+def _apply_constraints(curves, t, audio_t, centres, durations, visemes, fps, style, amp) -> None:
+    """Each frame obeys at most one constraint (see :func:`_assign`). In place on (C, T) ``curves``."""
     idx = np.array([i for i, v in enumerate(visemes) if v.kind in ("bilabial", "labiodental", "open_vowel")])
     if idx.size == 0:
         return
-    w = _constraint_weights(t, centres[idx], durations[idx], fps, style.timing_offset)  # (K, T)
-    dist = np.abs(t[None, :] - centres[idx][:, None])
-    order = np.lexsort((dist, -w), axis=0)[0]  # per frame: max weight, then min distance
-    weight = w[order, np.arange(t.size)]  # (T,)
+    order, weight = _assign(t, audio_t, centres, durations, visemes, idx, fps, style.timing_offset)
     jaw, close, tuck = curves[0], curves[1], curves[4]
     for k, i in enumerate(idx):
         m = order == k
@@ -204,10 +219,10 @@ def articulation_curves(phones: Sequence, num_frames: int, fps: float, style: Su
         raise ValueError("articulation_curves needs at least one phone")
     centres, durations, visemes = _phone_arrays(phones)
     centres = centres + style.timing_offset
-    t = frame_times(num_frames, fps)
-    amp = np.ones(len(phones))
+    audio_t = frame_times(num_frames, fps)
+    t, amp = audio_t, np.ones(len(phones))
     if jitter is not None:
-        t, amp = t + jitter.warp, jitter.amplitude
+        t, amp = audio_t + jitter.warp, jitter.amplitude
     curves = _blend(t, centres, durations, visemes, style, amp)
-    _apply_constraints(curves, t, centres, durations, visemes, fps, style, amp)
+    _apply_constraints(curves, t, audio_t, centres, durations, visemes, fps, style, amp)
     return {name: np.clip(curves[c], 0.0, 1.0) for c, name in enumerate(ARTICULATION)}
