@@ -3,7 +3,8 @@
 The frames are chosen to show that the motion follows the speech: the centre of a bilabial (lips shut),
 the centre of an open vowel (jaw open), the frame where the eyelids are closest (a blink), and evenly
 spaced frames in between. Each tile is labelled with its time, the phone being spoken and why it was
-picked. The camera frames the face's 68 landmarks, so the mouth and eyes are large enough to judge.
+picked. The camera frames the face from brows to chin, so the mouth and eyes are large enough to judge.
+By default the sequence is the first test sequence with a blink inside it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from mmtalker.synth.visemes import PAUSE, kind_of
 
 # iBUG 68 (0-based): upper and lower lid points of the right (36-41) and left (42-47) eye.
 _LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
+FRAMED = np.r_[8, 17:68]
+"""Landmarks the camera frames: the chin, brows, eyes, nose and mouth (not the jaw's sides)."""
 TILE = 256
 LABEL_HEIGHT = 44
 
@@ -92,11 +95,15 @@ def _pick_sequence(ds, key: str | None):
             if seq.key == key:
                 return seq
         raise MMTalkerError(f"--sequence {key}", "no such sequence in the dataset", "keys look like subject01_sentence33")
-    for split in ("test", None):
-        seqs = ds.sequences(split) if split is None or split in ds.manifest.splits else []
-        if seqs:
-            return seqs[0]
-    raise MMTalkerError(ds.manifest.name, "the dataset has no sequences")
+    test = ds.sequences("test") if "test" in ds.manifest.splits else []
+    seqs = test + [s for s in ds.sequences() if s not in test]
+    if not seqs:
+        raise MMTalkerError(ds.manifest.name, "the dataset has no sequences")
+    blinks = ds.manifest.extra.get("blinks", {})
+    for seq in seqs:  # test sequences first; the first with a blink inside the clip, so that the sheet shows one
+        if any(0.1 < b < seq.duration - 0.3 for b in blinks.get(seq.key, [])):
+            return seq
+    return seqs[0]
 
 
 def _landmarks(root: Path, manifest) -> np.ndarray:
@@ -127,7 +134,7 @@ def write_preview(dataset: str | os.PathLike, out: str | os.PathLike, *, sequenc
     template = ds.template(seq.subject)
     picks = choose_frames(phones, eyelid_gap(verts, landmarks), seq.fps, num_frames)
     renderer = MeshRenderer(ds.topology().faces, width=TILE, height=TILE,
-                            camera=fit_camera(template[landmarks], margin=1.35))
+                            camera=fit_camera(template[landmarks[FRAMED]], margin=1.2))
     images, labels = [], []
     for k, reason in picks:
         images.append(renderer.render(verts[k]))
