@@ -163,10 +163,10 @@ def mouth_mask(graph, vertices: np.ndarray, landmarks: np.ndarray, s: float) -> 
 
 
 def brow_field(graph, vertices: np.ndarray, landmarks: np.ndarray, s: float) -> np.ndarray:
-    """``(V,)`` 1 on the brows, fading up the forehead and down to nothing at the eyes' centre line."""
+    """``(V,)`` 1 on the brows, fading up the forehead and down to nothing at the upper lids."""
     pts = vertices[landmarks]
     brows = np.concatenate([curve_vertices(vertices, pts[17:22], s), curve_vertices(vertices, pts[22:27], s)])
     d = geodesic(graph, brows)
-    eye_y = pts[36:48, 1].mean()
-    gate = smoothstep(eye_y, pts[17:27, 1].mean(), vertices[:, 1])
+    lid_y = pts[[37, 38, 43, 44], 1].max()  # the lids stay: a blink squeezes the eye from where they are
+    gate = smoothstep(lid_y, pts[17:27, 1].mean(), vertices[:, 1])
     return falloff(d / (0.6 * s)) * gate
