@@ -55,7 +55,8 @@ class PeerLoss:
     eye_region: str = "eye_region"
     codebook: float = 1.0  # CodeTalker stage 1: ‖sg(z) − e‖²
     commitment: float = 0.25  # CodeTalker stage 1: β of β‖z − sg(e)‖² (the VQ-VAE paper's value)
-    latent: float = 1.0  # CodeTalker stage 2: regression of the quantised code features
+    latent: float = 10.0  # CodeTalker stage 2: regression of the quantised code features (a mean over code
+    # channels, small beside the per-vertex error: at 1 the straight-through motion loss let features drift off the codes)
 
 
 @dataclass
