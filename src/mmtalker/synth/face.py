@@ -30,7 +30,7 @@ from mmtalker.synth.face_regions import face_regions
 MENPO3D = "menpo3d==0.8.6"
 TEMPLATE_FILES = ("template.ply", "template.ljson")
 SOURCES = ("auto", "menpo3d", "procedural")
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 """Bump when the reduction changes, so that stale cached faces are not reused."""
 
 
@@ -140,19 +140,10 @@ def _template(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray, so
     return FaceTemplate(mesh, np.asarray(landmarks, np.int64), face_regions(mesh.vertices, landmarks), source)
 
 
-def _aligned(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Lower-lid landmarks straight below the upper ones (within 2.5% of the eye-corner distance)."""
-    from mmtalker.synth.mouth import align_lower_lids
-
-    s = np.linalg.norm(vertices[landmarks[45]] - vertices[landmarks[36]])
-    return align_lower_lids(vertices, landmarks, 0.025 * s)
-
-
 def _procedural(num_vertices: int) -> FaceTemplate:
     from mmtalker.synth.procedural_head import make_procedural_head
 
-    vertices, faces, landmarks = make_procedural_head(num_vertices)
-    return _template(vertices, faces, _aligned(vertices, landmarks), source="procedural")
+    return _template(*make_procedural_head(num_vertices), source="procedural")
 
 
 def _menpo3d(num_vertices: int) -> FaceTemplate:
@@ -186,7 +177,7 @@ def _reduce(folder: Path, num_vertices: int) -> tuple[np.ndarray, np.ndarray, np
         raise MMTalkerError(folder / "template.ply", f"reduction left {len(loops)} boundary loops, not the outer edge and the mouth",
                             "try another num_vertices")
     landmarks = cKDTree(vertices).query(points)[1].astype(np.int64)
-    return vertices, faces, _aligned(vertices, snap_inner_lip(vertices, faces, landmarks, points))
+    return vertices, faces, snap_inner_lip(vertices, faces, landmarks, points)
 
 
 def _components(faces: np.ndarray, num_vertices: int) -> int:

@@ -99,18 +99,3 @@ def snap_inner_lip(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarra
             out[k] = side[np.argmin(np.linalg.norm(vertices[side] - points[k], axis=1))]
     return out
 
-
-LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
-"""(upper, lower) eyelid landmark pairs in iBUG order."""
-
-
-def align_lower_lids(vertices: np.ndarray, landmarks: np.ndarray, radius: float) -> np.ndarray:
-    """Landmarks ``(68,)`` with each lower-lid landmark moved (by less than ``radius`` metres) to the
-    vertex most nearly straight below its upper partner, so that a closing lid moves down, not sideways."""
-    out = landmarks.copy()
-    for up, low in LID_PAIRS:
-        near = np.flatnonzero(np.linalg.norm(vertices - vertices[landmarks[low]], axis=1) < radius)
-        offset = np.abs(vertices[near, 0] - vertices[landmarks[up], 0])
-        offset += 0.2 * np.abs(vertices[near, 1] - vertices[landmarks[low], 1])  # stay on the lid line
-        out[low] = near[np.argmin(offset)]
-    return out

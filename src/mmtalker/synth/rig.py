@@ -18,9 +18,11 @@ so that ``deform`` is one matrix product for all frames. The channels:
   then the remaining gap between the inner-lip pairs (61–67, 62–66, 63–65) is measured and closed,
   the lower lip doing :attr:`RigParams.lower_lip_share` of it; at 1 the pairs meet exactly, whatever
   the jaw does.
-* ``blink_left`` / ``blink_right``: per frame, the upper lid is brought down to the lower lid of the
-  subject's left (+x, landmarks 42–47) or right (−x, 36–41) eye, leaving
-  :attr:`RigParams.blink_residual` of the gap so that the squeezed lid never folds.
+* ``blink_left`` / ``blink_right``: per frame, each upper-lid landmark is brought down to the point of
+  the lower lid straight across the eye from it (subject's left eye: +x, landmarks 42–47; right:
+  −x, 36–41), leaving :attr:`RigParams.blink_residual` of the gap so that the squeezed lid does not
+  fold (on menpo3d's mesh a sliver or two beside an outer corner can still flip in the last tenth
+  of a blink).
 
 Units: metres. Amplitudes scale with ``s``, the outer eye-corner distance (landmarks 36–45).
 """
@@ -117,6 +119,22 @@ class FaceRig:
             start += block.shape[1]
         self.basis = np.concatenate(list(columns.values()), axis=1)  # (V, K)
         self.jaw_angle = self._jaw_angle(jaw[self.landmarks[66]])
+        self._lower_lids()
+
+    def _lower_lids(self) -> None:
+        """Per eye: the lower lid as a polyline (corners and lower-lid landmarks, in order along the eye),
+        and the weights that give its point straight across from each upper-lid landmark."""
+        self._eye_axis, self._lid_nodes, self._lid_weights = {}, {}, {}
+        for eye, (upper, lower, (c0, c1)) in rf.EYES.items():
+            p = self.rest[self.landmarks]
+            axis = (p[c1] - p[c0]) / np.linalg.norm(p[c1] - p[c0])
+            nodes = np.array([c0, *lower, c1])
+            u = (p[nodes] - p[c0]) @ axis
+            order = np.argsort(u)
+            nodes, u = nodes[order], u[order]
+            at = (p[list(upper)] - p[c0]) @ axis  # (K,) where each upper-lid landmark sits along the eye
+            weights = np.stack([np.interp(at, u, np.eye(len(nodes))[j]) for j in range(len(nodes))], axis=1)  # (K, N)
+            self._eye_axis[eye], self._lid_nodes[eye], self._lid_weights[eye] = axis, nodes, weights
 
     def _jaw_angle(self, weight: float) -> float:
         """Radians at ``jaw_open = 1``: the rotation that moves the lower midline lip (jaw ``weight``) by ``jaw_opening``."""
@@ -167,11 +185,14 @@ class FaceRig:
         share = prm.lower_lip_share
         coeff[:, sl["upper_lip"], :] += c["lip_close"][:, None, None] * (1.0 - share) * gap
         coeff[:, sl["lower_lip"], :] -= c["lip_close"][:, None, None] * share * gap
-        # 4. blinks: the upper lid down to the lower one
+        # 4. blinks: each upper-lid landmark down to the lower lid straight across the eye from it
+        #    (no sideways part: that would shear the squeezed lid into folds near the corners)
         for eye in ("left", "right"):
-            up, low, _ = rf.EYES[eye]
-            lid_gap = self._at(coeff, lm[list(low)]) - self._at(coeff, lm[list(up)])
-            coeff[:, sl[f"eye_{eye}"], :] += c[f"blink_{eye}"][:, None, None] * (1.0 - prm.blink_residual) * lid_gap
+            target = np.einsum("kn,tnc->tkc", self._lid_weights[eye], self._at(coeff, lm[self._lid_nodes[eye]]))
+            gap = target - self._at(coeff, lm[list(rf.EYES[eye][0])])
+            axis = self._eye_axis[eye]
+            gap -= (gap @ axis)[..., None] * axis
+            coeff[:, sl[f"eye_{eye}"], :] += c[f"blink_{eye}"][:, None, None] * (1.0 - prm.blink_residual) * gap
         return coeff
 
     def deform(self, curves: dict) -> np.ndarray:
@@ -198,9 +219,24 @@ class FaceRig:
         return np.linalg.norm(up - low, axis=-1).mean(axis=1)
 
     def eyelid_gap(self, positions: np.ndarray) -> np.ndarray:
-        """``(T,2)`` metres: mean upper-to-lower lid distance of the (subject's) left and right eye."""
+        """``(T,2)`` metres: mean distance of the upper-lid landmarks to the lower lid, subject's left and right eye.
+
+        The lower lid is the polyline through the eye's corners and its lower-lid landmarks
+        (36, 41, 40, 39 for the right eye; 42, 47, 46, 45 for the left).
+        """
         out = []
         for eye in ("left", "right"):
-            up, low, _ = rf.EYES[eye]
-            out.append(np.linalg.norm(positions[:, self.landmarks[list(up)]] - positions[:, self.landmarks[list(low)]], axis=-1).mean(1))
+            lid = positions[:, self.landmarks[self._lid_nodes[eye]]]  # (T, N, 3)
+            points = positions[:, self.landmarks[list(rf.EYES[eye][0])]]  # (T, K, 3)
+            out.append(_distance_to_polyline(points, lid).mean(axis=1))
         return np.stack(out, axis=1)
+
+
+def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """``(T,K)`` distance of ``points`` (T,K,3) to the polyline through ``line`` (T,N,3)."""
+    a, b = line[:, None, :-1], line[:, None, 1:]  # (T,1,N-1,3)
+    ab = b - a
+    ap = points[:, :, None] - a  # (T,K,N-1,3)
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-20), 0.0, 1.0)
+    closest = a + t[..., None] * ab
+    return np.linalg.norm(points[:, :, None] - closest, axis=-1).min(axis=2)
