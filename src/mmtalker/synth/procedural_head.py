@@ -58,16 +58,19 @@ def _nose(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _eyes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Sockets, eyeballs and a thickening of the lids along the rim of each eye opening."""
+    """Sockets, eyeballs showing through the lid opening, lids with a crease above the upper one."""
     ex, ey = EYE_CENTRE
     ax, ay = EYE_HALF
     dx = np.abs(x) - ex
     dy = y - ey
-    socket = -0.013 * _gauss(np.hypot(dx / 1.25, dy), 0.014)
-    ball = 0.0105 * _gauss(np.hypot(dx / 1.3, dy), 0.0085)
+    socket = -0.011 * _gauss(np.hypot(dx / 1.3, dy), 0.015)
+    ball = 0.0095 * np.clip(1.0 - (dx / 0.0145) ** 2 - (dy / 0.0115) ** 2, 0.0, None) ** 1.5
     rim = np.hypot(dx / ax, dy / ay)  # 1 on the lid margin
-    lids = 0.0016 * _gauss(rim - 1.15, 0.35) * (1.0 + 0.6 * (dy > 0))
-    return socket + ball + lids
+    upper = _smoothstep(-0.002, 0.002, dy)
+    lids = (0.0010 + 0.0008 * upper) * _gauss(rim - 1.15, 0.25)
+    margin = -0.0008 * _gauss(rim - 1.0, 0.08)  # the line where lid meets eye
+    crease = -0.0010 * _gauss(rim - 2.0, 0.3) * upper
+    return socket + ball + lids + margin + crease
 
 
 def _face(x: np.ndarray, y: np.ndarray) -> np.ndarray:
