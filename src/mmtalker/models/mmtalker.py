@@ -43,6 +43,7 @@ class MMTalkerConfig:
     fps: float = 30.0  # mesh frame rate the model was trained at (from the dataset manifest)
     d_model: int = 128
     gcn_layers: int = 4
+    gcn_dim: int = 64  # width of the GCN's residual stream (its output is d_model): the GCN runs on V vertices per template
     num_region_tokens: int = 32
     heads: int = 4
     audio_layers: int = 3  # residual temporal convolutions, dilations 1, 2, 4, … (receptive field ±(2^L−1)·2 frames)
@@ -80,7 +81,7 @@ class GeometryEncoder(nn.Module):
         center = template.mean(0)
         self.register_buffer("center", center, persistent=False)
         self.register_buffer("scale", (template - center).norm(dim=-1).max().clamp_min(1e-12), persistent=False)
-        self.gcn = ResidualGCN(8, d, d, config.gcn_layers)
+        self.gcn = ResidualGCN(8, config.gcn_dim, d, config.gcn_layers)
         self.assign = nn.Linear(d, config.num_region_tokens)
 
     def forward(self, templates: torch.Tensor, faces: torch.Tensor, vertex_uv: torch.Tensor):
@@ -229,8 +230,15 @@ class MMTalker(nn.Module):
 
     # -- stages ------------------------------------------------------------------------------------------
     def encode_geometry(self, templates: torch.Tensor):
-        """templates (B, V, 3) -> per-vertex features G (B, V, D), region tokens (B, K, D)."""
-        return self.geometry(templates, self.faces, self.vertex_uv)
+        """templates (B, V, 3) -> per-vertex features G (B, V, D), region tokens (B, K, D).
+
+        Identical templates in the batch (clips of one subject) are encoded once.
+        """
+        unique, inverse = torch.unique(templates.flatten(1), dim=0, return_inverse=True)
+        if unique.shape[0] == templates.shape[0]:
+            return self.geometry(templates, self.faces, self.vertex_uv)
+        g, tokens = self.geometry(unique.view(-1, *templates.shape[1:]), self.faces, self.vertex_uv)
+        return g[inverse], tokens[inverse]
 
     def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
