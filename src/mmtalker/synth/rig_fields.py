@@ -112,24 +112,15 @@ def smooth(graph, field: np.ndarray, iterations: int) -> np.ndarray:
     return field
 
 
-def harmonic(vertices: np.ndarray, faces: np.ndarray, ones: np.ndarray, zeros: np.ndarray) -> np.ndarray:
-    """``(V,)`` harmonic function (cotangent Laplacian) that is 1 on ``ones`` and 0 on ``zeros``."""
-    import igl
-
-    zeros = np.setdiff1d(zeros, ones)
-    b = np.concatenate([ones, zeros]).astype(np.int64)
-    bc = np.concatenate([np.ones(len(ones)), np.zeros(len(zeros))])[:, None]
-    return np.clip(igl.harmonic(vertices, faces, b, bc, 1)[:, 0], 0.0, 1.0)
-
-
 def eyelid_fields(graph, vertices: np.ndarray, landmarks: np.ndarray, s: float, eye: str) -> np.ndarray:
     """``(V,2)`` upper-lid fields of one eye, one per upper-lid landmark, each exactly 1 at its landmark.
 
     Field k is ``profile_k(x) · t(x, y)``: the profile along x is 1 at its landmark, 0 at the other
     one and at the corners; ``t`` rises linearly in y from 0 on the lower lid to 1 on the upper lid
     (the lids being curves through the corners and the lid landmarks), so that a closing lid squeezes
-    the eye's surface evenly, without folding it. "Along x" is along the line through the eye's corners. Above the upper lid the field fades out over 12%
-    of ``s``; it is cut off 0.3 ``s`` (along the surface) away from the eye.
+    the eye's surface evenly, without folding it. "Along x" is along the line through the eye's
+    corners. Above the upper lid the field fades out over 12% of ``s``; it is cut off 0.3 ``s``
+    (along the surface) away from the eye.
     """
     from scipy.interpolate import PchipInterpolator
 
