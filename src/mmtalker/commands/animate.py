@@ -52,36 +52,39 @@ def _check_outputs(args) -> None:
         raise MMTalkerError(args.video, "is the same file as --out")
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
-
-
 def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Animate into a temporary file next to --out (a memory map for .npy), renamed at the end. Returns
-    (vertices (T, P, 3), faces)."""
+    """Animate to --out window by window. ``.npy`` frames go straight to the file (memory for one window
+    only); ``.npz`` is compressed at the end. Returns (vertices (T, P, 3), possibly memory-mapped, faces)."""
+    from mmtalker.inference.npy_writer import NpyBlockWriter
     from mmtalker.progress import progress
+    from mmtalker.render.export import export_npz
 
     face = talker.prepare_face(args.style, args.template)
-    P = face.num_points
-    tmp = _tmp_name(args.out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix.lower() == ".npy":
-        verts = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(num_frames, P, 3))
-    else:
-        verts = np.empty((num_frames, P, 3), np.float32)
+    shape = (num_frames, face.num_points, 3)
+    to_npy = args.out.suffix.lower() == ".npy"
+    writer = NpyBlockWriter(args.out, shape) if to_npy else None
+    verts = None if to_npy else np.empty(shape, np.float32)
+    bar = progress(desc="animate", total=num_frames, unit="frame")
     try:
-        bar = progress(desc="animate", total=num_frames, unit="frame")
         for start, block in talker.iter_animate(samples, face=face, num_frames=num_frames,
                                                 window_s=args.window, overlap_s=args.overlap):
-            verts[start : start + len(block)] = block
+            if to_npy:
+                writer.write(block)
+            else:
+                verts[start : start + len(block)] = block
             bar.update(len(block))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
         bar.close()
-        if isinstance(verts, np.memmap):
-            verts.flush()
-        else:
-            from mmtalker.render.export import export_npz
-
-            export_npz(tmp, verts, fps=talker.fps, faces=face.faces, overwrite=True)
+    if to_npy:
+        writer.close()
+        return np.load(args.out, mmap_mode="r"), face.faces
+    tmp = args.out.with_name(f".{args.out.stem}.partial{os.getpid()}.npz")
+    try:
+        export_npz(tmp, verts, fps=talker.fps, faces=face.faces, overwrite=True)
         os.replace(tmp, args.out)
     finally:
         if tmp.exists():
@@ -117,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
     verts, faces = _write_frames(talker, samples, args, T)
     print(f"wrote {args.out} ({T} frames × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
     if args.video is not None:
-        if isinstance(verts, np.memmap):
-            verts = np.load(args.out, mmap_mode="r")
         _render(args, verts, faces, samples, talker.fps)
         print(f"wrote {args.video}")
     return 0

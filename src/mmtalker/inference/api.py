@@ -38,6 +38,7 @@ class MMTalker:
         self.model = self.engine.model
         self.extras = extras or {}
         self.source = source
+        self._faces: dict[str | None, PreparedFace] = {}  # prepared default faces, by style
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
@@ -131,8 +132,10 @@ class MMTalker:
 
         subject = self.subject_index(style)
         if template is None:
-            geometry = self.model.templates_for(torch.tensor([subject]))[0]
-            return self.engine.prepare(subject, geometry)
+            if style not in self._faces:
+                geometry = self.model.templates_for(torch.tensor([subject]))[0]
+                self._faces[style] = self.engine.prepare(subject, geometry)
+            return self._faces[style]
         mesh = self._as_mesh(template)
         ckpt_faces = self.model.faces.numpy()
         same = mesh.vertices.shape[0] == self.num_vertices and (
