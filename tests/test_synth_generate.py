@@ -21,7 +21,7 @@ from mmtalker.cli import main  # noqa: E402
 from mmtalker.data.dataset import open_dataset  # noqa: E402
 from mmtalker.eval.metrics import MetricAccumulator, eve, lve  # noqa: E402
 from mmtalker.synth import eyes  # noqa: E402
-from mmtalker.synth.generate import LANDMARKS_REGION, SPLITS, generate, load_preset  # noqa: E402
+from mmtalker.synth.generate import LANDMARKS_REGION, SPLITS, generate, load_preset, make_plan, split_of  # noqa: E402
 from mmtalker.synth.rig import FaceRig  # noqa: E402
 from mmtalker.synth.visemes import kind_of  # noqa: E402
 
@@ -202,3 +202,21 @@ def test_cli_synth_refuses_a_non_empty_folder_and_preview(tiny, tmp_path, capsys
 def test_blinks_in_manifest_are_json(tiny):
     data = json.loads((tiny / "manifest.json").read_text())
     assert set(data["extra"]["blinks"]) == {p.stem for p in (tiny / "vertices_npy").glob("*.npy")}
+
+
+def test_default_plan_is_vocaset_like():
+    sizes = load_preset("default")
+    plan = make_plan(sizes, seed=0)
+    assert len(plan.seen) + len(plan.unseen) == 8
+    assert sum(len(v) for v in plan.sentences.values()) == 40
+    texts = {split: {t for _, _, t in items} for split, items in plan.sentences.items()}
+    assert not texts["train"] & texts["test"] and not texts["val"] & texts["test"] and not texts["train"] & texts["val"]
+    counts = {}
+    for job in plan.jobs:
+        counts[split_of(job, plan)] = counts.get(split_of(job, plan), 0) + 1
+    seen, n = len(plan.seen), sizes["sentences"]
+    assert counts == {"train": seen * n["train"], "val": seen * n["val"], "test": seen * n["test"],
+                      "test_unseen_subjects": len(plan.unseen) * n["test"]}
+    assert len({j.key for j in plan.jobs}) == len(plan.jobs)
+    with pytest.raises(MMTalkerError, match="no such dataset preset"):
+        load_preset("huge")
