@@ -133,6 +133,25 @@ def test_menpo3d_face_is_cached_and_loads_fast(face):
     assert np.array_equal(again.mesh.vertices, face.mesh.vertices)
 
 
+def test_menpo3d_reduction_from_the_fetched_files(face, tmp_path, monkeypatch):
+    """A fresh cache: the reduction runs, keeps one piece with its mouth, and is cached for the next load."""
+    if face.source == "procedural":
+        pytest.skip("needs menpo3d's template files")
+    source = face_mod.template_dir()
+    monkeypatch.setenv("MMTALKER_HOME", str(tmp_path))
+    (tmp_path / "menpo3d").mkdir()
+    for name in face_mod.TEMPLATE_FILES:
+        (tmp_path / "menpo3d" / name).write_bytes((source / name).read_bytes())
+    fresh = face_mod.load_default_face(1500, source="menpo3d")
+    summary = mesh_summary(fresh.mesh)
+    assert (summary["components"], summary["boundary_loops"]) == (1, 2)
+    assert 1350 <= summary["vertices"] <= 1650
+    cached = list((tmp_path / "menpo3d").glob("face_v*_1500.npz"))
+    assert len(cached) == 1
+    again = face_mod.load_default_face(1500, source="menpo3d")
+    assert np.array_equal(again.mesh.vertices, fresh.mesh.vertices) and np.array_equal(again.landmarks, fresh.landmarks)
+
+
 # ------------------------------------------------------------------------------------------ fetching
 
 

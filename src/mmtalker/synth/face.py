@@ -12,6 +12,7 @@ Every face is in FLAME/VOCASET's frame: metres, +y up, +z toward the viewer, +x 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -30,7 +31,7 @@ from mmtalker.synth.face_regions import face_regions
 MENPO3D = "menpo3d==0.8.6"
 TEMPLATE_FILES = ("template.ply", "template.ljson")
 SOURCES = ("auto", "menpo3d", "procedural")
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 """Bump when the reduction changes, so that stale cached faces are not reused."""
 
 
@@ -126,7 +127,7 @@ def load_default_face(num_vertices: int = 5000, *, source: str = "auto") -> Face
     if source == "procedural":
         return _procedural(num_vertices)
     try:
-        fetch_template(quiet=True)
+        fetch_template(quiet=_quiet())
     except MMTalkerError as err:
         if source == "menpo3d":
             raise
@@ -135,8 +136,12 @@ def load_default_face(num_vertices: int = 5000, *, source: str = "auto") -> Face
     return _menpo3d(num_vertices)
 
 
-def _template(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray, source: str, path=None) -> FaceTemplate:
-    mesh = Mesh(vertices=vertices, faces=faces, path=None if path is None else str(path))
+def _quiet() -> bool:
+    return os.environ.get("MMTALKER_QUIET") == "1"
+
+
+def _template(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray, source: str) -> FaceTemplate:
+    mesh = Mesh(vertices=vertices, faces=faces)
     return FaceTemplate(mesh, np.asarray(landmarks, np.int64), face_regions(mesh.vertices, landmarks), source)
 
 
@@ -152,14 +157,16 @@ def _menpo3d(num_vertices: int) -> FaceTemplate:
     if cached.is_file():
         try:
             with np.load(cached) as data:
-                return _template(data["vertices"], data["faces"], data["landmarks"], "menpo3d-0.8.6", cached)
+                return _template(data["vertices"], data["faces"], data["landmarks"], "menpo3d-0.8.6")
         except (OSError, ValueError, KeyError):
             pass  # a broken cache file is rebuilt below
+    if not _quiet():
+        print(f"reducing menpo3d's face template to {num_vertices} vertices (once; kept in {cached})", file=sys.stderr)
     vertices, faces, landmarks = _reduce(folder, num_vertices)
     part = cached.with_name(cached.stem + ".part.npz")
     np.savez(part, vertices=vertices.astype(np.float32), faces=faces, landmarks=landmarks)
     part.replace(cached)
-    return _template(vertices, faces, landmarks, "menpo3d-0.8.6", cached)
+    return _template(vertices, faces, landmarks, "menpo3d-0.8.6")
 
 
 def _reduce(folder: Path, num_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
