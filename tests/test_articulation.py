@@ -253,3 +253,15 @@ def test_brows_rise_on_stressed_vowels_only():
     assert b[k2] == 0.0 and b[0] == 0.0
     truth = eyes.brow_curve(phones, T, fps, style, np.random.default_rng(0))
     assert truth[k] > 0.2 and not np.allclose(truth, b)
+
+
+def test_brows_peak_on_the_phrase_nucleus():
+    spec = [("_", 0.3), ("ɑː", 0.15, 1), ("t", 0.1), ("ə", 0.2), ("t", 0.1), ("ɑː", 0.15, 1), ("_", 0.4),
+            ("i", 0.15, 1), ("_", 0.3)]
+    phones, dur = tile(spec)
+    assert eyes.brow_accents(phones) == [(pytest.approx(0.375), eyes.MINOR_ACCENT), (pytest.approx(0.925), 1.0),
+                                         (pytest.approx(1.475), 1.0)]
+    fps = 100.0
+    b = eyes.brow_curve(phones, art.num_frames_for(dur, fps), fps, art.SubjectStyle(brow_amplitude=0.5))
+    assert b[38] == pytest.approx(0.5 * eyes.MINOR_ACCENT, abs=0.02)
+    assert b[92] == pytest.approx(0.5, abs=0.02) and b[148] == pytest.approx(0.5, abs=0.02)

@@ -11,9 +11,10 @@ The *oracle* (the expected motion given the audio) holds the expected pause blin
 shape averaged over its random start and weighted by its probability, so a pause shows a partial
 lid closure. Random blinks carry no information from the audio and are left out of the oracle.
 
-Brows rise on every primary-stressed vowel: a raised-cosine bump of height ``style.brow_amplitude``
-centred on the vowel (overlapping bumps combine by their maximum). That is predictable from the
-audio, so it is in the oracle; the truth scales each bump by a random factor.
+Brows rise on primary-stressed vowels: a raised-cosine bump centred on the vowel, of height
+``style.brow_amplitude`` on the phrase's nucleus (its last primary stress before a pause) and
+:data:`MINOR_ACCENT` of that on its other stressed vowels (overlapping bumps combine by their maximum).
+That is predictable from the audio, so it is in the oracle; the truth scales each bump by a random factor.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ REFRACTORY = 0.5
 """Seconds after a blink's start in which no other blink starts."""
 BROW_HALF_WIDTH = 0.22
 """Seconds from a brow bump's peak to its foot."""
+MINOR_ACCENT = 0.4
+"""Brow raise on a stressed vowel that is not its phrase's nucleus, relative to the nucleus's."""
 CLOSE_SHARE = 0.35
 """Share of a blink's duration spent closing; the rest is the (slower) opening."""
 
@@ -95,18 +98,29 @@ def expected_blink_curve(phones: Sequence, num_frames: int, fps: float, style: S
     return curve
 
 
+def brow_accents(phones: Sequence) -> list[tuple[float, float]]:
+    """(time s, relative height) of each brow raise: every primary-stressed vowel, full height on the
+    phrase's nucleus (its last primary stress before a pause), :data:`MINOR_ACCENT` of it on the others."""
+    accents, phrase = [], []
+    for p in list(phones) + [None]:
+        if p is None or p.symbol == PAUSE:
+            accents += [(t, 1.0 if i == len(phrase) - 1 else MINOR_ACCENT) for i, t in enumerate(phrase)]
+            phrase = []
+        elif p.stress == 1 and is_vowel(p.symbol):
+            phrase.append(0.5 * (p.start + p.end))
+    return sorted(accents)
+
+
 def brow_curve(phones: Sequence, num_frames: int, fps: float, style: SubjectStyle,
                rng: np.random.Generator | None = None, amplitude_sd: float = 0.15) -> np.ndarray:
-    """(T,) brow raise in [0, 1]: a bump on each primary-stressed vowel (random heights with ``rng``)."""
+    """(T,) brow raise in [0, 1]: a bump on each accent of :func:`brow_accents` (random heights with ``rng``)."""
     t = frame_times(num_frames, fps)
     curve = np.zeros(num_frames)
-    for p in phones:
-        if p.stress != 1 or not is_vowel(p.symbol):
-            continue
-        height = style.brow_amplitude
+    for centre, relative in brow_accents(phones):
+        height = style.brow_amplitude * relative
         if rng is not None:
             height *= float(np.clip(1.0 + amplitude_sd * rng.standard_normal(), 0.5, 1.5))
-        x = np.clip(np.abs(t - 0.5 * (p.start + p.end)) / BROW_HALF_WIDTH, 0.0, 1.0)
+        x = np.clip(np.abs(t - centre) / BROW_HALF_WIDTH, 0.0, 1.0)
         curve = np.maximum(curve, height * 0.5 * (1.0 + np.cos(np.pi * x)))
     return np.clip(curve, 0.0, 1.0)
 
