@@ -181,8 +181,8 @@ def _reduce(folder: Path, num_vertices: int) -> tuple[np.ndarray, np.ndarray, np
     vertices, faces = mt.reduce_template(vertices, faces, points, num_vertices)
     loops = boundary_loops(faces)
     if len(loops) != 2 or _components(faces, len(vertices)) != 1:
-        raise MMTalkerError(folder / "template.ply", f"reduction left {len(loops)} boundary loops, not the outer edge and the mouth",
-                            "try another num_vertices")
+        problem = f"the reduced mesh has {len(loops)} boundary loops, not the outer edge and the mouth"
+        raise MMTalkerError(folder / "template.ply", problem, "try another num_vertices")
     landmarks = cKDTree(vertices).query(points)[1].astype(np.int64)
     return vertices, faces, snap_inner_lip(vertices, faces, landmarks, points)
 

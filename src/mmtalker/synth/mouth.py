@@ -72,7 +72,8 @@ def edge_graph(vertices: np.ndarray, faces: np.ndarray):
     e = np.unique(np.sort(e, axis=1), axis=0)
     w = np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1) + 1e-12
     n = len(vertices)
-    return coo_matrix((np.concatenate([w, w]), (np.concatenate([e[:, 0], e[:, 1]]), np.concatenate([e[:, 1], e[:, 0]]))), shape=(n, n)).tocsr()
+    rows, cols = np.concatenate([e[:, 0], e[:, 1]]), np.concatenate([e[:, 1], e[:, 0]])
+    return coo_matrix((np.concatenate([w, w]), (rows, cols)), shape=(n, n)).tocsr()
 
 
 def geodesic(graph, sources) -> np.ndarray:

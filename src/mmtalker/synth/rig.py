@@ -94,7 +94,7 @@ class FaceRig:
         s, v, lm, prm = self.scale, self.rest, self.landmarks, self.params
         p = v[lm]
         self.hinge = np.array([p[27, 0], p[[0, 16], 1].mean() - prm.hinge_drop * s, p[[0, 16], 2].mean() - prm.hinge_back * s])
-        jaw = rf.jaw_weight(graph, v, lm, s)
+        jaw = self.jaw_weight = rf.jaw_weight(graph, v, lm, s)  # (V,) share of the jaw's rotation
         mask = rf.mouth_mask(graph, v, lm, s)
         centre_x = p[[60, 64], 0].mean()
         half_width = 0.5 * abs(p[64, 0] - p[60, 0])
