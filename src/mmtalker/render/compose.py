@@ -22,6 +22,7 @@ def caption(image: np.ndarray, text: str) -> np.ndarray:
     """The image with ``text`` written on a white band above it."""
     h, w = image.shape[:2]
     band = max(18, h // 14)
+    band += band % 2  # keep frame sizes even for h264
     canvas = Image.new("RGB", (w, h + band), "white")
     canvas.paste(Image.fromarray(image), (0, band))
     draw = ImageDraw.Draw(canvas)
