@@ -220,3 +220,16 @@ def test_default_plan_is_vocaset_like():
     assert len({j.key for j in plan.jobs}) == len(plan.jobs)
     with pytest.raises(MMTalkerError, match="no such dataset preset"):
         load_preset("huge")
+
+
+def test_preview_picks_a_closure_an_opening_and_a_blink():
+    from mmtalker.synth.preview import choose_frames
+
+    phones = [{"symbol": "_", "start": 0.0, "end": 0.3}, {"symbol": "m", "start": 0.3, "end": 0.4},
+              {"symbol": "ɑ", "start": 0.4, "end": 0.6}, {"symbol": "_", "start": 0.6, "end": 1.0}]
+    lids = np.ones(30)
+    lids[25] = 0.1
+    picks = dict(choose_frames(phones, lids, 30.0, 8))
+    assert picks[round(0.35 * 30)] == "lips closed" and picks[round(0.5 * 30)] == "jaw open" and picks[25] == "blink"
+    assert len(picks) == 8 and min(picks) == 0 and max(picks) == 29
+    assert len(choose_frames(phones, np.ones(4), 30.0, 8)) == 4  # never more frames than the clip has

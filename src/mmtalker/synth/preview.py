@@ -55,11 +55,10 @@ def choose_frames(phones: list[dict], lid_gap: np.ndarray, fps: float, count: in
     blink = int(np.argmin(lid_gap))
     if lid_gap[blink] < 0.6 * np.median(lid_gap):
         picks[blink] = "blink"
-    for k in np.linspace(0, num_frames - 1, max(count - len(picks), 0) + 2)[1:-1].round().astype(int):
-        if len(picks) >= count:
-            break
-        if all(abs(int(k) - j) > 1 for j in picks):
-            picks[int(k)] = ""
+    frames = np.arange(num_frames)
+    while len(picks) < min(count, num_frames):  # fill with the frame farthest from every pick
+        far = np.min(np.abs(frames[:, None] - np.array(list(picks) or [num_frames // 2])[None, :]), axis=1)
+        picks[int(np.argmax(far)) if picks else num_frames // 2] = ""
     return sorted(picks.items())
 
 
@@ -77,6 +76,7 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], title: str, colum
     from PIL import Image, ImageDraw
 
     h, w = images[0].shape[:2]
+    columns = min(columns, len(images))
     rows = (len(images) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * w, 30 + rows * (h + LABEL_HEIGHT)), "white")
     draw = ImageDraw.Draw(sheet)
