@@ -8,9 +8,10 @@ The model is Cohen & Massaro's: each phone ``i`` pulls channel ``c`` towards its
 where ``τ_i`` grows with the phone's duration (up to a cap) and the subject's smoothness, and is longer before
 the centre than after it (anticipation). Blending alone never quite closes the lips between two
 vowels, so three phone kinds are hard constraints over their central span (at least the frame
-nearest the centre; when two such phones share that frame, the closure wins): bilabials (p, b, m) close the lips (``lip_close = 1``, jaw ≤ 0.3), labiodentals
-(f, v) tuck the lower lip (``lower_lip_tuck = 1``), open vowels open the jaw (at least
-:data:`OPEN_FLOOR` of their target). Constraint weights fall off with a raised cosine outside the span.
+nearest the centre; when two such phones share that frame, the closure wins): bilabials (p, b, m)
+close the lips (``lip_close = 1``, jaw ≤ 0.3), labiodentals (f, v) tuck the lower lip
+(``lower_lip_tuck = 1``), open vowels open the jaw (at least :data:`OPEN_FLOOR` of their target).
+Constraint weights fall off with a raised cosine outside the span.
 
 A :class:`SubjectStyle` (amplitude, timing offset, anticipation, smoothness, and the eyes' habits) is
 drawn per subject from the seed. The *truth* adds per-phone amplitude jitter and a smooth time warp

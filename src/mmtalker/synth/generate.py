@@ -89,9 +89,8 @@ def make_plan(preset: dict, seed: int) -> Plan:
         for split in ("train", "val", "test") if name in seen else ("test",):
             jobs += [Job(name, si, sid, num, text) for sid, num, text in sentences[split]]
     nums = {s: [n for _, n, _ in sentences[s]] for s in sentences}
-    splits = {"train": {"subjects": seen, "sentences": nums["train"]}, "val": {"subjects": seen, "sentences": nums["val"]},
-              "test": {"subjects": seen, "sentences": nums["test"]},
-              "test_unseen_subjects": {"subjects": unseen, "sentences": nums["test"]}}
+    splits = {split: {"subjects": seen, "sentences": nums[split]} for split in ("train", "val", "test")}
+    splits["test_unseen_subjects"] = {"subjects": unseen, "sentences": nums["test"]}
     return Plan(seen, unseen, sentences, jobs, splits)
 
 
