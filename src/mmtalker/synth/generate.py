@@ -194,7 +194,7 @@ def iter_clips(plan: Plan, subjects, preset: dict, seed: int, fps: float, worker
     _STATE.update(plan=plan, subjects=subjects, preset=preset, seed=seed, fps=fps, regions=regions)
     try:
         indices = range(len(plan.jobs))
-        if workers <= 1:
+        if workers <= 1 or "fork" not in mp.get_all_start_methods():  # workers inherit the rigs by fork
             yield from map(_work, indices)
             return
         with mp.get_context("fork").Pool(workers) as pool:
