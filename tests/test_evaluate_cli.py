@@ -69,3 +69,29 @@ def test_clear_errors(dataset_dir, tmp_path, capsys):
     assert "has no split 'bogus'" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(dataset_dir), "--regions", "mouth=x.txt", "--pred", str(empty)]) == 1
     assert "ROLE=FILE" in capsys.readouterr().err
+
+
+def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
+    from PIL import Image
+
+    ds = open_dataset(dataset_dir)
+    pred_dir = tmp_path / "model"
+    pred_dir.mkdir()
+    for seq in ds.sequences("test"):
+        gt = seq.vertices()
+        noisy = gt.copy()
+        noisy[:, ds.region("lips")] += 0.002  # errors on the lips only
+        np.save(pred_dir / f"{seq.key}.npy", noisy)
+    scores = tmp_path / "s.json"
+    assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred_dir), "--json", str(scores)]) == 0
+    per_vertex = np.asarray(json.loads(scores.read_text())["models"]["model"]["per_vertex_sq_error"])
+    lips = ds.region("lips")
+    assert np.allclose(per_vertex[lips], 3 * 0.002**2, rtol=1e-3)
+    assert np.all(np.delete(per_vertex, lips) < 1e-12)
+    out = tmp_path / "report"
+    assert main(["report", str(scores), "--data", str(dataset_dir), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| model |" in md and "metrics_test.png" in md and "heatmap_test.png" in md
+    heat = np.asarray(Image.open(out / "heatmap_test.png").convert("RGB"))
+    assert heat.std() > 10  # a rendered face, not a blank image
+    assert main(["report", str(scores), "--out", str(out)]) == 1  # no silent overwrite

@@ -22,6 +22,7 @@ COMMANDS = [
     "mmtalker.commands.train",
     "mmtalker.commands.animate",
     "mmtalker.commands.evaluate",
+    "mmtalker.commands.report",
     "mmtalker.commands.render",
     "mmtalker.commands.export",
 ]

@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "dataset": dataset.manifest.name, "split": args.split, "units": units, "regions": regions.sources,
-            "models": {r.name: {"overall": r.overall, "per_subject": r.per_subject, "missing": r.missing} for r in results},
+            "models": {r.name: {"overall": r.overall, "per_subject": r.per_subject, "missing": r.missing,
+                                "per_vertex_sq_error": [float(x) for x in r.per_vertex]} for r in results},
         }, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -82,6 +82,7 @@ class Scores:
     overall: dict
     per_subject: dict
     missing: list
+    per_vertex: np.ndarray | None = None  # (V,) mean over frames of the squared error of each vertex
 
 
 def score(
@@ -98,6 +99,7 @@ def score(
     total = MetricAccumulator(regions.lips, regions.eyes, regions.upper)
     by_subject: dict[str, MetricAccumulator] = {}
     missing = []
+    sq_sum, frames = None, 0
     sequences = list(sequences)
     for seq in progress(sequences, desc=f"evaluate {name}", unit="seq"):
         preds = predict(seq)
@@ -112,10 +114,15 @@ def score(
                 raise MMTalkerError(f"prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
             total.add(pred, gt, template)
             acc.add(pred, gt, template)
+            t = min(len(pred), len(gt))
+            err = np.sum((pred[:t].astype(np.float64) - gt[:t]) ** 2, axis=-1).sum(axis=0)  # (V,)
+            sq_sum = err if sq_sum is None else sq_sum + err
+            frames += t
     if not by_subject:
         raise MMTalkerError(name, "no sequence of the split has a prediction", "check the file names: "
                             "<subject>_<sentence>.npy or <subject>_<sentence>_condition_<style>.npy")
-    return Scores(name, total.result(), {s: a.result() for s, a in sorted(by_subject.items())}, missing)
+    return Scores(name, total.result(), {s: a.result() for s, a in sorted(by_subject.items())}, missing,
+                  per_vertex=sq_sum / frames)
 
 
 def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:

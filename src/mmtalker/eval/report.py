@@ -1,0 +1,114 @@
+"""A comparison report from ``mmtalker evaluate --json`` files: a Markdown table, bar charts and heatmaps.
+
+Each JSON file holds one split's scores of several models (and the oracle floor when it was asked for).
+The report writes ``report.md`` (one table per split, units stated), ``metrics_<split>.png`` (bar
+charts of LVE, EVE and |FDD|) and ``heatmap_<split>.png`` (each model's mean squared error per vertex
+rendered on the face, one colour scale for all models).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmtalker.errors import MMTalkerError
+
+BAR_METRICS = (("lve", "LVE"), ("eve", "EVE"), ("fdd_abs", "|FDD|"))
+
+
+def load_scores(path: Path) -> dict:
+    """One ``evaluate --json`` file, checked for the fields the report needs."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise MMTalkerError(path, f"cannot be read as JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or "split" not in data:
+        raise MMTalkerError(path, "is not a score file from 'mmtalker evaluate --json'")
+    return data
+
+
+def markdown_table(data: dict) -> str:
+    """The split's table: every model's overall scores at the report scale of the dataset's units."""
+    units = data.get("units", {})
+    scale = float(units.get("report_scale", 1.0))
+    length = units.get("length", "unit")
+    exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
+    lines = [f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, scores in data["models"].items():
+        o = scores["overall"]
+        cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
+        lines.append(f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |")
+    return "\n".join(lines)
+
+
+def bar_chart(data: dict, path: Path) -> Path:
+    """Bar charts of LVE, EVE and |FDD| per model (report scale), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = float(data.get("units", {}).get("report_scale", 1.0))
+    names = list(data["models"])
+    fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(4 * len(BAR_METRICS), 3.2))
+    for ax, (key, label) in zip(axes, BAR_METRICS):
+        values = [data["models"][n]["overall"].get(key, np.nan) * scale for n in names]
+        colors = ["#999999" if "oracle" in n else f"C{k}" for k, n in enumerate(names)]
+        ax.bar(range(len(names)), values, color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{label} (×{1 / scale:.0e})" if scale != 1 else label)
+    fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def heatmap_sheet(data: dict, vertices: np.ndarray, faces: np.ndarray, path: Path, size: int = 256) -> Path | None:
+    """Each model's per-vertex mean squared error on the face, one shared colour scale; None without data."""
+    from PIL import Image
+
+    from mmtalker.render.compose import caption
+    from mmtalker.render.renderer import MeshRenderer
+
+    entries = [(n, np.asarray(s["per_vertex_sq_error"])) for n, s in data["models"].items() if s.get("per_vertex_sq_error")]
+    entries = [(n, e) for n, e in entries if e.shape == (len(vertices),)]
+    if not entries:
+        return None
+    from matplotlib import colormaps
+
+    vmax = max(float(np.percentile(np.sqrt(e), 99)) for _, e in entries) or 1e-9
+    renderer = MeshRenderer(faces, width=size, height=size)
+    panels = []
+    try:
+        for name, err in entries:
+            colors = colormaps["turbo"](np.clip(np.sqrt(err) / vmax, 0, 1))[:, :3]
+            panels.append(caption(renderer.render(vertices, colors), name))
+    finally:
+        renderer.release()
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+    return path
+
+
+def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
+    """Writes report.md and the figures into ``out``; returns the Markdown file's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["# Comparison", ""]
+    for file in score_files:
+        data = load_scores(file)
+        split = data["split"]
+        parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From `{file}`.", "", markdown_table(data), ""]
+        bars = bar_chart(data, out / f"metrics_{split}.png")
+        parts += [f"![metrics]({bars.name})", ""]
+        if dataset is not None:
+            topo = dataset.topology()
+            heat = heatmap_sheet(data, dataset.template(dataset.subjects[0]), topo.faces, out / f"heatmap_{split}.png")
+            if heat is not None:
+                parts += ["Root mean squared error per vertex (shared colour scale, blue low, red high):", "",
+                          f"![heatmap]({heat.name})", ""]
+    md = out / "report.md"
+    md.write_text("\n".join(parts))
+    return md
