@@ -5,6 +5,7 @@ lower each loss, checkpoints through the shared format, the model-kind registry.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -89,9 +90,9 @@ def test_voca_windows_against_loop():
 
 
 def test_voca_pca_init_reproduces_training_offsets():
-    """With the decoder set from the PCA, the offsets' rank-3 data lie in its span: least-squares codes
+    """With the decoder set from the 3 main PCA directions, rank-3 offsets lie in its span: least-squares codes
     reconstruct them exactly."""
-    model = _model("voca", latent=5)
+    model = _model("voca", latent=3)
     basis = torch.randn(3, V * 3)
     offsets = (torch.randn(40, 3) @ basis + torch.randn(V * 3)).reshape(40, V, 3)
     model.init_decoder_pca(offsets)
@@ -319,3 +320,16 @@ def test_registry_kinds_and_config_kind(tmp_path):
     for kind in registry.KINDS.values():
         assert kind.model_class().__name__ == kind.class_name
         assert dataclasses.is_dataclass(kind.config_class())
+
+
+def test_resume_continues_a_finished_phase_and_refuses_an_empty_folder(fake_setup, tmp_path):
+    from mmtalker.train.peers import train_peer
+
+    config, _ = fake_setup("voca")
+    with pytest.raises(MMTalkerError, match="resume"):
+        train_peer(config, tmp_path / "none", resume=True)
+    train_peer(config, tmp_path / "run")
+    more = dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=3))
+    train_peer(more, tmp_path / "run", resume=True)
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3]

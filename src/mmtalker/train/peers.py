@@ -308,24 +308,30 @@ def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool 
     info, device = setup_distributed(config.optim.device)
     if info.world > 1:
         raise MMTalkerError("torchrun", "the peers train in one process", "launch 'mmtalker train' without torchrun")
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume and not any((run_dir / sub / "last" / ckpt.STATE_META).is_file() for sub in ("", "stage1")):
+        raise MMTalkerError(run_dir, "has no checkpoint to resume from (last/training_state.json)")
+    prepare_run_dir(run_dir, resume=False, overwrite=overwrite or resume)  # a CodeTalker run may resume in stage1/
     seed_everything(config.optim.seed, config.optim.deterministic)
     rng = np.random.default_rng(config.optim.seed)
     setup = build_peer_setup(config, device)
     (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     adapter = get_kind(config.kind).training_adapter()
-    for phase in adapter.phases(config):
+    elapsed_s = 0.0
+    phases = adapter.phases(config)
+    for phase in phases:
         phase_dir = run_dir / phase.folder if phase.folder else run_dir
         phase_dir.mkdir(parents=True, exist_ok=True)
         adapter.begin(phase, setup, config)
-        _run_phase(config, setup, adapter, phase, phase_dir, rng, device, resume)
+        elapsed_s += _run_phase(config, setup, adapter, phase, phase_dir, rng, device, resume, phase is phases[-1])
         best = load_model(phase_dir / "best", device)[0]
         setup.model.load_state_dict(best.state_dict())  # the next phase starts from this phase's best
-    return _finish(config, setup, run_dir, device)
+    return _finish(config, setup, run_dir, device, elapsed_s)
 
 
-def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, device, resume: bool) -> None:
-    """Epochs of one phase with MMTalker's schedule (warmup, cosine decay following steps or the clock)."""
+def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, device, resume: bool, last: bool) -> float:
+    """Epochs of one phase with MMTalker's schedule (warmup, cosine decay following steps or the clock).
+    Returns the phase's training time in seconds. Resuming continues the phase's last/ up to the epochs
+    asked for; a finished phase before the last one is kept as it is (the next one started from it)."""
     from mmtalker.train.data import make_batch
     from mmtalker.train.loop import lr_factor
 
@@ -336,8 +342,8 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     if resume and (phase_dir / "last" / ckpt.STATE_META).is_file():
         model.load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
         counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, {}, rng)
-        if counters.get("done"):
-            return
+        if counters["epoch"] >= epochs or (counters.get("done") and not last):
+            return counters["elapsed_s"]
         adapter.begin(phase, setup, config)
     clips = setup.train_clips
     steps_per_epoch = max(1, math.ceil(len(clips) / opt_cfg.batch_size))
@@ -373,6 +379,7 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
         _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, {k: v / n for k, v in sums.items()}, opt, rng, device, plot)
         if stop:
             break
+    return counters["elapsed_s"]
 
 
 def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
@@ -407,13 +414,14 @@ def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_term
           f"{' (best)' if improved else ''}", flush=True)
 
 
-def _finish(config, setup, run_dir: Path, device) -> dict:
+def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     """Score the test splits with the best weights; write results.json."""
     from mmtalker.train.data import load_clips
     from mmtalker.train.loop import evaluate_clips
 
     best, _, extras = load_model(run_dir / "best", device)
-    results = {"kind": config.kind, "epochs": extras.get("epoch"), "steps": extras.get("step"), "val": extras.get("metrics", {})}
+    results = {"kind": config.kind, "epochs": extras.get("epoch"), "steps": extras.get("step"),
+               "train_minutes": round(elapsed_s / 60, 2), "val": extras.get("metrics", {})}
     if int(getattr(best, "stages_trained", 2)) >= 2:
         enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config))
         for split, seqs in setup.test_sequences.items():
@@ -479,20 +487,23 @@ def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, ove
 
 
 def main(argv=None) -> int:
-    """``python -m mmtalker.train.peers`` takes ``mmtalker train``'s options (until the train command
-    dispatches peer configs itself)."""
+    """``python -m mmtalker.train.peers`` = ``mmtalker train`` with peer configs dispatched here (a stand-in
+    until the train command dispatches them itself; MMTalker configs go to its own command)."""
     import argparse
+    import sys
 
     from mmtalker.commands import train as train_cmd
 
     parser = argparse.ArgumentParser(prog="python -m mmtalker.train.peers")
     train_cmd.register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
-    out = args.out or Path("runs") / args.config.stem
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
     try:
+        if not is_peer_config(args.config):
+            return args.func(args)
+        out = args.out or Path("runs") / args.config.stem
         results = train_from_file(args.config, train_cmd.overrides_from_args(args), out, resume=args.resume, overwrite=args.overwrite)
     except MMTalkerError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(results, indent=2))
     return 0
