@@ -84,6 +84,8 @@ def runs(tmp_path_factory):
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed: make it longer"
     state = json.loads((killed / "last" / "training_state.json").read_text())
     stopped_at = state["counters"]["epoch"]
+    weights_epoch = json.loads((killed / "last" / "config.json").read_text())["extras"]["epoch"]
+    assert weights_epoch == stopped_at, f"the kill left weights of epoch {weights_epoch} beside the state of epoch {stopped_at}"
     assert KILL_AFTER_EPOCH <= stopped_at < EPOCHS
     assert not (killed / "results.json").exists()
 
