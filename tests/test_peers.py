@@ -266,7 +266,7 @@ def _steps(adapter, setup, config, phase, n):
         opt.step()
 
 
-def test_codetalker_run_trains_both_stages_and_resumes_stage_two(fake_setup, tmp_path):
+def test_codetalker_run_trains_both_stages_then_stage_two_alone_from_stage_one(fake_setup, tmp_path):
     """One run: stage1/ then the run folder; a second run of stage 2 alone from the first's stage-1 checkpoint."""
     from mmtalker.train.peers import train_peer
 
