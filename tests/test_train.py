@@ -177,3 +177,19 @@ def test_a_few_steps_on_the_tiny_synthetic_preset(tmp_path):
     for split in ("test", "test_unseen_subjects"):
         assert all(np.isfinite(results[split][k]) for k in ("lve", "eve", "mve", "fdd"))
     assert results["steps"] == 6  # 4 training clips, batch 2, 3 epochs
+
+
+def test_batches_draw_from_few_subjects_in_proportion():
+    from mmtalker.train.loop import draw_batch
+
+    groups = [np.arange(0, 6), np.arange(6, 9), np.arange(9, 21)]
+    rng = np.random.default_rng(0)
+    counts = np.zeros(21)
+    for _ in range(3000):
+        idx = draw_batch(groups, 4, 2, rng)
+        owners = {next(g for g, members in enumerate(groups) if i in members) for i in idx}
+        assert len(owners) <= 2 and len(set(idx)) == 4
+        counts[idx] += 1
+    per_clip = counts / counts.sum()
+    assert per_clip.std() / per_clip.mean() < 0.25  # every clip is drawn about equally often
+    assert len(draw_batch([np.arange(2)], 4, 2, rng)) == 4  # too few clips: drawn with replacement

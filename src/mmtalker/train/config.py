@@ -34,6 +34,7 @@ class DataConfig:
     cache_dir: str | None = None  # audio-feature cache; None: $MMTALKER_HOME/features
     augment_variants: int = 3  # augmented copies of each training clip's audio, besides the clean one
     window_frames: int = 64  # training crops (frames); whole clips are used when shorter
+    subjects_per_batch: int | None = 2  # clips of a batch come from this many subjects (None: any): fewer geometry passes
     val_max_clips: int = 16  # validation each epoch scores at most this many clips (the test at the end: all)
     preload_max_gb: float = 4.0  # keep all training displacements in memory when they fit in this
 

@@ -273,11 +273,11 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     budget_s = None if config.optim.max_minutes is None else config.optim.max_minutes * 60
     start = time.monotonic() - counters["elapsed_s"]
     my_clips = setup.train_clips[info.rank :: info.world]
+    groups = group_by_subject(my_clips)
     last_plot = -math.inf
 
     while counters["epoch"] < config.optim.epochs:
         epoch = counters["epoch"]
-        order = rng.permutation(len(my_clips))
         sums: dict[str, float] = {}
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", leave=False) if info.main else range(steps_per_epoch)
         for i in bar:
@@ -287,9 +287,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
                 for group in o.param_groups:
                     base = config.optim.sampler_lr if o is optimizers.get("sampler") else config.optim.lr
                     group["lr"] = base * lr_factor(frac, counters["step"], config.optim.warmup_steps, config.optim.min_lr_ratio)
-            idx = order[(i * config.optim.batch_size) % len(order) :][: config.optim.batch_size]
-            if len(idx) < min(config.optim.batch_size, len(order)):
-                idx = np.concatenate([idx, order[: config.optim.batch_size - len(idx)]])
+            idx = draw_batch(groups, config.optim.batch_size, config.data.subjects_per_batch, rng)
             for o in optimizers.values():
                 o.zero_grad(set_to_none=True)
             terms = training_step(setup, net, config, [my_clips[j] for j in idx], rng, gen, device)
@@ -323,6 +321,25 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         dist.barrier()
         dist.destroy_process_group()
     return results
+
+
+def group_by_subject(clips: list) -> list[np.ndarray]:
+    """Indices of ``clips`` grouped by subject (in first-seen order)."""
+    subjects = list(dict.fromkeys(c.subject for c in clips))
+    return [np.array([i for i, c in enumerate(clips) if c.subject == s]) for s in subjects]
+
+
+def draw_batch(groups: list[np.ndarray], batch_size: int, subjects_per_batch: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Clip indices of one batch: ``subjects_per_batch`` subjects drawn in proportion to their clip counts
+    (None: all), then ``batch_size`` of their clips without replacement (with replacement if too few).
+
+    Fewer subjects per batch means fewer distinct templates for the geometry encoder to run on.
+    """
+    sizes = np.array([len(g) for g in groups], dtype=np.float64)
+    k = len(groups) if subjects_per_batch is None else min(subjects_per_batch, len(groups))
+    chosen = rng.choice(len(groups), size=k, replace=False, p=sizes / sizes.sum())
+    pool = np.concatenate([groups[j] for j in chosen])
+    return rng.choice(pool, size=batch_size, replace=len(pool) < batch_size)
 
 
 def _time_up(start: float, budget_s: float, info: Dist) -> bool:
