@@ -505,6 +505,17 @@ def test_train_refuses_existing_run_folder(world, tmp_path, capsys):
                        capsys, "new", "resume")
 
 
+def test_train_overwrite_replaces_its_files_and_deletes_nothing_else(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "best").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "best" / "my_model.txt").write_text("also mine")
+    code, _, err = run_cli(["train", "--config", world["config"], "--data", world["data"], "--out", out, "--overwrite"], capsys)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "best" / "my_model.txt").read_text() == "also mine"
+    assert (out / "best" / "model.safetensors").is_file() and (out / "results.json").is_file()
+
+
 # ----------------------------------------------------------------------------------------- checkpoints
 def _ckpt_copy(w, d: Path) -> Path:
     return Path(shutil.copytree(w["ckpt"], d / "ckpt"))
