@@ -52,7 +52,8 @@ def peak_rss_mb() -> float:
 
 def run_worker(script: str, args: list[str], threads: int) -> dict:
     """Run ``script --worker ARGS`` in a fresh interpreter with ``threads`` threads; returns its JSON line."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MMTALKER_QUIET": "1",
+    env = {"OMP_WAIT_POLICY": "PASSIVE",  # on shared cores, spinning threads burn the time the others wait for
+           **os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MMTALKER_QUIET": "1",
            "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, script, "--worker", *args], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
