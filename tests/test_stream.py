@@ -85,3 +85,36 @@ def test_bad_settings_and_chunks_are_refused():
         talker.stream(context_s=0)
     with pytest.raises(MMTalkerError, match="NaN"):
         talker.stream().push(np.full(100, np.nan, np.float32))
+
+
+def _stream_cli(argv):
+    import argparse
+
+    from mmtalker.commands import stream as stream_cmd
+
+    parser = argparse.ArgumentParser()
+    stream_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["stream", *argv])
+    return args.func(args)
+
+
+def test_stream_command_from_a_file_and_from_stdin(tmp_path, monkeypatch, capsys):
+    import io
+
+    from test_api import tiny_checkpoint
+
+    ck = tiny_checkpoint(tmp_path / "ck", seed=3)
+    audio = speechlike(2.0, seed=5)
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+    assert _stream_cli(["--checkpoint", str(ck), "--audio", str(tmp_path / "a.wav"), "--out", str(tmp_path / "f.npz")]) == 0
+    from_file = np.load(tmp_path / "f.npz")
+    assert from_file["vertices"].shape == (50, 64, 3) and float(from_file["fps"]) == 25.0
+    assert "compute per 160 ms chunk" in capsys.readouterr().out
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    monkeypatch.setattr("sys.stdin", type("Stdin", (), {"buffer": io.BytesIO(pcm)})())
+    assert _stream_cli(["--checkpoint", str(ck), "--audio", "-", "--out", str(tmp_path / "s.npy")]) == 0
+    assert_close(np.load(tmp_path / "s.npy"), from_file["vertices"], atol=1e-4, what="stdin vs file")
+    with pytest.raises(MMTalkerError, match="already exists"):
+        _stream_cli(["--checkpoint", str(ck), "--audio", "-", "--out", str(tmp_path / "s.npy")])
