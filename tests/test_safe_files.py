@@ -297,3 +297,52 @@ def test_tampered_training_state_is_refused(checkpoint, tmp_path):
     save_file(state, str(folder / "training_state.safetensors"))
     with pytest.raises(MMTalkerError, match="training_state"):
         load_training_state(folder, {"model": opt}, {"sampler": model}, rng)
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=40, deadline=5000, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def _fuzzed_folder(checkpoint: Path, root: Path, name: str, data: bytes) -> Path:
+    folder = Path(shutil.copytree(checkpoint, root / "ckpt"))
+    (folder / name).write_bytes(data)
+    if name == "model.safetensors":
+        meta = json.loads((folder / "config.json").read_text())
+        meta.pop("weights_sha256")  # let the bytes reach the safetensors reader
+        (folder / "config.json").write_text(json.dumps(meta))
+    return folder
+
+
+def _load_or_refuse(folder: Path) -> None:
+    from mmtalker.train.checkpoint import load_checkpoint
+
+    try:
+        model, _, _ = load_checkpoint(folder)
+    except MMTalkerError as exc:
+        assert str(folder) in str(exc)
+        return
+    assert all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point())
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_checkpoint_weights_bytes(checkpoint, tmp_path_factory, data):
+    """A valid weights file with a few bytes overwritten (header or tensors), or cut short."""
+    blob = bytearray((checkpoint / "model.safetensors").read_bytes())
+    header = 8 + struct.unpack("<Q", bytes(blob[:8]))[0]
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, header + 64))  # mostly the length and the JSON header
+        blob[pos] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    _load_or_refuse(_fuzzed_folder(checkpoint, tmp_path_factory.mktemp("fz"), "model.safetensors", bytes(blob)))
+
+
+@FUZZ
+@given(blob=st.binary(max_size=300))
+def test_fuzz_checkpoint_config_bytes(checkpoint, tmp_path_factory, blob):
+    _load_or_refuse(_fuzzed_folder(checkpoint, tmp_path_factory.mktemp("fz"), "config.json", blob))
