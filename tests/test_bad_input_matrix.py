@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import wave
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+HANG_SECONDS = 90  # a command that runs longer than this on these tiny inputs counts as a hang
 TINY_MODEL = {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
               "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8]}
 
@@ -71,14 +73,30 @@ def world(tmp_path_factory) -> dict:
             "anim": root / "anim.npy", "config": train_cfg, "faces": mesh.faces, "vertices": mesh.vertices}
 
 
+class _Hang(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Hang()
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``mmtalker argv``; any exception escaping main fails the test."""
+    """(exit code, stdout, stderr) of ``mmtalker argv``; an exception escaping main or a run longer than
+    HANG_SECONDS fails the test."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(HANG_SECONDS)
     try:
         code = main([str(a) for a in argv])
     except SystemExit as exc:  # argparse's own usage errors
         code = exc.code
+    except _Hang:
+        pytest.fail(f"mmtalker {' '.join(map(str, argv))} ran for more than {HANG_SECONDS} s (a hang)")
     except BaseException as exc:  # noqa: BLE001 - the point of this test
         pytest.fail(f"mmtalker {' '.join(map(str, argv))} raised {type(exc).__name__}: {exc} (a traceback, not a clear error)")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     out, err = capsys.readouterr()
     return code, out, err
 
