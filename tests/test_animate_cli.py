@@ -67,3 +67,19 @@ def test_help_describes_the_command(capsys):
         main(["animate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--checkpoint" in text and "--template" in text and "any length" in text
+
+
+def test_npy_block_writer_round_trip_and_incomplete_output(tmp_path):
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.inference.npy_writer import NpyBlockWriter
+
+    data = np.random.default_rng(0).standard_normal((7, 5, 3)).astype(np.float32)
+    writer = NpyBlockWriter(tmp_path / "a.npy", data.shape)
+    for s in (0, 3, 4):
+        writer.write(data[s : {0: 3, 3: 4, 4: 7}[s]])
+    assert_close(np.load(writer.close()), data, atol=0, rtol=0, what="npy written in blocks")
+    short = NpyBlockWriter(tmp_path / "b.npy", data.shape)
+    short.write(data[:2])
+    with pytest.raises(MMTalkerError, match="only 2 of 7"):
+        short.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]  # nothing half-written left behind
