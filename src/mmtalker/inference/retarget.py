@@ -80,7 +80,7 @@ class RetargetMap:
 
 
 def build_retarget_map(new_vertices: np.ndarray, new_faces: np.ndarray, template: np.ndarray, faces: np.ndarray,
-                       vertex_uv: np.ndarray, *, what: str = "template", max_distance_ratio: float = 0.05) -> RetargetMap:
+                       vertex_uv: np.ndarray, *, what: str = "template", max_distance_ratio: float = 0.1) -> RetargetMap:
     """Map a mesh (new_vertices (Q,3), new_faces) onto the checkpoint's template (V,3), faces (F,3), vertex_uv (V,2).
 
     The new mesh must lie on the checkpoint face (same place, scale and orientation): a vertex farther
