@@ -21,6 +21,7 @@ COMMANDS = [
     "mmtalker.commands.data",
     "mmtalker.commands.train",
     "mmtalker.commands.animate",
+    "mmtalker.commands.stream",
     "mmtalker.commands.evaluate",
     "mmtalker.commands.report",
     "mmtalker.commands.render",
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmtalker {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`mmtalker inspect DATA | head -1`): stop quietly, as shells do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return int(code or 0)
 
 

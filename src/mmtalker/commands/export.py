@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmtalker.commands.options import require_positive
 from mmtalker.errors import MMTalkerError
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     template = load_mesh(args.template)
     vertices, file_fps = load_animation(args.animation, num_vertices=len(template.vertices))
-    fps = args.fps or file_fps or 30.0
+    fps = require_positive("--fps", args.fps) or file_fps or 30.0
     if args.format == "npz":
         export.export_npz(args.out, vertices, fps=fps, faces=template.faces, overwrite=args.overwrite)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")

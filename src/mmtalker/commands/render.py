@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtalker.commands.options import require_positive
 from mmtalker.errors import MMTalkerError
 from mmtalker.progress import progress
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError("--heatmap", "needs a reference animation first and at least one more to colour")
     template = load_mesh(args.template)
     loaded = [load_animation(path, num_vertices=len(template.vertices)) for path in args.animations]
-    fps = args.fps or next((f for _, f in loaded if f), None) or 30.0
+    fps = require_positive("--fps", args.fps) or next((f for _, f in loaded if f), None) or 30.0
     animations = [v for v, _ in loaded]
     frames = side_by_side_frames(
         animations, template.faces, captions=args.captions, width=args.size, height=args.size,
