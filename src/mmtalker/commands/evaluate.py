@@ -59,9 +59,9 @@ def _sources(args, dataset):
     for k, folder in enumerate(args.pred):
         sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
     for ckpt in args.checkpoint:
-        from mmtalker.inference.evaluate import checkpoint_predictor
+        from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
 
-        name, predict = checkpoint_predictor(ckpt, dataset)
+        name, predict = predictor(ckpt, dataset)
         sources.append((name, predict))
     if args.oracle:
         def oracle(seq):
