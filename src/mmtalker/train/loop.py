@@ -267,9 +267,6 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     regions = metric_regions(setup.regions, config.loss)
-    per_rank = math.ceil(len(setup.train_clips) / info.world)
-    steps_per_epoch = max(1, math.ceil(per_rank / config.optim.batch_size))
-    total_steps = steps_per_epoch * config.optim.epochs
     budget_s = None if config.optim.max_minutes is None else config.optim.max_minutes * 60
     start = time.monotonic() - counters["elapsed_s"]
     my_clips = setup.train_clips[info.rank :: info.world]
@@ -277,40 +274,15 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     last_plot = -math.inf
 
     while counters["epoch"] < config.optim.epochs:
-        epoch = counters["epoch"]
-        sums: dict[str, float] = {}
-        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", leave=False) if info.main else range(steps_per_epoch)
-        for i in bar:
-            elapsed = time.monotonic() - start
-            frac = max(counters["step"] / total_steps, elapsed / budget_s if budget_s else 0.0)
-            for o in optimizers.values():
-                for group in o.param_groups:
-                    base = config.optim.sampler_lr if o is optimizers.get("sampler") else config.optim.lr
-                    group["lr"] = base * lr_factor(frac, counters["step"], config.optim.warmup_steps, config.optim.min_lr_ratio)
-            idx = draw_batch(groups, config.optim.batch_size, config.data.subjects_per_batch, rng)
-            for o in optimizers.values():
-                o.zero_grad(set_to_none=True)
-            terms = training_step(setup, net, config, [my_clips[j] for j in idx], rng, gen, device)
-            if info.world > 1:
-                _average_grads(sampler)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            for o in optimizers.values():
-                o.step()
-            counters["step"] += 1
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if info.main and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{terms['loss']:.4f}")
-            if budget_s and _time_up(start, budget_s, info):
-                break
-        counters["epoch"] = epoch + 1
+        terms = _run_epoch(setup, net, config, optimizers, counters, my_clips, groups, rng, gen, device, info, start, budget_s)
+        counters["epoch"] += 1
         counters["elapsed_s"] = time.monotonic() - start
         stop = bool(budget_s) and _time_up(start, budget_s, info)
         if info.main:
             last = stop or counters["epoch"] == config.optim.epochs
             plot = last or time.monotonic() - last_plot > PLOT_EVERY_S
             last_plot = time.monotonic() if plot else last_plot
-            _end_of_epoch(config, setup, run_dir, counters, {k: v / max(i + 1, 1) for k, v in sums.items()}, optimizers, rng, regions, device, plot)
+            _end_of_epoch(config, setup, run_dir, counters, terms, optimizers, rng, regions, device, plot)
         if info.world > 1:
             dist.barrier()
         if stop:
@@ -321,6 +293,49 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         dist.barrier()
         dist.destroy_process_group()
     return results
+
+
+def steps_per_epoch(num_clips: int, world: int, batch_size: int) -> int:
+    """An epoch is one window per training clip, split over the ranks."""
+    return max(1, math.ceil(math.ceil(num_clips / world) / batch_size))
+
+
+def _set_lr(optimizers: dict, config: TrainingConfig, progress_fraction: float, step: int) -> None:
+    for name, opt in optimizers.items():
+        base = config.optim.sampler_lr if name == "sampler" else config.optim.lr
+        for group in opt.param_groups:
+            group["lr"] = base * lr_factor(progress_fraction, step, config.optim.warmup_steps, config.optim.min_lr_ratio)
+
+
+def _run_epoch(setup, net, config, optimizers, counters, clips, groups, rng, gen, device, info, start, budget_s) -> dict:
+    """One epoch of steps (stopping early when the time budget is spent); returns the mean loss terms."""
+    n_steps = steps_per_epoch(len(setup.train_clips), info.world, config.optim.batch_size)
+    total_steps = n_steps * config.optim.epochs
+    sums: dict[str, float] = {}
+    bar = progress(range(n_steps), desc=f"epoch {counters['epoch'] + 1}/{config.optim.epochs}", unit="step") if info.main else range(n_steps)
+    done = 0
+    for _ in bar:
+        # the schedule follows whichever is further along: the step count or the clock
+        elapsed = time.monotonic() - start
+        _set_lr(optimizers, config, max(counters["step"] / total_steps, elapsed / budget_s if budget_s else 0.0), counters["step"])
+        idx = draw_batch(groups, config.optim.batch_size, config.data.subjects_per_batch, rng)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        terms = training_step(setup, net, config, [clips[j] for j in idx], rng, gen, device)
+        if info.world > 1:
+            _average_grads(setup.sampler)
+        torch.nn.utils.clip_grad_norm_(setup.model.parameters(), config.optim.grad_clip)
+        for opt in optimizers.values():
+            opt.step()
+        counters["step"] += 1
+        done += 1
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if info.main and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{terms['loss']:.4f}")
+        if budget_s and _time_up(start, budget_s, info):
+            break
+    return {k: v / max(done, 1) for k, v in sums.items()}
 
 
 def group_by_subject(clips: list) -> list[np.ndarray]:
