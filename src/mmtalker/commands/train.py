@@ -1,4 +1,4 @@
-"""``mmtalker train``: train MMTalker on a dataset folder as a YAML config says."""
+"""``mmtalker train``: train MMTalker or a peer (VOCA, FaceFormer, CodeTalker) as a YAML config says."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train MMTalker from a config file",
+        help="train MMTalker or a peer (VOCA, FaceFormer, CodeTalker) from a config file",
         description=(
-            "Train MMTalker on a dataset (the synthetic benchmark, VOCASET, BIWI or Multiface layouts) as a YAML "
+            "Train MMTalker, or a peer whose config says 'kind: voca|faceformer|codetalker', on a dataset (the "
+            "synthetic benchmark, VOCASET, BIWI or Multiface layouts) as a YAML "
             "config says (see configs/). Audio features are cached on disk on the first run. Each epoch is "
             "validated; the run folder keeps best/ and last/ checkpoints (safetensors + config.json), "
             "history.jsonl, curves.png and, at the end, results.json with the test scores. Launch with torchrun "
@@ -54,12 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from mmtalker.errors import MMTalkerError
     from mmtalker.train.config import load_config
     from mmtalker.train.loop import train
+    from mmtalker.train.peers import is_peer_config, train_from_file
 
-    config = load_config(args.config, overrides_from_args(args))
     if args.resume and args.overwrite:
         raise MMTalkerError("--resume/--overwrite", "choose one: continue the run, or write a new one over it")
     out = args.out or Path("runs") / args.config.stem
-    results = train(config, out, resume=args.resume, overwrite=args.overwrite)
+    if is_peer_config(args.config):  # a config with `kind: voca | faceformer | codetalker`
+        results = train_from_file(args.config, overrides_from_args(args), out, resume=args.resume, overwrite=args.overwrite)
+    else:
+        config = load_config(args.config, overrides_from_args(args))
+        results = train(config, out, resume=args.resume, overwrite=args.overwrite)
     if results:
         print(json.dumps(results, indent=2))
         print(f"checkpoints in {out}/best and {out}/last; curves in {out}/curves.png")

@@ -120,7 +120,8 @@ def load_model(directory: str | Path, device="cpu", *, expect: str | None = None
         return ckpt.load_checkpoint(directory, device)
     kind = get_kind(name)
     meta = json.loads((directory / ckpt.CONFIG).read_text())
-    config = build_dataclass(kind.config_class(), meta.get("model", {}), f"{directory / ckpt.CONFIG}: model")
+    where = f"{directory / ckpt.CONFIG}: {meta.get('model_class', name)} model"
+    config = build_dataclass(kind.config_class(), meta.get("model", {}), where)
     state = ckpt._read_weights(directory, meta.get("weights_sha256"))
     from mmtalker.models.peer_base import MESH_BUFFERS
 

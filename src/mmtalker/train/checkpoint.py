@@ -119,9 +119,13 @@ def _read_weights(directory: Path, expected_sha: str | None) -> dict[str, torch.
     if expected_sha is not None and _sha256(path) != expected_sha:
         raise MMTalkerError(path, "weights do not match config.json (checksum differs)", "the file is truncated, damaged or from another run")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise MMTalkerError(path, f"cannot read the weights ({exc})", "the file is truncated or damaged") from None
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise MMTalkerError(path, f"weight '{bad}' has NaN or infinite values", "the training diverged; use an earlier checkpoint")
+    return state
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):

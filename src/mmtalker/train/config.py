@@ -38,12 +38,26 @@ class DataConfig:
     val_max_clips: int = 16  # validation each epoch scores at most this many clips (the test at the end: all)
     preload_max_gb: float = 4.0  # keep all training displacements in memory when they fit in this
 
+    def check(self, where: str) -> None:
+        if self.fps is not None:
+            _positive(where, "fps", self.fps)
+        _at_least(where, "augment_variants", self.augment_variants, 0)
+        _at_least(where, "window_frames", self.window_frames, 2)  # the velocity term needs two frames
+        _at_least(where, "val_max_clips", self.val_max_clips, 1)
+        if self.subjects_per_batch is not None:
+            _at_least(where, "subjects_per_batch", self.subjects_per_batch, 1)
+
 
 @dataclass
 class SamplerConfig:
     points: int = 512  # UV points per training step
     uniform_mix: float = 0.25  # share of uniform samples so no region starves
     learnable: bool = True  # train the per-triangle logits to lower the loss estimate's variance
+
+    def check(self, where: str) -> None:
+        _at_least(where, "points", self.points, 1)
+        if not 0.0 <= self.uniform_mix <= 1.0:
+            raise MMTalkerError(where, f"setting 'uniform_mix' must lie in [0, 1], got {self.uniform_mix}")
 
 
 @dataclass
@@ -61,6 +75,32 @@ class OptimConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     select_metric: str = "mve"  # validation metric that picks the best checkpoint: mve, lve, eve or loss
     device: str = "auto"  # auto: cuda when available, else cpu
+
+    def check(self, where: str) -> None:
+        """Range checks: a value of the right type can still make no sense (0 epochs, a zero batch)."""
+        _at_least(where, "epochs", self.epochs, 1)
+        _at_least(where, "batch_size", self.batch_size, 1)
+        _at_least(where, "warmup_steps", self.warmup_steps, 0)
+        for key in ("lr", "sampler_lr", "grad_clip"):
+            _positive(where, key, getattr(self, key))
+        if self.max_minutes is not None:
+            _positive(where, "max_minutes", self.max_minutes)
+        if not 0.0 <= self.min_lr_ratio <= 1.0 or self.weight_decay < 0:
+            raise MMTalkerError(where, "min_lr_ratio must lie in [0, 1] and weight_decay be ≥ 0")
+        if self.select_metric not in ("mve", "lve", "eve", "loss"):
+            raise MMTalkerError(where, f"select_metric must be mve, lve, eve or loss, got {self.select_metric!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise MMTalkerError(where, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def _at_least(where: str, key: str, value, low) -> None:
+    if value < low:
+        raise MMTalkerError(where, f"setting '{key}' must be at least {low}, got {value}")
+
+
+def _positive(where: str, key: str, value) -> None:
+    if not value > 0:
+        raise MMTalkerError(where, f"setting '{key}' must be positive, got {value}")
 
 
 @dataclass
@@ -122,6 +162,9 @@ def build_dataclass(cls, data: dict, where: str):
         raise MMTalkerError(where, f"expected a mapping of settings, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise MMTalkerError(where, f"setting names must be words, got {bad_keys[0]!r}", f"known: {', '.join(sorted(names))}")
     unknown = sorted(set(data) - names)
     if unknown:
         raise MMTalkerError(where, f"unknown setting(s) {', '.join(unknown)}", f"known: {', '.join(sorted(names))}")
@@ -135,7 +178,11 @@ def build_dataclass(cls, data: dict, where: str):
         if not ok:
             raise MMTalkerError(where, f"setting '{key}' must be of type {_hint_name(hint)}, got {value!r}")
         values[key] = conv
-    return cls(**values)
+    built = cls(**values)
+    check = getattr(built, "check", None)
+    if check is not None:
+        check(where)
+    return built
 
 
 def _hint_name(hint) -> str:
@@ -147,9 +194,14 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise MMTalkerError(path, "config file not found", "see configs/ for the shipped ones")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise MMTalkerError(path, "is not a text file (not UTF-8)", "pass a YAML config such as configs/mmtalker_synth.yaml") from None
     except yaml.YAMLError as exc:
-        raise MMTalkerError(path, f"not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise MMTalkerError(path, f"not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise MMTalkerError(path, "a config file must be a mapping of sections (data, model, loss, …)")
     return data
