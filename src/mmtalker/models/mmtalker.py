@@ -52,6 +52,7 @@ class MMTalkerConfig:
     fourier_frequencies: int = 6  # up to 2^5 π: ~1/64 of the UV square, finer than a lip
     regressor_hidden: int = 128  # width of the factorised first layer
     regressor_layers: list[int] = field(default_factory=lambda: [64])  # further hidden widths before the 3-D output
+    regressor_rank: int = 0  # > 0: the low-rank regressor (K basis fields over UV mixed per frame); 0: the MLP
     dropout: float = 0.0
 
 
@@ -186,6 +187,37 @@ class DisplacementRegressor(nn.Module):
         return self.head(frame_part.unsqueeze(2) + point_part.unsqueeze(1))
 
 
+class LowRankRegressor(nn.Module):
+    """d(u, t) = Σ_k c_k(z_t) · φ_k(u): K displacement fields over the surface, mixed per frame.
+
+    φ(u) = MLP([Fourier(u), G(u)]) gives each point K 3-D basis vectors (computed once per mesh at
+    inference); c(z_t) gives each frame K coefficients. Decoding T frames × P points is then one matrix
+    product (T×K)·(K×3P), with no (T, P, H) intermediate: the cost that dominates the MLP regressor.
+    Same interface as :class:`DisplacementRegressor`.
+    """
+
+    def __init__(self, point_dim: int, frame_dim: int, hidden: int, rank: int):
+        super().__init__()
+        self.rank = rank
+        self.point_in = nn.Linear(point_dim, hidden)
+        self.out = nn.Linear(hidden, rank * 3)  # the basis vectors
+        self.frame_in = nn.Sequential(nn.Linear(frame_dim, hidden), nn.GELU(), nn.Linear(hidden, rank))
+        nn.init.zeros_(self.frame_in[-1].weight)  # start from "no motion"; the basis still gets gradients
+        nn.init.zeros_(self.frame_in[-1].bias)
+
+    def point_part(self, point_features: torch.Tensor) -> torch.Tensor:
+        return self.out(F.gelu(self.point_in(point_features)))  # (B, P, 3K)
+
+    def frame_part(self, z: torch.Tensor) -> torch.Tensor:
+        return self.frame_in(z)  # (B, T, K)
+
+    def forward(self, point_part: torch.Tensor, frame_part: torch.Tensor) -> torch.Tensor:
+        """point_part (B, P, 3K), frame_part (B, T, K) -> (B, T, P, 3)."""
+        B, P, _ = point_part.shape
+        basis = point_part.view(B, P, self.rank, 3).permute(0, 2, 1, 3).reshape(B, self.rank, P * 3)  # (B, K, 3P)
+        return torch.bmm(frame_part, basis).view(B, frame_part.shape[1], P, 3)
+
+
 # ------------------------------------------------------------------------------------------------------ model
 class MMTalker(nn.Module):
     """The full model. Mesh facts travel with it as buffers, so a checkpoint needs nothing else.
@@ -218,7 +250,11 @@ class MMTalker(nn.Module):
         self.audio = AudioEncoderHead(config)
         self.fusion = nn.ModuleList(DualCrossAttention(d, config.heads, config.dropout) for _ in range(config.fusion_layers))
         self.fourier = FourierFeatures(config.fourier_frequencies)
-        self.regressor = DisplacementRegressor(self.fourier.out_dim + d, d, config.regressor_hidden, config.regressor_layers)
+        point_dim = self.fourier.out_dim + d
+        if config.regressor_rank > 0:
+            self.regressor = LowRankRegressor(point_dim, d, config.regressor_hidden, config.regressor_rank)
+        else:
+            self.regressor = DisplacementRegressor(point_dim, d, config.regressor_hidden, config.regressor_layers)
 
     @property
     def num_vertices(self) -> int:
