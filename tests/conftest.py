@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +35,23 @@ def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="value"):
     if not np.all(diff <= tol):
         where = np.unravel_index(np.argmax(diff - tol), diff.shape)
         raise AssertionError(f"{what}: max |diff| {diff.max():.3g} at {where} (actual {a[where]:.6g}, expected {b[where]:.6g})")
+
+
+class Hang(AssertionError):
+    """A reader or command ran past its time limit (raised by :func:`time_limit`)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int):
+    """Raise :class:`Hang` if the block runs longer than ``seconds`` (SIGALRM; main thread only)."""
+
+    def on_alarm(signum, frame):
+        raise Hang(f"ran for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -7,10 +7,8 @@ hang. A dataset folder whose manifest is mutated opens or fails the same way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from fake_talk import write_fake_dataset
 from mmtalker.data.manifest import Manifest, Split, load_splits
 from mmtalker.errors import MMTalkerError
 from mmtalker.train.config import TrainingConfig, load_config
+from conftest import time_limit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 HANG_SECONDS = 20
@@ -34,23 +33,9 @@ FUZZ = settings(
 )
 
 
-@contextlib.contextmanager
-def _alarm(seconds: int = HANG_SECONDS):
-    def on_alarm(signum, frame):
-        raise AssertionError(f"a reader ran for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _read(reader, path: Path):
     """reader(path), or None when it raised MMTalkerError naming the file."""
-    with _alarm():
+    with time_limit(HANG_SECONDS):
         try:
             return reader(path)
         except MMTalkerError as exc:
@@ -159,7 +144,7 @@ def test_dataset_with_mutated_manifest_opens_or_fails_clearly(tmp_path, good_man
                  ("duration_tolerance", -1), ("layout", "processed"), ("version", 99)]
     for key, value in mutations:
         (root / "manifest.json").write_text(json.dumps({**good_manifest, key: value}))
-        with _alarm():
+        with time_limit(HANG_SECONDS):
             try:
                 ds = open_dataset(root)
                 for seq in ds.sequences():

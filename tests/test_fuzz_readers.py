@@ -3,9 +3,7 @@ raise MMTalkerError, never another exception, never a hang (each read runs under
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import signal
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from mmtalker.data.regions import Region, load_region
 from mmtalker.data.safe_pickle import load_pickle
 from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.io import Mesh, load_mesh
+from conftest import time_limit
 
 HANG_SECONDS = 20  # a read that takes longer than this counts as a hang
 FUZZ = settings(
@@ -29,24 +28,6 @@ FUZZ = settings(
     database=None,  # write nothing into the repository
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-class _Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _alarm(seconds: int):
-    def on_alarm(signum, frame):
-        raise _Hang(f"a reader ran for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _check_audio(out):
@@ -80,7 +61,7 @@ def _read(path: Path, data: bytes, reader: str) -> None:
     """Write ``data`` to ``path`` and read it: a valid result or MMTalkerError, nothing else."""
     path.write_bytes(data)
     fn, check = READERS[reader]
-    with _alarm(HANG_SECONDS), warnings.catch_warnings():
+    with time_limit(HANG_SECONDS), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # warnings are allowed (e.g. OBJ faces without UVs)
         try:
             result = fn(path)
