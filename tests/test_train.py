@@ -147,10 +147,13 @@ def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):
     root, config, data, out = tiny_run
     assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out)]) == 1
     assert "not empty" in capsys.readouterr().err
-    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--resume", "--epochs", "42"]) == 0
+    changed = root / "changed.yaml"  # a config whose network differs: resuming keeps the run's own network
+    changed.write_text(config.read_text() + "\n" + yaml.safe_dump({"model": {**TINY["model"], "regressor_hidden": 24}}))
+    assert main(["train", "--config", str(changed), "--data", str(data), "--out", str(out), "--resume", "--epochs", "42"]) == 0
     history = _history(out)
     assert [r["epoch"] for r in history][-3:] == [40, 41, 42]
     assert history[-1]["step"] == 84
+    assert json.loads((out / "last" / "config.json").read_text())["model"]["regressor_hidden"] == 32
 
 
 @pytest.mark.synth

@@ -35,11 +35,11 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.mesh.sampling import NonUniformSampler, variance_loss
 from mmtalker.mesh.uv import parameterize
-from mmtalker.models.mmtalker import MMTalker
+from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.paths import cache_dir
 from mmtalker.progress import progress
 from mmtalker.train import checkpoint as ckpt
-from mmtalker.train.config import TrainingConfig
+from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.data import FeatureCache, load_clips, make_batch, motion_scale
 from mmtalker.train.losses import (
@@ -251,6 +251,9 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     rng = np.random.default_rng(config.optim.seed + info.rank)
     gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000 + info.rank)
 
+    if resume:  # the run's own network, whatever the config file says now
+        saved = ckpt.read_checkpoint_config(run_dir / "last")["model"]
+        config = dataclasses.replace(config, model=build_dataclass(MMTalkerConfig, saved, str(run_dir / "last" / ckpt.CONFIG)))
     setup = build_setup(config, device, info)
     model, sampler = setup.model, setup.sampler
     net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
