@@ -18,6 +18,16 @@ def error_colors(pred: np.ndarray, gt: np.ndarray, vmax: float) -> np.ndarray:
     return colormaps["turbo"](np.clip(err / max(vmax, 1e-12), 0, 1))[:, :3].astype(np.float32)
 
 
+def label_font(size: int):
+    """matplotlib's DejaVu Sans (it has the IPA glyphs phone labels need), else Pillow's default font."""
+    from pathlib import Path
+
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
+
+
 def caption(image: np.ndarray, text: str) -> np.ndarray:
     """The image with ``text`` written on a white band above it."""
     h, w = image.shape[:2]
@@ -26,7 +36,7 @@ def caption(image: np.ndarray, text: str) -> np.ndarray:
     canvas = Image.new("RGB", (w, h + band), "white")
     canvas.paste(Image.fromarray(image), (0, band))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(10, int(band * 0.7)))
+    font = label_font(max(10, int(band * 0.7)))
     tw = draw.textlength(text, font=font)
     draw.text(((w - tw) / 2, band * 0.1), text, fill="black", font=font)
     return np.asarray(canvas)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtalker.errors import MMTalkerError
+from mmtalker.render.compose import label_font
 from mmtalker.synth.visemes import PAUSE, kind_of
 
 # iBUG 68 (0-based): upper and lower lid points of the right (36-41) and left (42-47) eye.
@@ -62,15 +63,6 @@ def choose_frames(phones: list[dict], lid_gap: np.ndarray, fps: float, count: in
     return sorted(picks.items())
 
 
-def _font(size: int):
-    from PIL import ImageFont
-
-    import matplotlib
-
-    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # has the IPA glyphs
-    return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default()
-
-
 def contact_sheet(images: list[np.ndarray], labels: list[str], title: str, columns: int = 5):
     """A PIL image: the (H, W, 3) uint8 tiles in a grid, each with its (two-line) label under it."""
     from PIL import Image, ImageDraw
@@ -80,8 +72,8 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], title: str, colum
     rows = (len(images) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * w, 30 + rows * (h + LABEL_HEIGHT)), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((8, 6), title, fill="black", font=_font(16))
-    font = _font(14)
+    draw.text((8, 6), title, fill="black", font=label_font(16))
+    font = label_font(14)
     for i, (img, label) in enumerate(zip(images, labels)):
         x, y = (i % columns) * w, 30 + (i // columns) * (h + LABEL_HEIGHT)
         sheet.paste(Image.fromarray(img), (x, y))
