@@ -213,14 +213,14 @@ def _speak_bytes(args):
 
 
 @pytest.mark.synth
-def test_forked_workers_give_the_same_bytes():
-    """The generator synthesises in forked processes: a child must reload Piper (its onnxruntime
-    threads do not survive a fork) and start espeak-ng from a fresh state, and match the parent."""
+def test_worker_processes_give_the_same_bytes():
+    """The generator synthesises in worker processes (spawned): a worker loads its own Piper and starts
+    espeak-ng from a fresh state, and must match this process byte for byte."""
     import multiprocessing as mp
 
     jobs = [(BOB, _engine_voice("espeak")), (BOB, _engine_voice("piper"))]
     here = [_speak_bytes(job) for job in jobs]  # loads both engines in this process first
-    with mp.get_context("fork").Pool(1) as pool:
+    with mp.get_context("spawn").Pool(1) as pool:
         there = pool.map(_speak_bytes, jobs)
     assert there == here
 

@@ -175,8 +175,12 @@ def make_clip(job: Job, subject: Subject, preset: dict, seed: int, fps: float) -
     return Clip(job, audio, list(utt.phones), truth, oracle, blinks)
 
 
-# Worker processes inherit this by fork; it is set only while a Pool runs.
+# The job's shared state: set in this process while clips are made here, and in each worker by _init_worker.
 _STATE: dict[str, Any] = {}
+
+
+def _init_worker(state: dict) -> None:
+    _STATE.update(state)
 
 
 def _work(index: int) -> Clip:
@@ -191,16 +195,18 @@ def _work(index: int) -> Clip:
 
 def iter_clips(plan: Plan, subjects, preset: dict, seed: int, fps: float, workers: int, regions: dict):
     """Yields the clips in plan order, made and scored by ``workers`` processes (1: in this one)."""
-    _STATE.update(plan=plan, subjects=subjects, preset=preset, seed=seed, fps=fps, regions=regions)
-    try:
-        indices = range(len(plan.jobs))
-        if workers <= 1 or "fork" not in mp.get_all_start_methods():  # workers inherit the rigs by fork
+    state = dict(plan=plan, subjects=subjects, preset=preset, seed=seed, fps=fps, regions=regions)
+    indices = range(len(plan.jobs))
+    if workers <= 1:
+        _STATE.update(state)
+        try:
             yield from map(_work, indices)
-            return
-        with mp.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap(_work, indices, chunksize=1)
-    finally:
-        _STATE.clear()
+        finally:
+            _STATE.clear()
+        return
+    # spawn, not fork: a process that has run torch or onnxruntime threads can deadlock its forked children
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(state,)) as pool:
+        yield from pool.imap(_work, indices, chunksize=1)
 
 
 # ----------------------------------------------------------------------------- the floor
