@@ -613,7 +613,7 @@ def test_checkpoint_trained_on_other_dataset_evaluate(world, tmp_path, capsys):
 
     config = MMTalkerConfig(**TINY_MODEL, audio_dim=80, fps=FPS, subjects=["s01", "s02"])
     mesh = grid_mesh(5)
-    mesh = type(mesh)(mesh.vertices * 10 + np.float32([0.5, 0, 0]), mesh.faces)
+    mesh = type(mesh)(mesh.vertices * 10 + np.float32([5.0, 0, 0]), mesh.faces)  # elsewhere, not a remesh of the face
     other = save_checkpoint(tmp_path / "other", build_random_model(mesh, config))
     assert_clear_error(["evaluate", "--data", world["data"], "--checkpoint", other], capsys, "topology.obj", "checkpoint")
 

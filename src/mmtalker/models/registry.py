@@ -89,6 +89,8 @@ def checkpoint_kind(directory: str | Path) -> str:
     """The kind of a checkpoint folder, from its config.json's ``model_class``."""
     from mmtalker.train import checkpoint as ckpt
 
+    if not Path(directory).is_dir():
+        raise MMTalkerError(directory, "checkpoint folder not found")
     path = Path(directory) / ckpt.CONFIG
     if not path.is_file():
         raise MMTalkerError(directory, f"no {ckpt.CONFIG} in this folder: not an mmtalker checkpoint")

@@ -177,11 +177,14 @@ def _unflatten_optimizer(meta: dict, tensors: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_training_state(directory: str | Path, optimizers: dict, modules: dict, counters: dict, rng: np.random.Generator) -> None:
+def save_training_state(directory: str | Path, optimizers: dict, modules: dict, counters: dict, rng: np.random.Generator,
+                        generators: dict[str, torch.Generator] | None = None) -> None:
     """Everything ``--resume`` needs besides the model: optimizer moments, extra modules (the sampler),
-    counters (epoch, step, best score, history) and RNG states."""
+    counters (epoch, step, best score, history) and RNG states (torch's, numpy's, and named torch generators
+    such as the one drawing the UV points)."""
     directory = Path(directory)
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors.update({f"rng.gen.{name}": g.get_state() for name, g in (generators or {}).items()})
     meta = {"format": FORMAT, "counters": counters, "numpy_rng": rng.bit_generator.state, "optimizers": {}, "modules": []}
     for name, opt in optimizers.items():
         meta["optimizers"][name] = _flatten_optimizer(f"optim.{name}", opt.state_dict(), tensors)
@@ -193,7 +196,8 @@ def save_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     _write_json(directory / STATE_META, meta)
 
 
-def load_training_state(directory: str | Path, optimizers: dict, modules: dict, rng: np.random.Generator) -> dict:
+def load_training_state(directory: str | Path, optimizers: dict, modules: dict, rng: np.random.Generator,
+                        generators: dict[str, torch.Generator] | None = None) -> dict:
     """Restore what ``save_training_state`` wrote; returns the counters."""
     directory = Path(directory)
     meta_path = directory / STATE_META
@@ -213,5 +217,8 @@ def load_training_state(directory: str | Path, optimizers: dict, modules: dict, 
         prefix = f"module.{name}."
         module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     torch.set_rng_state(tensors["rng.torch"])
+    for name, g in (generators or {}).items():
+        if f"rng.gen.{name}" in tensors:
+            g.set_state(tensors[f"rng.gen.{name}"])
     rng.bit_generator.state = meta["numpy_rng"]
     return meta["counters"]

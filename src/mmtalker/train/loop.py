@@ -249,7 +249,9 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     seed_everything(config.optim.seed + info.rank, config.optim.deterministic)
     rng = np.random.default_rng(config.optim.seed + info.rank)
-    gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000 + info.rank)
+    # the UV points are shared by the whole batch: every rank draws the same ones, as one process with the
+    # doubled batch would
+    gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000)
 
     if resume:  # the run's own network, whatever the config file says now
         saved = ckpt.read_checkpoint_config(run_dir / "last")["model"]
@@ -265,7 +267,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     if resume:
         state = ckpt.load_checkpoint(run_dir / "last", device)[0].state_dict()
         model.load_state_dict(state)
-        counters = ckpt.load_training_state(run_dir / "last", optimizers, {"sampler": sampler}, rng)
+        counters = ckpt.load_training_state(run_dir / "last", optimizers, {"sampler": sampler}, rng, {"points": gen})
     if info.main:
         (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
@@ -285,7 +287,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
             last = stop or counters["epoch"] == config.optim.epochs
             plot = last or time.monotonic() - last_plot > PLOT_EVERY_S
             last_plot = time.monotonic() if plot else last_plot
-            _end_of_epoch(config, setup, run_dir, counters, terms, optimizers, rng, regions, device, plot)
+            _end_of_epoch(config, setup, run_dir, counters, terms, optimizers, (rng, gen), regions, device, plot)
         if info.world > 1:
             dist.barrier()
         if stop:
@@ -387,7 +389,7 @@ def _extras(config: TrainingConfig, setup: Setup, counters: dict, metrics: dict)
     }
 
 
-def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rng, regions, device, plot: bool) -> None:
+def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rngs, regions, device, plot: bool) -> None:
     """Validate, log, keep last and best checkpoints, redraw the curves."""
     val = evaluate_clips(setup.model, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
     key = config.optim.select_metric
@@ -400,7 +402,8 @@ def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rng
         counters["best"] = {"score": score, "metric": key, "epoch": counters["epoch"]}
         ckpt.save_checkpoint(run_dir / "best", setup.model, _extras(config, setup, counters, record["val"]))
     ckpt.save_checkpoint(run_dir / "last", setup.model, _extras(config, setup, counters, record["val"]))
-    ckpt.save_training_state(run_dir / "last", optimizers, {"sampler": setup.sampler}, counters, rng)
+    rng, gen = rngs  # numpy's (batches) and torch's UV-point generator
+    ckpt.save_training_state(run_dir / "last", optimizers, {"sampler": setup.sampler}, counters, rng, {"points": gen})
     with open(run_dir / "history.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if plot:
