@@ -389,17 +389,24 @@ def _extras(config: TrainingConfig, setup: Setup, counters: dict, metrics: dict)
     }
 
 
-def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rngs, regions, device, plot: bool) -> None:
-    """Validate, log, keep last and best checkpoints, redraw the curves."""
-    val = evaluate_clips(setup.model, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
-    key = config.optim.select_metric
-    score = val.get(key, train_terms.get("loss"))
+def record_epoch(counters: dict, train_terms: dict, val: dict, select_metric: str) -> tuple[dict, bool]:
+    """Append this epoch's record to ``counters["history"]``; returns it and whether ``select_metric``
+    (the training loss when validation lacks it) improved, updating ``counters["best"]`` if so."""
+    score = val.get(select_metric, train_terms.get("loss"))
     record = {"epoch": counters["epoch"], "step": counters["step"], "elapsed_s": round(counters["elapsed_s"], 1),
               "train": train_terms, "val": {k: v for k, v in val.items() if isinstance(v, float)}}
     counters["history"].append(record)
     improved = counters["best"] is None or score < counters["best"]["score"]
     if improved:
-        counters["best"] = {"score": score, "metric": key, "epoch": counters["epoch"]}
+        counters["best"] = {"score": score, "metric": select_metric, "epoch": counters["epoch"]}
+    return record, improved
+
+
+def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rngs, regions, device, plot: bool) -> None:
+    """Validate, log, keep last and best checkpoints, redraw the curves."""
+    val = evaluate_clips(setup.model, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
+    record, improved = record_epoch(counters, train_terms, val, config.optim.select_metric)
+    if improved:
         ckpt.save_checkpoint(run_dir / "best", setup.model, _extras(config, setup, counters, record["val"]))
     ckpt.save_checkpoint(run_dir / "last", setup.model, _extras(config, setup, counters, record["val"]))
     rng, gen = rngs  # numpy's (batches) and torch's UV-point generator

@@ -392,15 +392,11 @@ def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
 
 def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_terms, opt, rng, device, plot) -> None:
     """Validate, log, keep last and best checkpoints, redraw the curves."""
+    from mmtalker.train.loop import record_epoch
+
     val = adapter.validate(setup.model, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
-    key = config.optim.select_metric
-    score = val.get(key, train_terms.get("loss"))
-    record = {"epoch": counters["epoch"], "step": counters["step"], "elapsed_s": round(counters["elapsed_s"], 1),
-              "train": train_terms, "val": {k: v for k, v in val.items() if isinstance(v, float)}}
-    counters["history"].append(record)
-    improved = counters["best"] is None or score < counters["best"]["score"]
+    record, improved = record_epoch(counters, train_terms, val, config.optim.select_metric)
     if improved:
-        counters["best"] = {"score": score, "metric": key, "epoch": counters["epoch"]}
         ckpt.save_checkpoint(phase_dir / "best", setup.model, _extras(config, setup, counters, record["val"], phase))
     ckpt.save_checkpoint(phase_dir / "last", setup.model, _extras(config, setup, counters, record["val"], phase))
     ckpt.save_training_state(phase_dir / "last", {"model": opt}, {}, counters, rng)
