@@ -183,7 +183,7 @@ def save_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     counters (epoch, step, best score, history) and RNG states (torch's, numpy's, and named torch generators
     such as the one drawing the UV points)."""
     directory = Path(directory)
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors: dict[str, torch.Tensor] = _device_rng()
     tensors.update({f"rng.gen.{name}": g.get_state() for name, g in (generators or {}).items()})
     meta = {"format": FORMAT, "counters": counters, "numpy_rng": rng.bit_generator.state, "optimizers": {}, "modules": []}
     for name, opt in optimizers.items():
@@ -194,6 +194,52 @@ def save_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     _atomic_write(directory / STATE, lambda p: save_file(_contiguous(tensors), str(p)))
     meta["sha256"] = _sha256(directory / STATE)
     _write_json(directory / STATE_META, meta)
+
+
+def _rank_rng_path(directory: Path, rank: int, epoch: int) -> Path:
+    return Path(directory) / f"rng_rank{rank}_epoch{epoch}.safetensors"
+
+
+def _device_rng() -> dict[str, torch.Tensor]:
+    """Torch's CPU RNG state, and the current CUDA device's when CUDA is in use."""
+    states = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["rng.cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _set_device_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def save_rank_rng(directory: str | Path, rank: int, epoch: int) -> None:
+    """Data-parallel training: a rank other than 0 keeps its own torch RNG (dropout masks) after ``epoch``
+    beside the training state rank 0 writes (batches and UV points come from generators all ranks share).
+
+    Written before rank 0 writes its state for ``epoch``; the file of the epoch before stays until then,
+    so whenever the run is killed, the state's epoch has its file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(_rank_rng_path(directory, rank, epoch), lambda p: save_file(_contiguous(_device_rng()), str(p)))
+    for old in directory.glob(f"rng_rank{rank}_epoch*.safetensors"):
+        tail = old.name[len(f"rng_rank{rank}_epoch") : -len(".safetensors")]
+        if tail.isdigit() and int(tail) < epoch - 1:
+            old.unlink()
+
+
+def load_rank_rng(directory: str | Path, rank: int, epoch: int) -> bool:
+    """Restore what :func:`save_rank_rng` wrote for ``rank`` after ``epoch``; False when there is no such
+    file (the run is resumed on more processes than it started with)."""
+    path = _rank_rng_path(Path(directory), rank, epoch)
+    if not path.is_file():
+        return False
+    try:
+        _set_device_rng(load_file(str(path)))
+    except (SafetensorError, KeyError, RuntimeError) as exc:
+        raise MMTalkerError(path, f"unreadable RNG state ({exc})", "delete it to resume with a fresh seed for that rank") from None
+    return True
 
 
 def load_training_state(directory: str | Path, optimizers: dict, modules: dict, rng: np.random.Generator,
@@ -216,7 +262,7 @@ def load_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     for name, module in modules.items():
         prefix = f"module.{name}."
         module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-    torch.set_rng_state(tensors["rng.torch"])
+    _set_device_rng(tensors)
     for name, g in (generators or {}).items():
         if f"rng.gen.{name}" in tensors:
             g.set_state(tensors[f"rng.gen.{name}"])

@@ -174,13 +174,32 @@ class Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.disp, self.mask, self.subject, self.templates)))
 
 
-def make_batch(clips: list[Clip], rng: np.random.Generator, window: int, vertex_ids: np.ndarray | None = None) -> Batch:
-    """Random windows (≤ ``window`` frames) of random augmentation variants of ``clips``, zero-padded."""
-    lengths, items = [], []
+def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int) -> list[tuple[int, int]]:
+    """For each clip, a random augmentation variant and the first frame of a window of ≤ ``window`` frames:
+    ``(variant index, start)`` pairs, drawn in clip order."""
+    picks = []
     for clip in clips:
-        var = clip.variants[rng.integers(len(clip.variants))]
+        v = int(rng.integers(len(clip.variants)))
+        T = clip.variants[v].features.shape[0]
+        picks.append((v, int(rng.integers(0, T - window + 1)) if T > window else 0))
+    return picks
+
+
+def make_batch(clips: list[Clip], windows: np.random.Generator | list[tuple[int, int]], window: int,
+               vertex_ids: np.ndarray | None = None) -> Batch:
+    """Windows (≤ ``window`` frames) of augmentation variants of ``clips``, zero-padded.
+
+    ``windows`` is either a generator (a random variant and window per clip, as :func:`draw_windows`
+    draws them) or the ``(variant index, start)`` pairs already drawn: data-parallel training draws one
+    global batch with a seed shared by the ranks and each rank builds its slice of it.
+    """
+    picks = draw_windows(clips, windows, window) if isinstance(windows, np.random.Generator) else windows
+    if len(picks) != len(clips):
+        raise ValueError(f"{len(picks)} windows for {len(clips)} clips")
+    lengths, items = [], []
+    for clip, (v, start) in zip(clips, picks):
+        var = clip.variants[v]
         T = var.features.shape[0]
-        start = int(rng.integers(0, T - window + 1)) if T > window else 0
         frames = np.arange(start, min(T, start + window))
         disp = clip.displacement()
         if vertex_ids is not None:

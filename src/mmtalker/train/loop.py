@@ -41,7 +41,7 @@ from mmtalker.progress import progress
 from mmtalker.train import checkpoint as ckpt
 from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
-from mmtalker.train.data import FeatureCache, load_clips, make_batch, motion_scale
+from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
 from mmtalker.train.losses import (
     point_errors,
     reconstruction_loss,
@@ -181,8 +181,9 @@ def _maybe_preload(clips: list, max_gb: float) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- a step
-def training_step(setup: Setup, net, config: TrainingConfig, clips: list, rng: np.random.Generator, gen: torch.Generator, device) -> dict:
-    """One forward/backward pass on a batch of windows; returns the loss terms (floats)."""
+def training_step(setup: Setup, net, config: TrainingConfig, clips: list, windows, gen: torch.Generator, device) -> dict:
+    """One forward/backward pass on a batch of windows of ``clips`` (``windows``: their ``(variant, start)``
+    pairs, or a numpy generator to draw them); returns the loss terms (floats)."""
     model, lw = setup.model, config.loss
     pts = setup.sampler.sample(config.sampler.points, generator=gen)
     face_idx, bary = pts.face_idx.to(device), pts.bary.to(device=device, dtype=torch.float32)
@@ -191,7 +192,7 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, rng: n
         weight = weight.detach()
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
-    batch = make_batch(clips, rng, config.data.window_frames, ids.cpu().numpy()).to(device)
+    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy()).to(device)
     target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
     region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
 
@@ -247,10 +248,11 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     info, device = setup_distributed(config.optim.device)
     if info.main:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    seed_everything(config.optim.seed + info.rank, config.optim.deterministic)
-    rng = np.random.default_rng(config.optim.seed + info.rank)
-    # the UV points are shared by the whole batch: every rank draws the same ones, as one process with the
-    # doubled batch would
+    seed_everything(config.optim.seed + info.rank, config.optim.deterministic)  # dropout differs per rank
+    # Batches and UV points come from generators seeded alike on every rank: each rank draws the whole
+    # global batch (clips, variants, windows) and the same points, and trains on its slice of the batch, so
+    # N processes with batch B see what one process with batch N*B sees.
+    rng = np.random.default_rng(config.optim.seed)
     gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000)
 
     if resume:  # the run's own network, whatever the config file says now
@@ -268,21 +270,28 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         state = ckpt.load_checkpoint(run_dir / "last", device)[0].state_dict()
         model.load_state_dict(state)
         counters = ckpt.load_training_state(run_dir / "last", optimizers, {"sampler": sampler}, rng, {"points": gen})
+        # rank 0's torch RNG came with the training state; the others' are saved apart (a rank the run did
+        # not have before gets a seed of its own: only its dropout masks depend on it)
+        if not info.main and not ckpt.load_rank_rng(run_dir / "last", info.rank, counters["epoch"]):
+            torch.manual_seed(config.optim.seed + info.rank + 7919 * counters["epoch"])
     if info.main:
         (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     regions = metric_regions(setup.regions, config.loss)
     budget_s = None if config.optim.max_minutes is None else config.optim.max_minutes * 60
     start = time.monotonic() - counters["elapsed_s"]
-    my_clips = setup.train_clips[info.rank :: info.world]
-    groups = group_by_subject(my_clips)
+    groups = group_by_subject(setup.train_clips)
     last_plot = -math.inf
 
     while counters["epoch"] < config.optim.epochs:
-        terms = _run_epoch(setup, net, config, optimizers, counters, my_clips, groups, rng, gen, device, info, start, budget_s)
+        terms = _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, device, info, start, budget_s)
         counters["epoch"] += 1
         counters["elapsed_s"] = time.monotonic() - start
         stop = bool(budget_s) and _time_up(start, budget_s, info)
+        if info.world > 1:  # the other ranks' RNGs first, so rank 0's training state never outruns them
+            if not info.main:
+                ckpt.save_rank_rng(run_dir / "last", info.rank, counters["epoch"])
+            dist.barrier()
         if info.main:
             last = stop or counters["epoch"] == config.optim.epochs
             plot = last or time.monotonic() - last_plot > PLOT_EVERY_S
@@ -312,7 +321,7 @@ def _set_lr(optimizers: dict, config: TrainingConfig, progress_fraction: float, 
             group["lr"] = base * lr_factor(progress_fraction, step, config.optim.warmup_steps, config.optim.min_lr_ratio)
 
 
-def _run_epoch(setup, net, config, optimizers, counters, clips, groups, rng, gen, device, info, start, budget_s) -> dict:
+def _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, device, info, start, budget_s) -> dict:
     """One epoch of steps (stopping early when the time budget is spent); returns the mean loss terms."""
     n_steps = steps_per_epoch(len(setup.train_clips), info.world, config.optim.batch_size)
     total_steps = n_steps * config.optim.epochs
@@ -323,10 +332,14 @@ def _run_epoch(setup, net, config, optimizers, counters, clips, groups, rng, gen
         # the schedule follows whichever is further along: the step count or the clock
         elapsed = time.monotonic() - start
         _set_lr(optimizers, config, max(counters["step"] / total_steps, elapsed / budget_s if budget_s else 0.0), counters["step"])
-        idx = draw_batch(groups, config.optim.batch_size, config.data.subjects_per_batch, rng)
+        # the global batch (every rank draws it alike), then this rank's slice
+        B = config.optim.batch_size
+        clips = [setup.train_clips[j] for j in draw_batch(groups, B * info.world, config.data.subjects_per_batch, rng)]
+        windows = draw_windows(clips, rng, config.data.window_frames)
+        mine = slice(info.rank * B, (info.rank + 1) * B)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
-        terms = training_step(setup, net, config, [clips[j] for j in idx], rng, gen, device)
+        terms = training_step(setup, net, config, clips[mine], windows[mine], gen, device)
         if info.world > 1:
             _average_grads(setup.sampler)
         torch.nn.utils.clip_grad_norm_(setup.model.parameters(), config.optim.grad_clip)
