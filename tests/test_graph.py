@@ -102,3 +102,20 @@ def test_residual_gcn_face_sized_forward_and_training_step():
     loss = net(x, adj).pow(2).mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_residual_gcn_trains_under_bf16_autocast():
+    """Mixed precision (bf16 autocast, as GPU training runs): bf16 in, bf16 out, finite gradients, close to
+    float32. (The sparse product runs in float32 with autocast off; the CUDA case is in tests/test_gpu.py.)"""
+    torch.manual_seed(3)
+    faces = grid_faces(6)
+    adj = mesh_adjacency(faces, 49)
+    net = ResidualGCN(3, 16, 16, num_layers=2)
+    x = torch.randn(2, 49, 3)
+    reference = net(x, adj)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, adj)
+        assert propagate(adj, x.bfloat16()).dtype == torch.bfloat16
+    out.float().pow(2).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert_close(out.detach().float(), reference.detach(), atol=0.05 * float(reference.abs().max()))

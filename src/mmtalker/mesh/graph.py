@@ -46,12 +46,18 @@ def mesh_adjacency(faces, num_vertices: int, *, dtype=torch.float32, device=None
 
 
 def propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Â x for x of shape (..., V, C) with a sparse (V,V) Â: returns (..., V, C)."""
-    if adj.dtype != x.dtype:
-        adj = adj.to(x.dtype)
+    """Â x for x of shape (..., V, C) with a sparse (V,V) Â: returns (..., V, C) in x's dtype.
+
+    Half-precision x (under autocast) is propagated in float32 with autocast off: CUDA has no bf16 sparse
+    product, and the CPU's fails in the backward pass.
+    """
+    compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if adj.dtype != compute:
+        adj = adj.to(compute)
     lead, (v, c) = x.shape[:-2], x.shape[-2:]
-    flat = x.reshape(-1, v, c).permute(1, 0, 2).reshape(v, -1)  # (V, B*C)
-    out = torch.sparse.mm(adj, flat)
+    flat = x.reshape(-1, v, c).permute(1, 0, 2).reshape(v, -1).to(compute)  # (V, B*C)
+    with torch.autocast(x.device.type, enabled=False):  # autocast would hand the sparse product bf16 again
+        out = torch.sparse.mm(adj, flat).to(x.dtype)
     return out.reshape(v, -1, c).permute(1, 0, 2).reshape(*lead, v, c)
 
 

@@ -123,8 +123,11 @@ class NonUniformSampler(nn.Module):
         """Draw n points: faces from q, barycentrics uniform in the face. See :class:`SampledPoints`."""
         q = self.face_probabilities()
         device = self.logits.device
-        face_idx = torch.multinomial(q.detach(), n, replacement=True, generator=generator)
-        bary = uniform_barycentrics(n, generator=generator, device=device, dtype=self.uv_points.dtype)
+        # draw where the generator lives (training's point generator is a CPU one, so a run draws the
+        # same points on a CPU and on a GPU), then move the draws to the sampler's device
+        at = generator.device if generator is not None else device
+        face_idx = torch.multinomial(q.detach().to(at), n, replacement=True, generator=generator).to(device)
+        bary = uniform_barycentrics(n, generator=generator, device=at, dtype=self.uv_points.dtype).to(device)
         corners = self.uv_points[self.faces_uv[face_idx]]  # (P,3,2)
         uv = torch.einsum("pk,pkc->pc", bary, corners)
         weight = self.target[face_idx] / q[face_idx]
