@@ -32,17 +32,26 @@ def speech(seconds: float) -> np.ndarray:
 
 
 def random_checkpoint(folder: Path, vertices: int, overrides: dict | None = None) -> str:
-    """Save a randomly initialised model (default MMTalkerConfig, with ``overrides``) on the default face;
+    """Save a randomly initialised model (the shipped config's network, with ``overrides``) on the default face;
     returns a description."""
     from mmtalker.inference.random_model import build_random_model, default_face_mesh
     from mmtalker.models.mmtalker import MMTalkerConfig
     from mmtalker.train.checkpoint import save_checkpoint
 
     mesh, source = default_face_mesh(vertices)
-    model = build_random_model(mesh, MMTalkerConfig(subjects=["s1", "s2"], **(overrides or {})))
+    model = build_random_model(mesh, MMTalkerConfig(**{**shipped_model_config(), "subjects": ["s1", "s2"], **(overrides or {})}))
     save_checkpoint(folder, model)
-    config = f"default config with {overrides}" if overrides else "default config"
+    config = f"configs/mmtalker_synth.yaml's model with {overrides}" if overrides else "configs/mmtalker_synth.yaml's model"
     return f"randomly initialised MMTalker ({config}) on the default face ({source}, {mesh.num_vertices} vertices)"
+
+
+def shipped_model_config() -> dict:
+    """The network settings of configs/mmtalker_synth.yaml (what training uses by default), as a dict."""
+    import dataclasses
+
+    from mmtalker.train.config import load_config
+
+    return dataclasses.asdict(load_config(REPO / "configs" / "mmtalker_synth.yaml").model)
 
 
 def peak_rss_mb() -> float:

@@ -39,7 +39,7 @@ def _face():
 @pytest.mark.parametrize("chunk_s, lookahead_s", [(0.1, 0.02), (0.16, 0.12), (0.5, 0.3), (0.013, 0.05)])
 def test_frames_are_exact_in_order_and_on_time_for_a_local_engine(chunk_s, lookahead_s):
     audio = np.random.default_rng(0).standard_normal(int(6.37 * SAMPLE_RATE)).astype(np.float32)
-    anim = StreamingAnimator(LocalEngine(), _face(), context_s=1.0, lookahead_s=lookahead_s)
+    anim = StreamingAnimator(LocalEngine(), _face(), context_s=1.0, encoder_context_s=0.4, lookahead_s=lookahead_s)
     step = int(chunk_s * SAMPLE_RATE)
     blocks = []
     for s in range(0, len(audio), step):
@@ -47,7 +47,8 @@ def test_frames_are_exact_in_order_and_on_time_for_a_local_engine(chunk_s, looka
         heard = min(len(audio), s + step) / SAMPLE_RATE
         assert anim.emitted == 0 or (anim.emitted - 0.5) / FPS + lookahead_s <= heard + 1e-9  # none early
         assert anim.emitted >= int((heard - lookahead_s) * FPS - 0.5)  # and none held back longer than needed
-        assert len(anim._buffer) <= (1.0 + lookahead_s + chunk_s) * SAMPLE_RATE + 2 * SAMPLE_RATE / FPS  # bounded
+        assert len(anim._buffer) <= (0.4 + lookahead_s + chunk_s) * SAMPLE_RATE + 2 * SAMPLE_RATE / FPS  # bounded
+        assert anim._features is None or anim._features.shape[1] <= round(1.0 * FPS)  # the feature cache too
     blocks.append(anim.flush())
     streamed = np.concatenate(blocks)
     T = round(6.37 * FPS)

@@ -28,7 +28,8 @@ CHUNK_BYTES = 32 << 20  # size of one chunk's first-layer activations (chunk × 
 class PreparedFace:
     """Everything about one face that stays fixed while audio streams in.
 
-    subject (1,) long style index; tokens (1, K, D); point_part (1, P, H); rest (P, 3) float32 numpy, the
+    subject (1,) long style index; tokens (1, K, D); point_part: the regressor's per-point half as its
+    ``prepare_points`` returns it ((1, P, H) for the MLP, (1, K, 3P) for the low-rank basis); rest (P, 3) float32 numpy, the
     rest positions the displacements are added to; faces (F', 3) int64 numpy, the output mesh's faces.
     """
 
@@ -70,7 +71,7 @@ class Engine:
             p = retarget.points
             feats = model.point_features(g, torch.from_numpy(p.face_idx), torch.from_numpy(p.bary), torch.from_numpy(retarget.uv))
             rest, faces = retarget.rest, retarget.faces
-        point_part = model.regressor.point_part(feats)  # (1, P, H)
+        point_part = model.regressor.prepare_points(model.regressor.point_part(feats))  # decode's per-point half
         return PreparedFace(torch.tensor([subject], dtype=torch.long), tokens, point_part, np.ascontiguousarray(rest), faces)
 
     @torch.inference_mode()
@@ -93,7 +94,7 @@ class Engine:
         out = np.empty((T, face.num_points, 3), np.float32)
         scale = float(self.model.motion_scale)
         for s in range(0, T, chunk):
-            disp = self.model.regressor(face.point_part, frame_part[:, s : s + chunk])[0]  # (c, P, 3)
+            disp = self.model.regressor.decode(face.point_part, frame_part[:, s : s + chunk])[0]  # (c, P, 3)
             out[s : s + chunk] = disp.numpy() * scale + face.rest
         return out
 

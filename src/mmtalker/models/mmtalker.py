@@ -186,6 +186,14 @@ class DisplacementRegressor(nn.Module):
         """point_part (B, P, H), frame_part (B, T, H) -> (B, T, P, 3)."""
         return self.head(frame_part.unsqueeze(2) + point_part.unsqueeze(1))
 
+    def prepare_points(self, point_part: torch.Tensor) -> torch.Tensor:
+        """The per-point half in the form :meth:`decode` takes (here: unchanged)."""
+        return point_part
+
+    def decode(self, prepared: torch.Tensor, frame_part: torch.Tensor) -> torch.Tensor:
+        """Inference: :meth:`prepare_points`' result and frame_part (B, T, H) -> (B, T, P, 3)."""
+        return self(prepared, frame_part)
+
 
 class LowRankRegressor(nn.Module):
     """d(u, t) = Σ_k c_k(z_t) · φ_k(u): K displacement fields over the surface, mixed per frame.
@@ -213,9 +221,18 @@ class LowRankRegressor(nn.Module):
 
     def forward(self, point_part: torch.Tensor, frame_part: torch.Tensor) -> torch.Tensor:
         """point_part (B, P, 3K), frame_part (B, T, K) -> (B, T, P, 3)."""
+        return self.decode(self.prepare_points(point_part), frame_part)
+
+    def prepare_points(self, point_part: torch.Tensor) -> torch.Tensor:
+        """point_part (B, P, 3K) -> the basis as one (B, K, 3P) matrix (a copy: done once per mesh at inference,
+        not per decoded chunk)."""
         B, P, _ = point_part.shape
-        basis = point_part.view(B, P, self.rank, 3).permute(0, 2, 1, 3).reshape(B, self.rank, P * 3)  # (B, K, 3P)
-        return torch.bmm(frame_part, basis).view(B, frame_part.shape[1], P, 3)
+        return point_part.view(B, P, self.rank, 3).permute(0, 2, 1, 3).reshape(B, self.rank, P * 3)
+
+    def decode(self, basis: torch.Tensor, frame_part: torch.Tensor) -> torch.Tensor:
+        """basis (B, K, 3P) from :meth:`prepare_points`, frame_part (B, T, K) -> (B, T, P, 3)."""
+        B, T = frame_part.shape[:2]
+        return torch.bmm(frame_part, basis).view(B, T, basis.shape[2] // 3, 3)
 
 
 # ------------------------------------------------------------------------------------------------------ model
@@ -317,9 +334,9 @@ class MMTalker(nn.Module):
             templates = self.templates_for(subject)
         g, tokens = self.encode_geometry(templates)
         z = self.encode_motion(audio, subject, tokens, mask)
-        point_part = self.regressor.point_part(self.vertex_features(g))  # (B, V, H), once per mesh
+        point_part = self.regressor.prepare_points(self.regressor.point_part(self.vertex_features(g)))  # once per mesh
         frame_part = self.regressor.frame_part(z)  # (B, T, H)
-        out = [self.regressor(point_part, frame_part[:, s : s + chunk_frames]) for s in range(0, z.shape[1], chunk_frames)]
+        out = [self.regressor.decode(point_part, frame_part[:, s : s + chunk_frames]) for s in range(0, z.shape[1], chunk_frames)]
         return torch.cat(out, dim=1) * self.motion_scale
 
     def templates_for(self, subject: torch.Tensor) -> torch.Tensor:
