@@ -1,10 +1,14 @@
 """Exports of an animation for other tools: npz, an OBJ sequence, and glTF binary (GLB).
 
-The GLB holds the template as its mesh, the motion as **morph targets** (glTF's standard blend
-shapes, which Blender imports as shape keys) and one animation channel driving their weights at the
-animation's frame times, so the file plays with the audio's timing. To keep files small the motion
-is compressed to its principal components (``max_targets`` at most) chosen so that the largest
-vertex error stays under ``tolerance``; the achieved error is returned and stored in the file's extras.
+The GLB holds one mesh, the motion as **morph targets** (glTF's standard blend shapes, which Blender
+imports as shape keys) and one animation channel driving their weights at the animation's frame times,
+so the file plays with the audio's timing. To keep files small the motion is compressed to its
+principal components (``max_targets`` at most) chosen so that the largest vertex error stays under
+``tolerance``; the achieved error is returned and stored in the file's extras. Every weight lies in
+[0, 1] (each target is scaled to its weights' span, the lowest weight folded into the mesh), the range
+tools expect; the mesh's default weights give the rest shape. Checked in Blender 3.4's glTF importer
+(tests/test_blender_import.py), which keeps a shape key's slider range from the first keyframe only and
+so would clamp weights outside it.
 """
 
 from __future__ import annotations
@@ -146,6 +150,13 @@ def export_glb(
     if base.shape != vertices.shape[1:]:
         raise MMTalkerError("template", f"has shape {base.shape}, the animation's frames {vertices.shape[1:]}")
     basis, weights, err = motion_basis(vertices - base, max_targets=max_targets, tolerance=tolerance)
+    # Weights in [0, 1] (see the module docstring): each target k is rescaled to its weights' span and the
+    # lowest weight folded into the base shape; the mesh's default weights give back the rest shape.
+    lo, span = weights.min(axis=0), np.ptp(weights, axis=0)
+    span = np.where(span > 0, span, 1.0)
+    rest_weights = -lo / span
+    base = base + np.einsum("k,kvc->vc", lo, basis)
+    basis, weights = basis * span[:, None, None], (weights - lo) / span
     times = np.arange(len(vertices), dtype=np.float32) / np.float32(fps)
 
     buf = _BinaryBuffer()
@@ -162,7 +173,7 @@ def export_glb(
         "meshes": [{
             "name": name,
             "primitives": [{"attributes": {"POSITION": pos}, "indices": idx, "targets": targets, "mode": 4}],
-            "weights": [0.0] * len(targets),
+            "weights": [float(w) for w in rest_weights],  # the rest shape (``template``, else the mean frame)
             "extras": {"targetNames": [f"motion_{k:02d}" for k in range(len(targets))]},
         }],
         "animations": [{
