@@ -15,9 +15,9 @@ def register(sub) -> None:
         help="export an animation as npz, an OBJ sequence, or glTF binary (GLB) for Blender and engines",
         description=(
             "Export an animation (.npy (T, V, 3) or (T, V*3), or .npz from 'mmtalker animate') with the template's "
-            "topology. Formats: npz (vertices, faces, fps); obj (one OBJ per frame in the --out folder); glb (the "
-            "template as a mesh, the motion as morph targets = shape keys, and an animation of their weights at the "
-            "frame times, which Blender's glTF importer plays in sync with the audio). The GLB compresses the motion "
+            "topology. Formats: npz (vertices, faces, fps); obj (one OBJ per frame in the --out folder); glb (one "
+            "mesh, the motion as morph targets = shape keys with weights in [0, 1], and an animation of their weights "
+            "at the frame times, which Blender's glTF importer plays in sync with the audio). The GLB compresses the motion "
             "to at most --max-targets principal components and reports the largest vertex error this costs."
         ),
         epilog="example: mmtalker export anim.npz --template face.obj --format glb --out talk.glb",
