@@ -197,3 +197,41 @@ def test_batches_draw_from_few_subjects_in_proportion():
     per_clip = counts / counts.sum()
     assert per_clip.std() / per_clip.mean() < 0.25  # every clip is drawn about equally often
     assert len(draw_batch([np.arange(2)], 4, 2, rng)) == 4  # too few clips: drawn with replacement
+
+
+def _clip(key, subject, T, offset):
+    """A clip whose features and displacements encode (clip offset + frame index), to trace spliced frames."""
+    from mmtalker.train.data import Clip, Variant
+
+    frames = offset + np.arange(T, dtype=np.float32)
+    disp = np.repeat(frames[:, None, None], 3, axis=1).repeat(3, axis=2)  # (T, 3 vertices, 3)
+    clip = Clip(key, subject, 0, np.zeros((3, 3), np.float32), None, [Variant(np.repeat(frames[:, None], 2, 1), 1.0)])
+    clip._disp = disp
+    return clip
+
+
+def test_spliced_windows_join_two_clips_of_one_subject_at_the_cut():
+    from mmtalker.train.data import draw_windows, make_batch
+
+    clips = [_clip("a1", "a", 40, 0), _clip("a2", "a", 40, 1000), _clip("b1", "b", 40, 2000)]
+    rng = np.random.default_rng(0)
+    spliced = 0
+    for _ in range(200):
+        picks = draw_windows(clips, rng, 16, splice_prob=0.5)
+        batch = make_batch(clips, picks, 16)
+        for b, (clip, pick) in enumerate(zip(clips, picks)):
+            trace = batch.audio[b, :, 0].numpy()
+            assert np.array_equal(trace, batch.disp[b, :, 0, 0].numpy())  # audio and motion stay aligned
+            own = clips[b].variants[0].features[pick.start : pick.start + 16, 0]
+            if pick.partner is None:
+                assert np.array_equal(trace, own)
+                continue
+            spliced += 1
+            mate, _, start2 = pick.partner
+            assert mate.subject == clip.subject and mate is not clip and clip.subject == "a"  # b1 has no mate
+            assert 4 <= pick.cut <= 12
+            assert np.array_equal(trace[: pick.cut], own[: pick.cut])
+            assert np.array_equal(trace[pick.cut :], mate.variants[0].features[start2 + pick.cut : start2 + 16, 0])
+    assert 120 < spliced < 280  # about half of the 400 windows of a and a2
+    plain = draw_windows(clips, np.random.default_rng(1), 16)
+    assert all(p.partner is None for p in plain)

@@ -34,6 +34,7 @@ class DataConfig:
     cache_dir: str | None = None  # audio-feature cache; None: $MMTALKER_HOME/features
     augment_variants: int = 3  # augmented copies of each training clip's audio, besides the clean one
     window_frames: int = 64  # training crops (frames); whole clips are used when shorter
+    splice_prob: float = 0.0  # share of training windows spliced from two clips of one subject (train.data.draw_windows)
     subjects_per_batch: int | None = 2  # clips of a batch come from this many subjects (None: any): fewer geometry passes
     val_max_clips: int = 16  # validation each epoch scores at most this many clips (the test at the end: all)
     preload_max_gb: float = 4.0  # keep all training displacements in memory when they fit in this
@@ -44,6 +45,8 @@ class DataConfig:
         _at_least(where, "augment_variants", self.augment_variants, 0)
         _at_least(where, "window_frames", self.window_frames, 2)  # the velocity term needs two frames
         _at_least(where, "val_max_clips", self.val_max_clips, 1)
+        if not 0.0 <= self.splice_prob <= 1.0:
+            raise MMTalkerError(where, f"setting 'splice_prob' must lie in [0, 1], got {self.splice_prob}")
         if self.subjects_per_batch is not None:
             _at_least(where, "subjects_per_batch", self.subjects_per_batch, 1)
 

@@ -174,39 +174,80 @@ class Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.disp, self.mask, self.subject, self.templates)))
 
 
-def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int) -> list[tuple[int, int]]:
-    """For each clip, a random augmentation variant and the first frame of a window of ≤ ``window`` frames:
-    ``(variant index, start)`` pairs, drawn in clip order."""
+@dataclass(frozen=True)
+class Window:
+    """One training window: ``variant`` of a clip from frame ``start``. With ``partner`` (another clip of
+    the same subject, its own variant and start) the window is spliced: its frames from ``cut`` on are the
+    partner's window's frames from ``cut`` on (see :func:`draw_windows`)."""
+
+    variant: int
+    start: int
+    partner: tuple | None = None  # (Clip, variant, start)
+    cut: int = 0
+
+
+def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splice_prob: float = 0.0) -> list[Window]:
+    """For each clip, a random augmentation variant and the first frame of a window of ≤ ``window`` frames,
+    drawn in clip order.
+
+    With probability ``splice_prob`` a window is spliced with another clip of the same subject among
+    ``clips``: the first ``cut`` frames (cut uniform in [W/4, 3W/4]) come from this clip, the rest from that
+    clip's own window. Spliced windows are sentences no recording holds, so the model cannot learn the
+    training sentences by heart from their utterance-level context (both halves are real speech and motion
+    of one speaker, so the template and style stay right).
+    """
     picks = []
     for clip in clips:
         v = int(rng.integers(len(clip.variants)))
         T = clip.variants[v].features.shape[0]
-        picks.append((v, int(rng.integers(0, T - window + 1)) if T > window else 0))
-    return picks
+        picks.append(Window(v, int(rng.integers(0, T - window + 1)) if T > window else 0))
+    if splice_prob <= 0:
+        return picks
+    out = []
+    for i, (clip, pick) in enumerate(zip(clips, picks)):
+        mates = [j for j, c in enumerate(clips) if j != i and c.subject == clip.subject]
+        if not mates or rng.random() >= splice_prob:
+            out.append(pick)
+            continue
+        j = mates[int(rng.integers(len(mates)))]
+        cut = int(rng.integers(window // 4, 3 * window // 4 + 1))
+        out.append(Window(pick.variant, pick.start, (clips[j], picks[j].variant, picks[j].start), cut))
+    return out
 
 
-def make_batch(clips: list[Clip], windows: np.random.Generator | list[tuple[int, int]], window: int,
+def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, C) and displacements (n, U, 3) of ``window`` frames of a clip's variant from ``start``."""
+    var = clip.variants[v]
+    T = var.features.shape[0]
+    frames = np.arange(start, min(T, start + window))
+    disp = clip.displacement()
+    if vertex_ids is not None:
+        disp = disp[:, vertex_ids]
+    target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
+    return var.features[frames], target
+
+
+def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], window: int,
                vertex_ids: np.ndarray | None = None) -> Batch:
     """Windows (≤ ``window`` frames) of augmentation variants of ``clips``, zero-padded.
 
     ``windows`` is either a generator (a random variant and window per clip, as :func:`draw_windows`
-    draws them) or the ``(variant index, start)`` pairs already drawn: data-parallel training draws one
+    draws them, unspliced) or the :class:`Window` list already drawn: data-parallel training draws one
     global batch with a seed shared by the ranks and each rank builds its slice of it.
     """
     picks = draw_windows(clips, windows, window) if isinstance(windows, np.random.Generator) else windows
     if len(picks) != len(clips):
         raise ValueError(f"{len(picks)} windows for {len(clips)} clips")
     lengths, items = [], []
-    for clip, (v, start) in zip(clips, picks):
-        var = clip.variants[v]
-        T = var.features.shape[0]
-        frames = np.arange(start, min(T, start + window))
-        disp = clip.displacement()
-        if vertex_ids is not None:
-            disp = disp[:, vertex_ids]
-        target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
-        items.append((var.features[frames], target))
-        lengths.append(len(frames))
+    for clip, pick in zip(clips, picks):
+        f, d = _window_frames(clip, pick.variant, pick.start, window, vertex_ids)
+        if pick.partner is not None and pick.cut < len(f):
+            mate, v2, start2 = pick.partner
+            f2, d2 = _window_frames(mate, v2, start2, window, vertex_ids)
+            if pick.cut < len(f2):
+                f, d = np.concatenate([f[: pick.cut], f2[pick.cut :]]), np.concatenate([d[: pick.cut], d2[pick.cut :]])
+        items.append((f, d))
+        lengths.append(len(f))
     W = max(lengths)
     B, C, U = len(clips), items[0][0].shape[1], items[0][1].shape[1]
     audio = np.zeros((B, W, C), np.float32)

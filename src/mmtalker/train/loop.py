@@ -335,7 +335,7 @@ def _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, devic
         # the global batch (every rank draws it alike), then this rank's slice
         B = config.optim.batch_size
         clips = [setup.train_clips[j] for j in draw_batch(groups, B * info.world, config.data.subjects_per_batch, rng)]
-        windows = draw_windows(clips, rng, config.data.window_frames)
+        windows = draw_windows(clips, rng, config.data.window_frames, config.data.splice_prob)
         mine = slice(info.rank * B, (info.rank + 1) * B)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)

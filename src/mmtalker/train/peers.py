@@ -332,7 +332,7 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     """Epochs of one phase with MMTalker's schedule (warmup, cosine decay following steps or the clock).
     Returns the phase's training time in seconds. Resuming continues the phase's last/ up to the epochs
     asked for; a finished phase before the last one is kept as it is (the next one started from it)."""
-    from mmtalker.train.data import make_batch
+    from mmtalker.train.data import draw_windows, make_batch
     from mmtalker.train.loop import lr_factor
 
     model, opt_cfg = setup.model, config.optim
@@ -359,7 +359,9 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
             for group in opt.param_groups:
                 group["lr"] = opt_cfg.lr * lr_factor(frac, counters["step"], opt_cfg.warmup_steps, opt_cfg.min_lr_ratio)
             idx = np.resize(order[i * opt_cfg.batch_size :][: opt_cfg.batch_size], min(opt_cfg.batch_size, len(order)))
-            batch = make_batch([clips[j] for j in idx], rng, config.data.window_frames).to(device)
+            chosen = [clips[j] for j in idx]
+            windows = draw_windows(chosen, rng, config.data.window_frames, config.data.splice_prob)
+            batch = make_batch(chosen, windows, config.data.window_frames).to(device)
             opt.zero_grad(set_to_none=True)
             loss, terms = adapter.step(model, batch, batch.disp / scale, setup.vertex_weight, config.loss, phase)
             loss.backward()
