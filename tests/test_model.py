@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from mmtalker.errors import MMTalkerError
 import torch
 
 from conftest import assert_close
@@ -153,3 +155,30 @@ def test_shared_templates_are_encoded_once_with_the_same_result():
         g1, t1 = model.geometry(templates[b : b + 1], model.faces, model.vertex_uv)
         assert_close(g[b].detach().numpy(), g1[0].detach().numpy(), atol=1e-5, what=f"G of item {b}")
         assert_close(tokens[b].detach().numpy(), t1[0].detach().numpy(), atol=1e-5, what=f"tokens of item {b}")
+
+
+def test_utterance_dropout_switches_off_the_utterance_level_paths_in_training_only():
+    """With every clip's utterance paths off, a frame hears only the temporal convolutions' reach
+    (±6 frames for 2 layers of kernel 5): audio 30 frames away no longer changes it; in eval mode it does."""
+    model = small_model(utterance_dropout=0.999, dropout=0.0)
+    torch.manual_seed(0)
+    audio = torch.randn(1, 40, C)
+    far = audio.clone()
+    far[:, 30:] = torch.randn(1, 10, C)  # (a constant shift would vanish in the input LayerNorm)
+    t, s = model.template[None], torch.tensor([0])
+    g, tokens = model.encode_geometry(t)
+    model.train()
+    torch.manual_seed(1)
+    a = model.encode_motion(audio, s, tokens)[:, :5]
+    torch.manual_seed(1)
+    b = model.encode_motion(far, s, tokens)[:, :5]
+    assert torch.allclose(a, b, atol=1e-6)
+    model.eval()
+    assert not torch.allclose(model.encode_motion(audio, s, tokens)[:, :5], model.encode_motion(far, s, tokens)[:, :5], atol=1e-4)
+
+
+def test_model_config_ranges_are_checked():
+    from mmtalker.train.config import build_dataclass
+
+    with pytest.raises(MMTalkerError, match="utterance_dropout"):
+        build_dataclass(MMTalkerConfig, {"utterance_dropout": 1.5}, "cfg.yaml")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
 from mmtalker.mesh.uv import barycentric_interpolate
 from mmtalker.models.blocks import AttentionPool, CrossAttention, FeedForward, FourierFeatures, TemporalConvBlock
@@ -54,6 +55,15 @@ class MMTalkerConfig:
     regressor_layers: list[int] = field(default_factory=lambda: [64])  # further hidden widths before the 3-D output
     regressor_rank: int = 0  # > 0: the low-rank regressor (K basis fields over UV mixed per frame); 0: the MLP
     dropout: float = 0.0
+    utterance_dropout: float = 0.0  # training: share of clips whose utterance-level paths (pooled audio, tokens
+                                    # reading the clip) are switched off, so frames cannot lean on the sentence
+
+    def check(self, where: str) -> None:
+        """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        for key in ("dropout", "utterance_dropout"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise MMTalkerError(where, f"setting '{key}' must lie in [0, 1), got {value}")
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -122,11 +132,16 @@ class AudioEncoderHead(nn.Module):
         known = self.style(subject.clamp_min(0))
         return torch.where((subject >= 0).unsqueeze(-1), known, mean)
 
-    def forward(self, audio: torch.Tensor, subject: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor, subject: torch.Tensor, mask: torch.Tensor | None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep`` (B,) in {0, 1}: whether each clip's utterance-level vector is added (None: all)."""
         h = self.proj(audio)  # (B, T, D)
         for block in self.local:
             h = block(h, mask)
-        return h + self.pool(h, mask).unsqueeze(1) + self.style_vectors(subject).unsqueeze(1)
+        pooled = self.pool(h, mask)
+        if keep is not None:
+            pooled = pooled * keep.unsqueeze(-1)
+        return h + pooled.unsqueeze(1) + self.style_vectors(subject).unsqueeze(1)
 
 
 # ----------------------------------------------------------------------------------------------------- fusion
@@ -144,9 +159,14 @@ class DualCrossAttention(nn.Module):
         self.readback = CrossAttention(dim, heads, dropout)
         self.ff = FeedForward(dim, dropout=dropout)
 
-    def forward(self, h: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep`` (B,) in {0, 1}: whether each clip's tokens read the utterance (None: all)."""
         audio_to_geometry = self.a2g(h, tokens)  # (B, T, D)
-        tokens_in_context = tokens + self.g2a(tokens, h, mask)  # (B, K, D)
+        read = self.g2a(tokens, h, mask)  # (B, K, D)
+        if keep is not None:
+            read = read * keep[:, None, None]
+        tokens_in_context = tokens + read
         geometry_to_audio = self.readback(h, tokens_in_context)  # (B, T, D)
         return self.ff(h + audio_to_geometry + geometry_to_audio)
 
@@ -295,9 +315,12 @@ class MMTalker(nn.Module):
 
     def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
-        h = self.audio(audio, subject, mask)
+        keep = None
+        if self.training and self.config.utterance_dropout > 0:
+            keep = (torch.rand(audio.shape[0], device=audio.device) >= self.config.utterance_dropout).to(audio.dtype)
+        h = self.audio(audio, subject, mask, keep)
         for block in self.fusion:
-            h = block(h, tokens, mask)
+            h = block(h, tokens, mask, keep)
         return h
 
     def point_features(self, g: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
