@@ -418,7 +418,8 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     from mmtalker.train.loop import evaluate_clips
 
     best, _, extras = load_model(run_dir / "best", device)
-    results = {"kind": config.kind, "epochs": extras.get("epoch"), "steps": extras.get("step"),
+    last = json.loads((run_dir / "last" / ckpt.CONFIG).read_text()).get("extras", {})  # (CodeTalker: its last stage)
+    results = {"kind": config.kind, "epochs": last.get("epoch"), "steps": last.get("step"), "best_epoch": extras.get("epoch"),
                "train_minutes": round(elapsed_s / 60, 2), "val": extras.get("metrics", {})}
     if int(getattr(best, "stages_trained", 2)) >= 2:
         enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config))
