@@ -182,3 +182,28 @@ def test_model_config_ranges_are_checked():
 
     with pytest.raises(MMTalkerError, match="utterance_dropout"):
         build_dataclass(MMTalkerConfig, {"utterance_dropout": 1.5}, "cfg.yaml")
+
+
+def test_style_dropout_animates_training_clips_in_the_mean_style():
+    model = small_model(style_dropout=0.999, dropout=0.0)
+    audio = torch.randn(1, 12, C)
+    g, tokens = model.encode_geometry(model.template[None])
+    model.train()
+    torch.manual_seed(3)
+    dropped = model.encode_motion(audio, torch.tensor([1]), tokens)
+    model.eval()
+    assert torch.allclose(dropped, model.encode_motion(audio, torch.tensor([UNSEEN_SUBJECT]), tokens), atol=1e-6)
+    assert not torch.allclose(dropped, model.encode_motion(audio, torch.tensor([1]), tokens), atol=1e-4)
+
+
+def test_template_jitter_scales_templates_in_training_only():
+    model = small_model(template_jitter=0.1)
+    t = model.template[None]
+    model.eval()
+    g0, _ = model.encode_geometry(t)
+    assert torch.equal(g0, model.encode_geometry(t)[0])  # eval: the template as given
+    model.train()
+    torch.manual_seed(0)
+    g1, _ = model.encode_geometry(torch.cat([t, t]))
+    assert torch.equal(g1[0], g1[1])  # one draw per distinct template: a subject's clips share it
+    assert not torch.allclose(g1[0], g0, atol=1e-5)

@@ -58,9 +58,12 @@ class MMTalkerConfig:
     utterance_dropout: float = 0.0  # training: share of clips whose utterance-level paths (pooled audio, tokens
                                     # reading the clip) are switched off, so frames cannot lean on the sentence
 
+    style_dropout: float = 0.0  # training: share of clips animated with the mean style, as unseen speakers are
+    template_jitter: float = 0.0  # training: the geometry encoder sees each template scaled by 1 ± this per axis
+
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
-        for key in ("dropout", "utterance_dropout"):
+        for key in ("dropout", "utterance_dropout", "style_dropout", "template_jitter"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise MMTalkerError(where, f"setting '{key}' must lie in [0, 1), got {value}")
@@ -308,14 +311,25 @@ class MMTalker(nn.Module):
         Identical templates in the batch (clips of one subject) are encoded once.
         """
         unique, inverse = torch.unique(templates.flatten(1), dim=0, return_inverse=True)
-        if unique.shape[0] == templates.shape[0]:
-            return self.geometry(templates, self.faces, self.vertex_uv)
-        g, tokens = self.geometry(unique.view(-1, *templates.shape[1:]), self.faces, self.vertex_uv)
+        unique = self._jitter(unique.view(-1, *templates.shape[1:]))
+        g, tokens = self.geometry(unique, self.faces, self.vertex_uv)
         return g[inverse], tokens[inverse]
+
+    def _jitter(self, templates: torch.Tensor) -> torch.Tensor:
+        """Training with ``template_jitter``: each template scaled about its centroid by 1 ± j per axis."""
+        j = self.config.template_jitter
+        if not self.training or j <= 0:
+            return templates
+        scale = 1 + j * (2 * torch.rand(templates.shape[0], 1, 3, device=templates.device) - 1)
+        centre = templates.mean(1, keepdim=True)
+        return centre + (templates - centre) * scale
 
     def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
         keep = None
+        if self.training and self.config.style_dropout > 0:
+            mean_style = torch.rand(subject.shape[0], device=subject.device) < self.config.style_dropout
+            subject = torch.where(mean_style, torch.full_like(subject, UNSEEN_SUBJECT), subject)
         if self.training and self.config.utterance_dropout > 0:
             keep = (torch.rand(audio.shape[0], device=audio.device) >= self.config.utterance_dropout).to(audio.dtype)
         h = self.audio(audio, subject, mask, keep)
