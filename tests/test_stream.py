@@ -82,8 +82,10 @@ def test_whisper_stream_runs_on_real_speech(fixtures_dir):
 
 def test_bad_settings_and_chunks_are_refused():
     talker = MMTalker.from_model(tiny_model())
-    with pytest.raises(MMTalkerError):
-        talker.stream(context_s=0)
+    for bad, name in (({"context_s": 0}, "context_s"), ({"encoder_context_s": -1}, "encoder_context_s"),
+                      ({"lookahead_s": float("nan")}, "lookahead_s")):
+        with pytest.raises(MMTalkerError, match=name):
+            talker.stream(**bad)
     with pytest.raises(MMTalkerError, match="NaN"):
         talker.stream().push(np.full(100, np.nan, np.float32))
 

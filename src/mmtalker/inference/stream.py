@@ -44,9 +44,11 @@ class StreamingAnimator:
     """
 
     def __init__(self, engine, face, *, context_s: float = 2.0, encoder_context_s: float = 0.5, lookahead_s: float = 0.06):
-        if context_s <= 0 or encoder_context_s < 0 or lookahead_s < 0:
-            raise MMTalkerError("streaming", f"context {context_s} s must be positive, encoder context {encoder_context_s} s "
-                                f"and lookahead {lookahead_s} s not negative")
+        for name, value, least in (("context_s", context_s, None), ("encoder_context_s", encoder_context_s, 0.0),
+                                   ("lookahead_s", lookahead_s, 0.0)):
+            if not np.isfinite(value) or (value <= 0 if least is None else value < least):
+                need = "positive" if least is None else "zero or more"
+                raise MMTalkerError("streaming", f"{name} must be {need} seconds, got {value}")
         limit = engine.max_samples
         if limit is not None and (encoder_context_s + lookahead_s + 1.0) * SAMPLE_RATE > limit:
             raise MMTalkerError("encoder_context_s", f"{encoder_context_s} s is too long for the speech encoder ({limit / SAMPLE_RATE:.0f} s)")
