@@ -55,3 +55,20 @@ def time_limit(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def training_env() -> dict:
+    """Environment for a training run in a child process: this checkout's src/ first on PYTHONPATH, one
+    thread, offline, quiet, and no torchrun variables inherited from the test process."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MMTALKER_QUIET="1")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    return env
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Finished epochs of a (possibly running) training run: complete lines of its history.jsonl."""
+    path = Path(run_dir) / "history.jsonl"
+    return sum(1 for line in path.read_text().splitlines() if line.endswith("}")) if path.is_file() else 0

@@ -11,7 +11,6 @@ seed (DDP broadcasts rank 0's weights); validation runs on rank 0 with the avera
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
+from conftest import training_env
 from fake_talk import write_fake_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -33,14 +33,6 @@ TINY = {
     "optim": {"epochs": EPOCHS, "max_minutes": None, "lr": 0.01, "warmup_steps": 1, "select_metric": "loss",
               "device": "cpu", "seed": 5},
 }
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MMTALKER_QUIET="1")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("WORLD_SIZE", None), env.pop("RANK", None), env.pop("LOCAL_RANK", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(run folder of 1 process with batch 4, run folder of 2 processes with batch 2 each)."""
@@ -52,12 +44,12 @@ def runs(tmp_path_factory):
     train = ["train", "--config", str(config), "--data", str(data)]
     single = root / "single"
     one = subprocess.run([sys.executable, "-m", "mmtalker", *train, "--out", str(single), "--batch-size", "4"],
-                         env=_env(), capture_output=True, text=True, timeout=300)
+                         env=training_env(), capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
     double = root / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
     two = subprocess.run([*launcher, "-m", "mmtalker", *train, "--out", str(double), "--batch-size", "2"],
-                         env=_env(), capture_output=True, text=True, timeout=300)
+                         env=training_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     return single, double
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
+from conftest import epochs_done, training_env
 from fake_talk import write_fake_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,23 +37,9 @@ TINY = {
 }
 
 
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MMTALKER_QUIET="1")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
-    return env
-
-
 def _cmd(config: Path, data: Path, out: Path, *extra: str) -> list[str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
     return [*launcher, "-m", "mmtalker", "train", "--config", str(config), "--data", str(data), "--out", str(out), *extra]
-
-
-def _epochs_done(out: Path) -> int:
-    path = out / "history.jsonl"
-    return sum(1 for line in path.read_text().splitlines() if line.endswith("}")) if path.is_file() else 0
 
 
 def _children(pid: int) -> list[int]:
@@ -89,12 +76,12 @@ def runs(tmp_path_factory):
     config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
                                       **TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}))
     whole, killed = root / "whole", root / "killed"
-    done = subprocess.run(_cmd(config, data, whole), env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_cmd(config, data, whole), env=training_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(_cmd(config, data, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(config, data, killed), env=training_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while _epochs_done(killed) < KILL_AFTER_EPOCH and proc.poll() is None and time.monotonic() < deadline:
+    while epochs_done(killed) < KILL_AFTER_EPOCH and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     # the workers (torchrun starts each in a session of its own) and the launcher, as a crashed node
     workers = _children(proc.pid)
@@ -107,7 +94,7 @@ def runs(tmp_path_factory):
     assert KILL_AFTER_EPOCH <= stopped_at < EPOCHS and not (killed / "results.json").exists()
     assert (killed / "last" / f"rng_rank1_epoch{stopped_at}.safetensors").is_file()
 
-    resumed = subprocess.run(_cmd(config, data, killed, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cmd(config, data, killed, "--resume"), env=training_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return whole, killed
 

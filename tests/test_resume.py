@@ -9,7 +9,6 @@ logits) and the per-epoch history after the kill must equal the uninterrupted ru
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
+from conftest import epochs_done, training_env
 from fake_talk import write_fake_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,22 +36,8 @@ TINY = {
 }
 
 
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MMTALKER_QUIET="1")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _train_cmd(config: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mmtalker", "train", "--config", str(config), "--data", str(data), "--out", str(out), *extra]
-
-
-def _epochs_done(out: Path) -> int:
-    path = out / "history.jsonl"
-    if not path.is_file():
-        return 0
-    return sum(1 for line in path.read_text().splitlines() if line.endswith("}"))
 
 
 def _history(out: Path) -> list[dict]:
@@ -67,12 +53,12 @@ def runs(tmp_path_factory):
     config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
                                       **TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}))
     whole, killed = root / "whole", root / "killed"
-    done = subprocess.run(_train_cmd(config, data, whole), env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_train_cmd(config, data, whole), env=training_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    proc = subprocess.Popen(_train_cmd(config, data, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_train_cmd(config, data, killed), env=training_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while _epochs_done(killed) < KILL_AFTER_EPOCH and proc.poll() is None and time.monotonic() < deadline:
+    while epochs_done(killed) < KILL_AFTER_EPOCH and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -84,7 +70,7 @@ def runs(tmp_path_factory):
     assert KILL_AFTER_EPOCH <= stopped_at < EPOCHS
     assert not (killed / "results.json").exists()
 
-    resumed = subprocess.run(_train_cmd(config, data, killed, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_train_cmd(config, data, killed, "--resume"), env=training_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     return whole, killed, stopped_at
 

@@ -18,7 +18,8 @@ def register(sub) -> None:
         description=(
             "Animate speech as it arrives, the way a live application would: audio comes in chunks, and every "
             "frame is emitted as soon as its audio plus --lookahead has arrived (the speech encoder re-encodes the "
-            "last --encoder-context seconds with each chunk; the model sees the last --context seconds of features). --audio - reads raw 16-bit little-endian mono PCM at 16 kHz from stdin "
+            "last --encoder-context seconds with each chunk; the model sees the last --context seconds of "
+            "features). --audio - reads raw 16-bit little-endian mono PCM at 16 kHz from stdin "
             "(e.g. arecord -f S16_LE -r 16000 -c 1 | mmtalker stream ...); a file is fed in --chunk-ms chunks as "
             "fast as possible. Writes the frames to --out (.npy or .npz) at the end and prints the compute time "
             "per chunk."

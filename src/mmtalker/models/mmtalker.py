@@ -57,7 +57,6 @@ class MMTalkerConfig:
     dropout: float = 0.0
     utterance_dropout: float = 0.0  # training: share of clips whose utterance-level paths (pooled audio, tokens
                                     # reading the clip) are switched off, so frames cannot lean on the sentence
-
     style_dropout: float = 0.0  # training: share of clips animated with the mean style, as unseen speakers are
     template_jitter: float = 0.0  # training: the geometry encoder sees each template scaled by 1 ± this per axis
 

@@ -182,8 +182,8 @@ def _maybe_preload(clips: list, max_gb: float) -> None:
 
 # ------------------------------------------------------------------------------------------------- a step
 def training_step(setup: Setup, net, config: TrainingConfig, clips: list, windows, gen: torch.Generator, device) -> dict:
-    """One forward/backward pass on a batch of windows of ``clips`` (``windows``: their ``(variant, start)``
-    pairs, or a numpy generator to draw them); returns the loss terms (floats)."""
+    """One forward/backward pass on a batch of windows of ``clips`` (``windows``: their
+    :class:`~mmtalker.train.data.Window` picks, or a numpy generator to draw them); returns the loss terms."""
     model, lw = setup.model, config.loss
     pts = setup.sampler.sample(config.sampler.points, generator=gen)
     face_idx, bary = pts.face_idx.to(device), pts.bary.to(device=device, dtype=torch.float32)
