@@ -490,6 +490,7 @@ BAD_CONFIG = {
     "missing base": ("base: nowhere.yaml\n", ["nowhere.yaml"]),
     "negative epochs": ("optim:\n  epochs: -3\n", ["epochs"]),
     "zero batch": ("optim:\n  batch_size: 0\n", ["batch_size"]),
+    "unknown surface measure": ("sampler:\n  measure: volume\n", ["measure", "volume"]),
 }
 
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import assert_close
 from mmtalker.mesh.io import Mesh
-from mmtalker.mesh.sampling import NonUniformSampler, importance_mean, uniform_barycentrics, variance_loss
+from mmtalker.mesh.sampling import NonUniformSampler, face_measure, importance_mean, uniform_barycentrics, variance_loss
 from mmtalker.mesh.uv import barycentric_interpolate, face_areas, parameterize
 
 
@@ -91,6 +91,39 @@ def test_unbiased_for_random_logits(seed):
     stderr = estimates.std() / np.sqrt(len(estimates))
     assert abs(estimates.mean() - exact) < 4 * stderr, (estimates.mean(), exact, stderr)
     assert stderr < 0.02 * exact  # the test has power: a 10% bias would be caught
+
+
+def test_face_measure_by_hand():
+    # two triangles sharing the edge 1-2, areas 1 and 3: vertex 0 gives its 1/4 to face 0, vertex 3 to
+    # face 1, vertices 1 and 2 split theirs 1 : 3
+    faces = np.array([[0, 1, 2], [2, 1, 3]])
+    area = np.array([1.0, 3.0])
+    assert_close(face_measure(area, faces, "area"), [0.25, 0.75], atol=1e-12, what="area measure")
+    assert_close(face_measure(area, faces, "vertices"), [(1 + 2 * 0.25) / 4, (1 + 2 * 0.75) / 4], atol=1e-12, what="vertex measure")
+    # a vertex no face uses holds no mass; a degenerate face gets none; unknown measures are refused
+    assert_close(face_measure(np.array([1.0, 0.0]), np.array([[0, 1, 2], [0, 1, 4]]), "vertices"), [1.0, 0.0], atol=1e-12, what="zero-area face")
+    with pytest.raises(ValueError, match="unknown surface measure 'volume'"):
+        face_measure(area, faces, "volume")
+    with pytest.raises(ValueError, match="no surface area"):
+        face_measure(np.zeros(2), faces, "vertices")
+
+
+def test_vertex_measure_follows_vertex_density():
+    # a sheet whose right half has 4x the vertices per unit area: by area each half holds 1/2, by vertices
+    # the dense half holds about its share of the vertices
+    mesh = grid_mesh(n=16, bump=0.0, seed=0)
+    x = mesh.vertices[:, 0].copy()
+    mesh.vertices[:, 0] = np.where(x < 0.5, x * 0.4 / 0.5, 0.4 + (x - 0.5) * 0.6 / 0.5)  # squeeze the left half
+    uvmap = parameterize(mesh)
+    left = mesh.vertices[mesh.faces].mean(1)[:, 0] < 0.4
+    by_area = face_measure(uvmap.face_area, uvmap.faces, "area")
+    by_vertex = face_measure(uvmap.face_area, uvmap.faces, "vertices")
+    assert_close(by_area[left].sum(), 0.4, atol=0.01, what="area share of the squeezed half")  # the grid is jittered
+    assert_close(by_vertex[left].sum(), 0.5, atol=0.02, what="vertex share of the squeezed half")
+    sampler = NonUniformSampler(uvmap, uniform_mix=0.5, measure="vertices")
+    pts = sampler.sample(20_000, generator=torch.Generator().manual_seed(0))
+    assert_close(float(left[pts.face_idx.numpy()].mean()), 0.5, atol=0.02, what="sampled share")
+    assert_close(pts.weight.detach().numpy(), np.ones(20_000), atol=1e-5, what="weights at q = p")
 
 
 def region_faces(mesh, vertex_idx):

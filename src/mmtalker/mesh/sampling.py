@@ -1,8 +1,9 @@
 """A learnable, non-uniform, unbiased sampler of surface points for the reconstruction loss.
 
-The loss we want is the area-weighted mean of a per-point loss ℓ over the surface S,
+The loss we want is the mean of a per-point loss ℓ over the surface S under a measure that gives face f
+the share p_f (by default its share of the 3D area, p_f = A_f / Σ_g A_g; see the choice below),
 
-    L = (1/|S|) ∫_S ℓ(x) dA = Σ_f p_f · E_{x ~ U(f)}[ℓ(x)],     p_f = A_f / Σ_g A_g  (3D face areas),
+    L = Σ_f p_f · E_{x ~ U(f)}[ℓ(x)]        (= (1/|S|) ∫_S ℓ(x) dA for the area measure),
 
 where U(f) is the uniform distribution on face f. Instead of sampling faces with p, we sample them with
 a learnable proposal
@@ -15,8 +16,15 @@ since the face's UV→3D map is affine). Each point gets the importance weight w
     L̂ = (1/n) Σ_i w_i ℓ(x_i)   satisfies   E_q[L̂] = Σ_f q_f (p_f/q_f) E_{U(f)}[ℓ] = L   for every θ.
 
 The mix with p (a uniform share of samples over the surface) keeps every face alive and bounds the
-weights: w ≤ 1/ε. (*Choice*: p is the 3D area share, because the metrics and the loss are means over the
-surface, not over the UV chart; UV areas would make a stretched chart count more.)
+weights: w ≤ 1/ε. (*Choice*: p is a share of the 3D surface, never of the UV chart, where a stretched
+chart would count more.) Two measures of the surface are offered (:data:`MEASURES`):
+
+- ``"area"``: p_f = A_f / Σ_g A_g, the surface's own area: every square millimetre counts alike.
+- ``"vertices"``: each mesh vertex holds mass 1/V, spread over the faces around it in proportion to their
+  areas: p_f = (1/V) Σ_{v ∈ f} A_f / A_star(v), where A_star(v) is the area of the faces at v. The loss is
+  then the surface's estimate of the *per-vertex* mean that the metrics (LVE, EVE, MVE) take, so it weighs
+  each region as densely as the mesh's authors placed vertices there (FLAME and the synthetic face are
+  densest at the lips and eyelids), while its points still fall anywhere on the surface.
 
 Training θ. L̂'s mean does not depend on θ, its variance does: Var = (M(θ) − L²)/n with the second moment
 
@@ -69,6 +77,32 @@ class SampledPoints:
     weight: torch.Tensor
 
 
+MEASURES = ("area", "vertices")
+"""The surface measures the loss can integrate over (the module docstring says what each means)."""
+
+
+def face_measure(face_area: np.ndarray, faces: np.ndarray, measure: str = "area") -> np.ndarray:
+    """(F,) float64 share p_f of each face under ``measure`` (sums to 1); see :data:`MEASURES`.
+
+    Args:
+        face_area: (F,) 3D area of each face.
+        faces: (F,3) mesh faces (vertex indices).
+        measure: ``"area"`` or ``"vertices"``.
+    """
+    area = np.asarray(face_area, dtype=np.float64)
+    if not np.isfinite(area).all() or area.sum() <= 0:
+        raise ValueError("the mesh has no surface area to sample")
+    if measure == "area":
+        return area / area.sum()
+    if measure == "vertices":
+        faces = np.asarray(faces, dtype=np.int64)
+        star = np.bincount(faces.ravel(), weights=np.repeat(area, 3), minlength=int(faces.max()) + 1)  # A_star(v)
+        used = star > 0
+        share = np.where(used[faces], area[:, None] / np.where(used, star, 1.0)[faces], 0.0).sum(1)  # Σ_v A_f/A_star(v)
+        return share / share.sum()
+    raise ValueError(f"unknown surface measure {measure!r}; use one of {', '.join(MEASURES)}")
+
+
 def uniform_barycentrics(n: int, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
     """(n,3) barycentrics uniform over a triangle (square-root trick)."""
     r = torch.rand(n, 2, generator=generator, device=device, dtype=dtype)
@@ -81,8 +115,10 @@ class NonUniformSampler(nn.Module):
 
     Args:
         uvmap: the mesh's :class:`~mmtalker.mesh.uv.UVMap` (faces, UVs and 3D face areas).
-        uniform_mix: ε, the share of the proposal spread over the surface by area (0 < ε ≤ 1);
+        uniform_mix: ε, the share of the proposal spread over the surface by the measure (0 < ε ≤ 1);
             the importance weights are at most 1/ε.
+        measure: the surface measure p the loss integrates over, ``"area"`` or ``"vertices"``
+            (:data:`MEASURES`).
 
     Attributes:
         logits: (F,) nn.Parameter θ, initialised to log p so that q = p at the start (all weights 1).
@@ -90,15 +126,13 @@ class NonUniformSampler(nn.Module):
             uniform warm-up, then lower once the logits have learned where the error is).
     """
 
-    def __init__(self, uvmap: UVMap, uniform_mix: float = 0.2):
+    def __init__(self, uvmap: UVMap, uniform_mix: float = 0.2, measure: str = "area"):
         super().__init__()
         if not 0.0 < uniform_mix <= 1.0:
             raise ValueError(f"uniform_mix must be in (0, 1], got {uniform_mix}")
-        area = torch.as_tensor(np.asarray(uvmap.face_area), dtype=torch.float64)
-        if not torch.isfinite(area).all() or area.sum() <= 0:
-            raise ValueError("the mesh has no surface area to sample")
         self.uniform_mix = float(uniform_mix)
-        target = (area / area.sum()).float()
+        self.measure = measure
+        target = torch.as_tensor(face_measure(uvmap.face_area, uvmap.faces, measure)).float()
         self.register_buffer("target", target, persistent=False)  # (F,) p_f
         self.register_buffer("faces_uv", torch.as_tensor(uvmap.faces_uv, dtype=torch.long), persistent=False)  # (F,3)
         self.register_buffer("mesh_faces", torch.as_tensor(uvmap.faces, dtype=torch.long), persistent=False)  # (F,3)
@@ -135,7 +169,7 @@ class NonUniformSampler(nn.Module):
 
     @torch.no_grad()
     def density_per_region(self, region_vertex_idx) -> float:
-        """Proposal mass per unit area of a region, relative to the surface mean (1 = uniform).
+        """Proposal mass of a region relative to its share of the measure p (1 = as the measure spreads it).
 
         Args:
             region_vertex_idx: (K,) vertex indices; the region is the faces whose three vertices are all in it.
@@ -156,7 +190,7 @@ class NonUniformSampler(nn.Module):
 
 
 def importance_mean(weight: torch.Tensor, per_point_loss: torch.Tensor) -> torch.Tensor:
-    """Unbiased estimate of the area-weighted mean loss: mean(w.detach() · ℓ) over all elements.
+    """Unbiased estimate of the mean loss under the sampler's measure: mean(w.detach() · ℓ) over all elements.
 
     Args:
         weight: (P,) importance weights from :meth:`NonUniformSampler.sample`.

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.train.config import build_dataclass
+from mmtalker.train.averaging import RAW
 
 FORMAT = "mmtalker-checkpoint"
 VERSION = 1
@@ -257,6 +258,15 @@ def load_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     if not path.is_file() or _sha256(path) != meta.get("sha256"):
         raise MMTalkerError(path, "training state is missing, truncated or does not match its JSON")
     tensors = load_file(str(path))
+    saved = set(meta.get("modules", []))
+    for name in modules:
+        if name not in saved:
+            hint = ("the run was trained without optim.ema; resume it with the same setting" if name == RAW
+                    else "resume with the settings the run was started with")
+            raise MMTalkerError(path, f"holds no '{name}' to resume", hint)
+    unused = saved - set(modules)
+    if unused == {RAW}:
+        raise MMTalkerError(path, "was saved with optim.ema (weight averaging) on", "resume it with the same optim.ema")
     for name, opt in optimizers.items():
         opt.load_state_dict(_unflatten_optimizer(meta["optimizers"][name], tensors))
     for name, module in modules.items():

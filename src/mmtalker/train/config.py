@@ -19,6 +19,7 @@ import yaml
 
 from mmtalker.audio.augment import AugmentConfig
 from mmtalker.errors import MMTalkerError
+from mmtalker.mesh.sampling import MEASURES
 from mmtalker.models.mmtalker import MMTalkerConfig
 from mmtalker.train.losses import LossWeights
 
@@ -56,9 +57,12 @@ class SamplerConfig:
     points: int = 512  # UV points per training step
     uniform_mix: float = 0.25  # share of uniform samples so no region starves
     learnable: bool = True  # train the per-triangle logits to lower the loss estimate's variance
+    measure: str = "area"  # what the loss averages over: "area" (every mm² alike) or "vertices" (per vertex, as the metrics)
 
     def check(self, where: str) -> None:
         _at_least(where, "points", self.points, 1)
+        if self.measure not in MEASURES:
+            raise MMTalkerError(where, f"setting 'measure' must be one of {', '.join(MEASURES)}, got {self.measure!r}")
         if not 0.0 <= self.uniform_mix <= 1.0:
             raise MMTalkerError(where, f"setting 'uniform_mix' must lie in [0, 1], got {self.uniform_mix}")
 
@@ -74,6 +78,7 @@ class OptimConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05  # cosine decay to lr·min_lr_ratio at the last epoch
     grad_clip: float = 1.0
+    ema: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights (e.g. 0.995)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     select_metric: str = "mve"  # validation metric that picks the best checkpoint: mve, lve, eve or loss
@@ -88,6 +93,8 @@ class OptimConfig:
             _positive(where, key, getattr(self, key))
         if self.max_minutes is not None:
             _positive(where, "max_minutes", self.max_minutes)
+        if not 0.0 <= self.ema < 1.0:
+            raise MMTalkerError(where, f"setting 'ema' must lie in [0, 1) (0 = off), got {self.ema}")
         if not 0.0 <= self.min_lr_ratio <= 1.0 or self.weight_decay < 0:
             raise MMTalkerError(where, "min_lr_ratio must lie in [0, 1] and weight_decay be ≥ 0")
         if self.select_metric not in ("mve", "lve", "eve", "loss"):

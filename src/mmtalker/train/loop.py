@@ -39,6 +39,7 @@ from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.paths import cache_dir
 from mmtalker.progress import progress
 from mmtalker.train import checkpoint as ckpt
+from mmtalker.train.averaging import RAW, WeightAverage
 from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
@@ -123,6 +124,12 @@ class Setup:
     vertex_weight: torch.Tensor
     encoder: object
     fps: float
+    averager: WeightAverage | None = None  # optim.ema > 0: the weights validated, selected and saved
+
+    @property
+    def scored_model(self) -> MMTalker:
+        """The network validation scores and checkpoints hold: the weight average when there is one."""
+        return self.averager.model if self.averager is not None else self.model
 
 
 def _region_indices(dataset, names: list[str]) -> dict[str, np.ndarray]:
@@ -163,7 +170,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     uvmap = parameterize(topology)
     templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
     model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
-    sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix).to(device)
+    sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix, measure=config.sampler.measure).to(device)
 
     lw = config.loss
     regions = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
@@ -260,6 +267,8 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         config = dataclasses.replace(config, model=build_dataclass(MMTalkerConfig, saved, str(run_dir / "last" / ckpt.CONFIG)))
     setup = build_setup(config, device, info)
     model, sampler = setup.model, setup.sampler
+    if config.optim.ema:
+        setup.averager = WeightAverage(model, config.optim.ema)
     net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     optimizers = {"model": opt}
@@ -268,8 +277,9 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0}
     if resume:
         state = ckpt.load_checkpoint(run_dir / "last", device)[0].state_dict()
-        model.load_state_dict(state)
-        counters = ckpt.load_training_state(run_dir / "last", optimizers, {"sampler": sampler}, rng, {"points": gen})
+        setup.scored_model.load_state_dict(state)  # last/ holds what was scored (with optim.ema, the average);
+        # the trained weights themselves then come back with the training state
+        counters = ckpt.load_training_state(run_dir / "last", optimizers, _state_modules(setup), rng, {"points": gen})
         # rank 0's torch RNG came with the training state; the others' are saved apart (a rank the run did
         # not have before gets a seed of its own: only its dropout masks depend on it)
         if not info.main and not ckpt.load_rank_rng(run_dir / "last", info.rank, counters["epoch"]):
@@ -345,6 +355,8 @@ def _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, devic
         torch.nn.utils.clip_grad_norm_(setup.model.parameters(), config.optim.grad_clip)
         for opt in optimizers.values():
             opt.step()
+        if setup.averager is not None:
+            setup.averager.update(setup.model, counters["step"])
         counters["step"] += 1
         done += 1
         for k, v in terms.items():
@@ -417,19 +429,29 @@ def record_epoch(counters: dict, train_terms: dict, val: dict, select_metric: st
 
 def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rngs, regions, device, plot: bool) -> None:
     """Validate, log, keep last and best checkpoints, redraw the curves."""
-    val = evaluate_clips(setup.model, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
+    scored = setup.scored_model
+    val = evaluate_clips(scored, setup.val_clips, regions, device, desc="validation") if setup.val_clips else {}
     record, improved = record_epoch(counters, train_terms, val, config.optim.select_metric)
     if improved:
-        ckpt.save_checkpoint(run_dir / "best", setup.model, _extras(config, setup, counters, record["val"]))
-    ckpt.save_checkpoint(run_dir / "last", setup.model, _extras(config, setup, counters, record["val"]))
+        ckpt.save_checkpoint(run_dir / "best", scored, _extras(config, setup, counters, record["val"]))
+    ckpt.save_checkpoint(run_dir / "last", scored, _extras(config, setup, counters, record["val"]))
     rng, gen = rngs  # numpy's (batches) and torch's UV-point generator
-    ckpt.save_training_state(run_dir / "last", optimizers, {"sampler": setup.sampler}, counters, rng, {"points": gen})
+    ckpt.save_training_state(run_dir / "last", optimizers, _state_modules(setup), counters, rng, {"points": gen})
     with open(run_dir / "history.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if plot:
         plot_curves(counters["history"], run_dir / "curves.png")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in record["val"].items() if k in ("loss", "mve", "lve", "eve"))
     print(f"epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; val {shown}{' (best)' if improved else ''}", flush=True)
+
+
+def _state_modules(setup: Setup) -> dict:
+    """Modules the training state keeps besides the checkpoint's network: the sampler, and the trained
+    weights when the checkpoint holds their average."""
+    modules = {"sampler": setup.sampler}
+    if setup.averager is not None:
+        modules[RAW] = setup.model
+    return modules
 
 
 def _finish(config, setup, run_dir, counters, regions, device) -> dict:

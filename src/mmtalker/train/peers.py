@@ -35,6 +35,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.models.registry import config_kind, get_kind, load_model
 from mmtalker.train import checkpoint as ckpt
+from mmtalker.train.averaging import RAW, WeightAverage
 from mmtalker.train.config import DataConfig, OptimConfig, _merge, build_dataclass, read_config_dict
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.losses import reconstruction_loss, velocity_loss, vertex_region_weight
@@ -339,12 +340,13 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     opt = torch.optim.AdamW(adapter.parameters(model, phase), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     epochs = max(1, round(opt_cfg.epochs * phase.share))
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
+    averager = WeightAverage(model, opt_cfg.ema) if opt_cfg.ema else None  # see mmtalker.train.averaging
     if resume and (phase_dir / "last" / ckpt.STATE_META).is_file():
-        model.load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
-        counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, {}, rng)
+        (averager.model if averager else model).load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
+        counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, {RAW: model} if averager else {}, rng)
         if counters["epoch"] >= epochs or (counters.get("done") and not last):
             return counters["elapsed_s"]
-        adapter.begin(phase, setup, config)
+        # adapter.begin ran before this load; running it again would re-initialise VOCA's trained decoder
     clips = setup.train_clips
     steps_per_epoch = max(1, math.ceil(len(clips) / opt_cfg.batch_size))
     total = steps_per_epoch * epochs
@@ -367,6 +369,8 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
             opt.step()
+            if averager is not None:
+                averager.update(model, counters["step"])
             counters["step"] += 1
             n += 1
             sums = {k: sums.get(k, 0.0) + v for k, v in terms.items()}
@@ -378,7 +382,8 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
         counters["done"] = stop or counters["epoch"] == epochs
         plot = counters["done"] or time.monotonic() - last_plot > PLOT_EVERY_S
         last_plot = time.monotonic() if plot else last_plot
-        _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, {k: v / n for k, v in sums.items()}, opt, rng, device, plot)
+        _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, {k: v / n for k, v in sums.items()}, opt, rng, device, plot,
+                      averager)
         if stop:
             break
     return counters["elapsed_s"]
@@ -392,16 +397,17 @@ def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
             "epoch": counters["epoch"], "step": counters["step"], "metrics": metrics}
 
 
-def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_terms, opt, rng, device, plot) -> None:
-    """Validate, log, keep last and best checkpoints, redraw the curves."""
+def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_terms, opt, rng, device, plot, averager=None) -> None:
+    """Validate, log, keep last and best checkpoints (of the weight average, when there is one), redraw the curves."""
     from mmtalker.train.loop import record_epoch
 
-    val = adapter.validate(setup.model, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
+    scored = averager.model if averager is not None else setup.model
+    val = adapter.validate(scored, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
     record, improved = record_epoch(counters, train_terms, val, config.optim.select_metric)
     if improved:
-        ckpt.save_checkpoint(phase_dir / "best", setup.model, _extras(config, setup, counters, record["val"], phase))
-    ckpt.save_checkpoint(phase_dir / "last", setup.model, _extras(config, setup, counters, record["val"], phase))
-    ckpt.save_training_state(phase_dir / "last", {"model": opt}, {}, counters, rng)
+        ckpt.save_checkpoint(phase_dir / "best", scored, _extras(config, setup, counters, record["val"], phase))
+    ckpt.save_checkpoint(phase_dir / "last", scored, _extras(config, setup, counters, record["val"], phase))
+    ckpt.save_training_state(phase_dir / "last", {"model": opt}, {RAW: setup.model} if averager is not None else {}, counters, rng)
     with open(phase_dir / "history.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if plot:
