@@ -95,3 +95,44 @@ def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     heat = np.asarray(Image.open(out / "heatmap_test.png").convert("RGB"))
     assert heat.std() > 10  # a rendered face, not a blank image
     assert main(["report", str(scores), "--out", str(out)]) == 1  # no silent overwrite
+
+
+def test_per_sequence_scores_add_up_to_the_totals(dataset_dir):
+    from mmtalker.eval.protocol import regions_for, score
+
+    ds = open_dataset(dataset_dir)
+    seqs = ds.sequences("test")
+    rng = np.random.default_rng(2)
+    noisy = {s.key: [s.vertices() + rng.normal(0, 1e-3, s.vertices().shape).astype(np.float32) for _ in range(2)] for s in seqs}
+    result = score("m", seqs, lambda seq: noisy[seq.key], ds, regions_for(ds))
+    assert set(result.per_sequence) == {s.key for s in seqs}
+    for seq in seqs:  # a sequence's own LVE is the mean over its predictions of the metric, by hand
+        expected = np.mean([metrics.lve(p, seq.vertices(), ds.region("lips")) for p in noisy[seq.key]])
+        assert result.per_sequence[seq.key]["lve"] == pytest.approx(expected, rel=1e-6)
+    frames = np.array([result.per_sequence[s.key]["frames"] for s in seqs], float)
+    lves = np.array([result.per_sequence[s.key]["lve"] for s in seqs])
+    assert (lves * frames).sum() / frames.sum() == pytest.approx(result.overall["lve"], rel=1e-6)
+
+
+def test_paired_bootstrap_of_the_comparison():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from compare_summary import paired_bootstrap, seed_mean
+
+    rng = np.random.default_rng(0)
+    base = {f"s{i}": {"lve": float(v), "frames": int(f)} for i, (v, f) in enumerate(zip(rng.uniform(1, 2, 20), rng.integers(50, 100, 20)))}
+    better = {k: {"lve": v["lve"] - 0.1, "frames": v["frames"]} for k, v in base.items()}  # lower on every sequence
+    r = paired_bootstrap(better, base, "lve", resamples=2000)
+    assert r["diff"] == pytest.approx(-0.1) and r["p_lower"] == 1.0 and r["ci95"][1] < 0 and r["sequences"] == 20
+    same = paired_bootstrap(base, base, "lve", resamples=500)
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["p_lower"] == 0.0
+    # mixed: lower on half the sequences, higher on the others by as much: the interval straddles 0
+    mixed = {k: {"lve": v["lve"] + (0.1 if i % 2 else -0.1), "frames": 60} for i, (k, v) in enumerate(base.items())}
+    flat = {k: {"lve": v["lve"], "frames": 60} for k, v in base.items()}
+    m = paired_bootstrap(mixed, flat, "lve", resamples=4000)
+    assert m["ci95"][0] < 0 < m["ci95"][1] and 0.3 < m["p_lower"] < 0.7
+    # seeds are averaged per sequence first
+    avg = seed_mean([{"a": {"lve": 1.0, "frames": 10}}, {"a": {"lve": 3.0, "frames": 10}, "b": {"lve": 5.0, "frames": 4}}])
+    assert avg == {"a": {"lve": 2.0, "frames": 10.0}}

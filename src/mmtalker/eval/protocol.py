@@ -83,6 +83,7 @@ class Scores:
     per_subject: dict
     missing: list
     per_vertex: np.ndarray | None = None  # (V,) mean over frames of the squared error of each vertex
+    per_sequence: dict = field(default_factory=dict)  # sequence key -> its own scores (mean over its predictions) and frames
 
 
 def score(
@@ -99,6 +100,7 @@ def score(
     total = MetricAccumulator(regions.lips, regions.eyes, regions.upper)
     by_subject: dict[str, MetricAccumulator] = {}
     missing = []
+    per_sequence: dict[str, dict] = {}
     sq_sum, frames = None, 0
     sequences = list(sequences)
     for seq in progress(sequences, desc=f"evaluate {name}", unit="seq"):
@@ -109,20 +111,22 @@ def score(
         gt = seq.vertices()
         template = dataset.template(seq.subject)
         acc = by_subject.setdefault(seq.subject, MetricAccumulator(regions.lips, regions.eyes, regions.upper))
+        own = []
         for pred in preds:
             if pred.shape[1:] != gt.shape[1:]:
                 raise MMTalkerError(f"prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
-            total.add(pred, gt, template)
+            own.append(total.add(pred, gt, template))
             acc.add(pred, gt, template)
             t = min(len(pred), len(gt))
             err = np.sum((pred[:t].astype(np.float64) - gt[:t]) ** 2, axis=-1).sum(axis=0)  # (V,)
             sq_sum = err if sq_sum is None else sq_sum + err
             frames += t
+        per_sequence[seq.key] = {k: float(np.mean([o[k] for o in own])) for k in own[0]}
     if not by_subject:
         raise MMTalkerError(name, "no sequence of the split has a prediction", "check the file names: "
                             "<subject>_<sentence>.npy or <subject>_<sentence>_condition_<style>.npy")
     return Scores(name, total.result(), {s: a.result() for s, a in sorted(by_subject.items())}, missing,
-                  per_vertex=sq_sum / frames)
+                  per_vertex=sq_sum / frames, per_sequence=per_sequence)
 
 
 def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
