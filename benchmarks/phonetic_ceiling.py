@@ -1,0 +1,154 @@
+"""How close to the oracle floor can a model get that is *told* the phones? A ceiling for the benchmark.
+
+The synthetic benchmark's oracle floor is the generator's own expected motion given the exact phone timings.
+A model trained from speech has to (1) recognise the phones and their timing from audio and (2) learn how
+phones move the face from the training sentences. This script removes (1): a small network gets the
+generator's exact phone timings (each frame's phone as a one-hot, its stress, and the subject) and learns
+(2) from the same training split the models see. Its test LVE is what learning from these 32 sentences per
+speaker gives even with perfect phone recognition; the gap from it to the floor is not the speech encoder's.
+
+    python benchmarks/phonetic_ceiling.py --data data/synth      # a few minutes on 2 CPU cores
+
+Measured on the default benchmark (seed 0; docs/results.md): test LVE 0.72 (5.3× the floor 0.137), unseen
+subjects 0.97, training sentences 0.35: fitting is easy, generalising from 32 sentences is not.
+
+Network: per frame [phone one-hot, stress, subject one-hot] → 1×1 conv → 3 residual dilated temporal
+convolutions (kernel 5, dilations 1, 2, 4: ±14 frames, as MMTalker's audio head) → 64 PCA coefficients of the
+displacement (PCA of the training frames), trained with Adam on the squared coefficient error. Unseen
+subjects get the mean subject vector. Scores use mmtalker's metrics (LVE in the manifest's report units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mmtalker.data.dataset import open_dataset  # noqa: E402
+from mmtalker.errors import MMTalkerError  # noqa: E402
+from mmtalker.eval.metrics import lve  # noqa: E402
+from mmtalker.synth.visemes import PAUSE, normalize  # noqa: E402
+
+
+def phone_track(seq, vocab: dict[str, int], fps: float) -> np.ndarray:
+    """(T, len(vocab) + 1): each frame's phone (at the frame's time) as a one-hot, plus its stress flag."""
+    phones = seq.alignment()
+    if not phones:
+        raise MMTalkerError(seq.key, "has no phone alignment", "this check needs the synthetic benchmark's alignments/")
+    T = seq.num_frames
+    out = np.zeros((T, len(vocab) + 1), np.float32)
+    starts = np.array([p["start"] for p in phones])
+    for t in range(T):
+        i = max(0, int(np.searchsorted(starts, t / fps, side="right")) - 1)
+        p = phones[i]
+        out[t, vocab.get(_key(p["symbol"]), vocab["<unk>"])] = 1.0
+        out[t, -1] = float(p.get("stress", 0) > 0)
+    return out
+
+
+def _key(symbol: str) -> str:
+    return PAUSE if symbol == PAUSE else normalize(symbol)
+
+
+class Net(nn.Module):
+    def __init__(self, inputs: int, outputs: int, width: int = 128):
+        super().__init__()
+        self.inp = nn.Conv1d(inputs, width, 1)
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, 5, padding=2 * d, dilation=d) for d in (1, 2, 4))
+        self.out = nn.Conv1d(width, outputs, 1)
+
+    def forward(self, x):  # (B, C, T) -> (B, K, T)
+        h = self.inp(x)
+        for conv in self.convs:
+            h = h + nn.functional.gelu(conv(h))
+        return self.out(h)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/synth", help="the synthetic benchmark (made by `mmtalker data synth`)")
+    ap.add_argument("--epochs", type=int, default=60, help="passes over the training clips (default 60, as the models)")
+    ap.add_argument("--components", type=int, default=64, help="PCA components of the displacement (default 64)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    try:
+        ds = open_dataset(args.data)
+        train = ds.sequences("train")
+        lips = ds.region("lips")
+        fps = ds.manifest.fps
+        vocab = {"<unk>": 0}
+        for seq in train:
+            for p in seq.alignment() or []:
+                vocab.setdefault(_key(p["symbol"]), len(vocab))
+        subjects = sorted({s.subject for s in train})
+
+        def inputs(seq):
+            track = phone_track(seq, vocab, fps)
+            who = np.full(len(subjects), 1.0 / len(subjects), np.float32)
+            if seq.subject in subjects:
+                who[:] = 0.0
+                who[subjects.index(seq.subject)] = 1.0
+            return np.concatenate([track, np.repeat(who[None], len(track), 0)], 1)
+
+        def displacement(seq):
+            return (np.asarray(seq.vertices(), np.float32) - ds.template(seq.subject)).reshape(seq.num_frames, -1)
+
+        frames = np.concatenate([displacement(s) for s in train])
+        mean = frames.mean(0)
+        _, sv, vt = np.linalg.svd((frames - mean)[:: 3], full_matrices=False)
+        basis = vt[: args.components].astype(np.float32)
+        scale = (sv[: args.components] / np.sqrt(len(frames[::3]))).astype(np.float32)
+        data = [(torch.from_numpy(inputs(s).T), torch.from_numpy((((displacement(s) - mean) @ basis.T) / scale).T.astype(np.float32)))
+                for s in train]
+    except MMTalkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    net = Net(data[0][0].shape[0], args.components)
+    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.01)
+    for epoch in range(args.epochs):
+        net.train()
+        for i in rng.permutation(len(data)):
+            x, y = data[i]
+            loss = ((net(x[None])[0] - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+
+    units = ds.manifest.units or {}
+    report = float(units.get("report_scale", 1.0))
+    floor = (getattr(ds.manifest, "extra", None) or {}).get("oracle_floor", {})
+    print(f"phone-informed network, {len(train)} training clips, {args.epochs} epochs, seed {args.seed} "
+          f"({time.time() - t0:.0f} s); LVE ×{1 / report:g} {units.get('length', '')}²")
+    print("| split | LVE | oracle floor LVE | ÷ floor |")
+    print("| --- | --- | --- | --- |")
+    for split in ["train", *[n for n in ds.split_names if n.startswith("test")]]:
+        num = den = 0.0
+        for seq in ds.sequences(split):
+            with torch.no_grad():
+                coef = net(torch.from_numpy(inputs(seq).T)[None])[0].numpy().T * scale
+            pred = (coef @ basis + mean).reshape(seq.num_frames, -1, 3)
+            truth = displacement(seq).reshape(seq.num_frames, -1, 3)
+            num += lve(pred, truth, lips) * seq.num_frames
+            den += seq.num_frames
+        f = floor.get(split, {}).get("lve")
+        floor_cells = f"{f * report:.3f} | {num / den / f:.1f}×" if f else "– | –"
+        print(f"| {split} | {num / den * report:.3f} | {floor_cells} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
