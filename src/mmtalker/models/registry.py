@@ -9,7 +9,6 @@ that importing the registry costs nothing and creates no import cycles.
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,20 +88,8 @@ def checkpoint_kind(directory: str | Path) -> str:
     """The kind of a checkpoint folder, from its config.json's ``model_class``."""
     from mmtalker.train import checkpoint as ckpt
 
-    if not Path(directory).is_dir():
-        raise MMTalkerError(directory, "checkpoint folder not found")
-    path = Path(directory) / ckpt.CONFIG
-    if not path.is_file():
-        raise MMTalkerError(directory, f"no {ckpt.CONFIG} in this folder: not an mmtalker checkpoint")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MMTalkerError(path, f"not valid JSON ({exc})", "the file is truncated or damaged") from None
-    if not isinstance(meta, dict) or meta.get("format") != ckpt.FORMAT:
-        raise MMTalkerError(path, "not an mmtalker checkpoint config (no 'format': 'mmtalker-checkpoint')")
-    if meta.get("version") != ckpt.VERSION:
-        raise MMTalkerError(path, f"checkpoint format version {meta.get('version')!r}; this mmtalker reads version {ckpt.VERSION}")
-    return kind_of_class(str(meta.get("model_class")), str(path)).name
+    meta = ckpt.read_checkpoint_meta(directory)
+    return kind_of_class(str(meta.get("model_class")), str(Path(directory) / ckpt.CONFIG)).name
 
 
 def load_model(directory: str | Path, device="cpu", *, expect: str | None = None):
@@ -121,7 +108,7 @@ def load_model(directory: str | Path, device="cpu", *, expect: str | None = None
     if name == DEFAULT_KIND:
         return ckpt.load_checkpoint(directory, device)
     kind = get_kind(name)
-    meta = json.loads((directory / ckpt.CONFIG).read_text())
+    meta = ckpt.read_checkpoint_meta(directory)
     where = f"{directory / ckpt.CONFIG}: {meta.get('model_class', name)} model"
     config = build_dataclass(kind.config_class(), meta.get("model", {}), where)
     state = ckpt._read_weights(directory, meta.get("weights_sha256"))

@@ -92,8 +92,8 @@ def _config_dict(config: MMTalkerConfig) -> dict:
     return dataclasses.asdict(config)
 
 
-def read_checkpoint_config(directory: str | Path) -> dict:
-    """config.json of a checkpoint folder, checked for format and version."""
+def read_checkpoint_meta(directory: str | Path) -> dict:
+    """config.json of a checkpoint folder of any model kind, checked for format and version."""
     directory = Path(directory)
     path = directory / CONFIG
     if not directory.is_dir():
@@ -108,6 +108,13 @@ def read_checkpoint_config(directory: str | Path) -> dict:
         raise MMTalkerError(path, "not an mmtalker checkpoint config (no 'format': 'mmtalker-checkpoint')")
     if config.get("version") != VERSION:
         raise MMTalkerError(path, f"checkpoint format version {config.get('version')!r}; this mmtalker reads version {VERSION}")
+    return config
+
+
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """config.json of an MMTalker checkpoint folder (:func:`read_checkpoint_meta`, and the model class checked)."""
+    config = read_checkpoint_meta(directory)
+    path = Path(directory) / CONFIG
     if config.get("model_class") != MMTalker.__name__:
         raise MMTalkerError(path, f"checkpoint of model {config.get('model_class')!r}, not {MMTalker.__name__}")
     return config

@@ -424,7 +424,7 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     from mmtalker.train.loop import evaluate_clips
 
     best, _, extras = load_model(run_dir / "best", device)
-    last = json.loads((run_dir / "last" / ckpt.CONFIG).read_text()).get("extras", {})  # (CodeTalker: its last stage)
+    last = ckpt.read_checkpoint_meta(run_dir / "last").get("extras", {})  # (CodeTalker: its last stage)
     results = {"kind": config.kind, "epochs": last.get("epoch"), "steps": last.get("step"), "best_epoch": extras.get("epoch"),
                "train_minutes": round(elapsed_s / 60, 2), "val": extras.get("metrics", {})}
     if int(getattr(best, "stages_trained", 2)) >= 2:
