@@ -233,3 +233,12 @@ def test_preview_picks_a_closure_an_opening_and_a_blink():
     assert picks[round(0.35 * 30)] == "lips closed" and picks[round(0.5 * 30)] == "jaw open" and picks[25] == "blink"
     assert len(picks) == 8 and min(picks) == 0 and max(picks) == 29
     assert len(choose_frames(phones, np.ones(4), 30.0, 8)) == 4  # never more frames than the clip has
+
+
+def test_large_plan_has_four_times_the_training_sentences_and_disjoint_splits():
+    sizes = load_preset("large")
+    plan = make_plan(sizes, seed=0)
+    texts = {split: {t for _, _, t in items} for split, items in plan.sentences.items()}
+    assert {k: len(v) for k, v in texts.items()} == {"train": 128, "val": 4, "test": 4}
+    assert not texts["train"] & texts["test"] and not texts["val"] & texts["test"] and not texts["train"] & texts["val"]
+    assert len(plan.jobs) == 6 * (128 + 4 + 4) + 2 * 4 == len({j.key for j in plan.jobs})

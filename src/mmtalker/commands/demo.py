@@ -30,7 +30,7 @@ def register(sub) -> None:
         epilog="example: mmtalker demo --out runs/demo --minutes 15",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
-    p.add_argument("--preset", default="default", help="benchmark size: default or tiny (default: default)")
+    p.add_argument("--preset", default="default", help="benchmark size: default, tiny or large (default: default)")
     p.add_argument("--minutes", type=float, default=15.0, help="training budget in minutes (default 15)")
     p.add_argument("--config", type=Path, default=REPO_CONFIGS / "mmtalker_synth.yaml", help="training config")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmark and the training (default 0)")
