@@ -109,9 +109,9 @@ def main(argv=None) -> int:
                        "|" + " --- |" * 5]
             for m in models[1:]:
                 paired[m] = {k: paired_bootstrap(per_seq[first], per_seq[m], k) for k in ("lve", "eve")}
-                c = {k: paired[m][k] for k in ("lve", "eve")}
-                fmt = lambda r: f"{r['diff'] * scale:+.4f} [{r['ci95'][0] * scale:+.4f}, {r['ci95'][1] * scale:+.4f}]"  # noqa: E731
-                report.append(f"| {m} | {fmt(c['lve'])} | {c['lve']['p_lower']:.2f} | {fmt(c['eve'])} | {c['eve']['p_lower']:.2f} |")
+                cells = [f"{r['diff'] * scale:+.4f} [{r['ci95'][0] * scale:+.4f}, {r['ci95'][1] * scale:+.4f}] | {r['p_lower']:.2f}"
+                         for r in (paired[m]["lve"], paired[m]["eve"])]
+                report.append(f"| {m} | " + " | ".join(cells) + " |")
             report.append("")
         out["splits"][split] = {"models": rows, "oracle": {k: oracle[k] for k in KEYS if k in oracle}, "paired_bootstrap": paired,
                                 "per_sequence": per_seq}

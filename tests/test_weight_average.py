@@ -74,6 +74,27 @@ def _assert_same(a: dict, b: dict, what: str):
         assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), f"{what}: {k}"
 
 
+def _train_whole_and_cut(train, module, config, tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """``whole``: ``config`` trained without a stop; ``cut``: the same, stopped after epoch 2 and resumed."""
+    train(config, tmp_path / "whole")
+    with monkeypatch.context() as m:
+        _interrupt_after(m, module, 2)
+        with pytest.raises(_Stop):
+            train(config, tmp_path / "cut")
+    train(config, tmp_path / "cut", resume=True)
+    return tmp_path / "whole", tmp_path / "cut"
+
+
+def _assert_resumed_exactly(whole: Path, cut: Path) -> dict:
+    """The two runs end with the same saved weights and the same trained weights in their training states;
+    returns the latter (``module.raw_weights.*``, empty without weight averaging)."""
+    _assert_same(_weights(whole / "last", "model.safetensors"), _weights(cut / "last", "model.safetensors"), "saved weights")
+    raw_w, raw_c = ({k: v for k, v in _weights(run / "last", "training_state.safetensors").items()
+                     if k.startswith("module.raw_weights.")} for run in (whole, cut))
+    _assert_same(raw_w, raw_c, "trained weights")
+    return raw_w
+
+
 @pytest.fixture(scope="module")
 def fake_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ema")
@@ -97,19 +118,9 @@ def test_mmtalker_saves_the_average_and_resumes_exactly(fake_data, tmp_path, mon
 
     cfg_file.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"), **overrides}))
     config = load_config(cfg_file)
-    loop.train(config, tmp_path / "whole")
-    with monkeypatch.context() as m:
-        _interrupt_after(m, loop, 2)
-        with pytest.raises(_Stop):
-            loop.train(config, tmp_path / "cut")
-    loop.train(config, tmp_path / "cut", resume=True)
-
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    _assert_same(_weights(whole / "last", "model.safetensors"), _weights(cut / "last", "model.safetensors"), "averaged weights")
-    state_w, state_c = _weights(whole / "last", "training_state.safetensors"), _weights(cut / "last", "training_state.safetensors")
-    raw = {k: v for k, v in state_w.items() if k.startswith("module.raw_weights.")}
+    whole, cut = _train_whole_and_cut(loop.train, loop, config, tmp_path, monkeypatch)
+    raw = _assert_resumed_exactly(whole, cut)
     assert raw, "the trained weights are kept in the training state"
-    _assert_same(raw, {k: v for k, v in state_c.items() if k.startswith("module.raw_weights.")}, "trained weights")
     # resuming with weight averaging switched off (or on, for a run without it) is one clear error
     plain = dataclasses.replace(config, optim=dataclasses.replace(config.optim, ema=0.0))
     with pytest.raises(MMTalkerError, match="optim.ema"):
@@ -130,16 +141,7 @@ def test_peer_resumes_exactly_with_and_without_the_average(fake_data, tmp_path, 
           "optim": {"epochs": 4, "max_minutes": None, "batch_size": 4, "warmup_steps": 1, "device": "cpu", "lr": 3e-3, "ema": ema}}
     config = peers.load_peer_config(CONFIGS / "voca_synth.yaml", ov)
     torch.manual_seed(0)
-    peers.train_peer(config, tmp_path / "whole")
-    with monkeypatch.context() as m:
-        _interrupt_after(m, peers, 2)
-        with pytest.raises(_Stop):
-            peers.train_peer(config, tmp_path / "cut")
-    peers.train_peer(config, tmp_path / "cut", resume=True)
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole, cut = _train_whole_and_cut(peers.train_peer, peers, config, tmp_path, monkeypatch)
     # (VOCA's decoder starts from a PCA: a resume that redid it would differ here)
-    _assert_same(_weights(whole / "last", "model.safetensors"), _weights(cut / "last", "model.safetensors"), "saved weights")
-    state_w, state_c = _weights(whole / "last", "training_state.safetensors"), _weights(cut / "last", "training_state.safetensors")
-    raw = {k: v for k, v in state_w.items() if k.startswith("module.raw_weights.")}
+    raw = _assert_resumed_exactly(whole, cut)
     assert bool(raw) == bool(ema)  # the trained weights are kept apart only when the checkpoint holds their average
-    _assert_same(raw, {k: v for k, v in state_c.items() if k.startswith("module.raw_weights.")}, "trained weights")

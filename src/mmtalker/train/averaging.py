@@ -39,3 +39,14 @@ class WeightAverage:
             avg.lerp_(p.detach().to(avg.dtype), 1.0 - d)
         for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
             avg.copy_(b)
+
+
+def scored_model(model: nn.Module, averager: WeightAverage | None) -> nn.Module:
+    """The network a trainer validates and saves: the average when there is one, else ``model``."""
+    return averager.model if averager is not None else model
+
+
+def raw_state(model: nn.Module, averager: WeightAverage | None) -> dict[str, nn.Module]:
+    """The training state's extra modules for the trained weights: ``{RAW: model}`` when the checkpoint holds
+    their average, else none (the checkpoint already holds them)."""
+    return {RAW: model} if averager is not None else {}

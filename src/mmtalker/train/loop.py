@@ -39,7 +39,7 @@ from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.paths import cache_dir
 from mmtalker.progress import progress
 from mmtalker.train import checkpoint as ckpt
-from mmtalker.train.averaging import RAW, WeightAverage
+from mmtalker.train.averaging import WeightAverage, raw_state, scored_model
 from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
@@ -129,7 +129,7 @@ class Setup:
     @property
     def scored_model(self) -> MMTalker:
         """The network validation scores and checkpoints hold: the weight average when there is one."""
-        return self.averager.model if self.averager is not None else self.model
+        return scored_model(self.model, self.averager)
 
 
 def _region_indices(dataset, names: list[str]) -> dict[str, np.ndarray]:
@@ -448,10 +448,7 @@ def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rng
 def _state_modules(setup: Setup) -> dict:
     """Modules the training state keeps besides the checkpoint's network: the sampler, and the trained
     weights when the checkpoint holds their average."""
-    modules = {"sampler": setup.sampler}
-    if setup.averager is not None:
-        modules[RAW] = setup.model
-    return modules
+    return {"sampler": setup.sampler, **raw_state(setup.model, setup.averager)}
 
 
 def _finish(config, setup, run_dir, counters, regions, device) -> dict:

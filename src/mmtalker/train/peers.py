@@ -35,7 +35,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.models.registry import config_kind, get_kind, load_model
 from mmtalker.train import checkpoint as ckpt
-from mmtalker.train.averaging import RAW, WeightAverage
+from mmtalker.train.averaging import WeightAverage, raw_state, scored_model
 from mmtalker.train.config import DataConfig, OptimConfig, _merge, build_dataclass, read_config_dict
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.losses import reconstruction_loss, velocity_loss, vertex_region_weight
@@ -342,8 +342,8 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
     averager = WeightAverage(model, opt_cfg.ema) if opt_cfg.ema else None  # see mmtalker.train.averaging
     if resume and (phase_dir / "last" / ckpt.STATE_META).is_file():
-        (averager.model if averager else model).load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
-        counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, {RAW: model} if averager else {}, rng)
+        scored_model(model, averager).load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
+        counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, raw_state(model, averager), rng)
         if counters["epoch"] >= epochs or (counters.get("done") and not last):
             return counters["elapsed_s"]
         # adapter.begin ran before this load; running it again would re-initialise VOCA's trained decoder
@@ -401,13 +401,13 @@ def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_term
     """Validate, log, keep last and best checkpoints (of the weight average, when there is one), redraw the curves."""
     from mmtalker.train.loop import record_epoch
 
-    scored = averager.model if averager is not None else setup.model
+    scored = scored_model(setup.model, averager)
     val = adapter.validate(scored, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
     record, improved = record_epoch(counters, train_terms, val, config.optim.select_metric)
     if improved:
         ckpt.save_checkpoint(phase_dir / "best", scored, _extras(config, setup, counters, record["val"], phase))
     ckpt.save_checkpoint(phase_dir / "last", scored, _extras(config, setup, counters, record["val"], phase))
-    ckpt.save_training_state(phase_dir / "last", {"model": opt}, {RAW: setup.model} if averager is not None else {}, counters, rng)
+    ckpt.save_training_state(phase_dir / "last", {"model": opt}, raw_state(setup.model, averager), counters, rng)
     with open(phase_dir / "history.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if plot:
