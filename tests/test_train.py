@@ -235,3 +235,60 @@ def test_spliced_windows_join_two_clips_of_one_subject_at_the_cut():
     assert 120 < spliced < 280  # about half of the 400 windows of a and a2
     plain = draw_windows(clips, np.random.default_rng(1), 16)
     assert all(p.partner is None for p in plain)
+
+
+def test_cover_edges_windows_reach_a_clips_first_and_last_frames_as_computed():
+    from mmtalker.train.data import draw_windows, make_batch
+
+    T, W, n = 90, 48, 4000
+    clips = [_clip("a1", "a", T, 0)]
+    for cover, edge_share in ((False, 1 / (T - W + 1)), (True, W / (T + W - 1))):
+        rng = np.random.default_rng(0)
+        hits = np.zeros(T)
+        for _ in range(n):
+            (pick,) = draw_windows(clips, rng, W, cover_edges=cover)
+            assert 0 <= pick.start <= T - W  # whole windows inside the clip
+            batch = make_batch(clips, [pick], W)
+            assert batch.mask.all() and batch.audio.shape[1] == W
+            hits[pick.start : pick.start + W] += 1
+        share = hits / n
+        assert share[T // 2] == 1.0  # T < 2W: every window holds the middle frame
+        for edge in (0, T - 1):
+            assert abs(share[edge] - edge_share) < 4 * np.sqrt(edge_share * (1 - edge_share) / n)
+    clips = [_clip("s", "a", 30, 0)]  # shorter than a window: the whole clip either way
+    assert draw_windows(clips, np.random.default_rng(0), W, cover_edges=True)[0].start == 0
+
+
+def test_context_frames_surround_each_window_and_stay_out_of_the_loss():
+    from mmtalker.train.data import Window, make_batch
+
+    clips = [_clip("a", "a", 40, 0), _clip("b", "a", 50, 1000), _clip("c", "a", 12, 2000)]
+    picks = [Window(0, 0), Window(0, 20), Window(0, 0)]  # at a clip's start, inside a clip, a clip shorter than W
+    batch = make_batch(clips, picks, 16, context=6)
+    trace, on, real = batch.audio[:, :, 0].numpy(), batch.loss_mask.numpy(), batch.mask.numpy()
+    assert np.array_equal(trace, batch.disp[:, :, 0, 0].numpy())  # features and motion stay aligned
+    assert trace.shape[1] == 28  # 6 + 16 + 6 frames for the window inside a clip
+    # at the clip's start: no frames before it, 6 after; the loss on frames 0..15 only
+    assert real[0].sum() == 22 and np.array_equal(trace[0, on[0]], np.arange(16))
+    assert np.array_equal(trace[0, real[0]], np.arange(22))
+    # inside the clip: frames 14..41, the loss on 20..35
+    assert np.array_equal(trace[1, real[1]], 1000 + np.arange(14, 42))
+    assert np.array_equal(trace[1, on[1]], 1000 + np.arange(20, 36))
+    # a short clip: all of it, all in the loss
+    assert np.array_equal(trace[2, on[2]], 2000 + np.arange(12)) and np.array_equal(on[2], real[2])
+    plain = make_batch(clips, picks, 16)  # no context: the loss is on every real frame
+    assert np.array_equal(plain.loss_mask.numpy(), plain.mask.numpy()) and plain.audio.shape[1] == 16
+
+
+def test_context_frames_and_spliced_windows_are_refused_together(tmp_path):
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.train.config import DataConfig
+    from mmtalker.train.data import Window, make_batch
+
+    with pytest.raises(MMTalkerError, match="cannot be combined"):
+        DataConfig(context_frames=8, splice_prob=0.5).check("config.yaml")
+    with pytest.raises(MMTalkerError, match="context_frames"):
+        DataConfig(context_frames=-1).check("config.yaml")
+    a, b = _clip("a", "a", 40, 0), _clip("b", "a", 40, 1000)
+    with pytest.raises(ValueError, match="spliced"):
+        make_batch([a], [Window(0, 0, (b, 0, 0), 8)], 16, context=4)

@@ -36,6 +36,8 @@ class DataConfig:
     augment_variants: int = 3  # augmented copies of each training clip's audio, besides the clean one
     window_frames: int = 64  # training crops (frames); whole clips are used when shorter
     splice_prob: float = 0.0  # share of training windows spliced from two clips of one subject (train.data.draw_windows)
+    cover_edges: bool = False  # place windows so a clip's first and last frames are in many more of them (train.data.draw_windows)
+    context_frames: int = 0  # frames of the clip shown around each window but not in its loss (train.data.make_batch)
     subjects_per_batch: int | None = 2  # clips of a batch come from this many subjects (None: any): fewer geometry passes
     val_max_clips: int = 16  # validation each epoch scores at most this many clips (the test at the end: all)
     preload_max_gb: float = 4.0  # keep all training displacements in memory when they fit in this
@@ -50,6 +52,10 @@ class DataConfig:
             raise MMTalkerError(where, f"setting 'splice_prob' must lie in [0, 1], got {self.splice_prob}")
         if self.subjects_per_batch is not None:
             _at_least(where, "subjects_per_batch", self.subjects_per_batch, 1)
+        _at_least(where, "context_frames", self.context_frames, 0)
+        if self.context_frames > 0 and self.splice_prob > 0:
+            raise MMTalkerError(where, "settings 'context_frames' and 'splice_prob' cannot be combined: a spliced window has no "
+                                       "clip around it; set one of them to 0")
 
 
 @dataclass

@@ -162,16 +162,20 @@ def frames_at(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
 @dataclass
 class Batch:
     """A batch of windows. audio (B, W, C); disp (B, W, U, 3) displacements at ``vertex_ids`` (U,) (all
-    vertices when None); mask (B, W) True on real frames; subject (B,) long; templates (B, V, 3)."""
+    vertices when None); mask (B, W) True on real frames; subject (B,) long; templates (B, V, 3);
+    loss_mask (B, W) True on the frames the loss is taken on: the real frames, less the context frames
+    around each window (``make_batch``'s ``context``)."""
 
     audio: torch.Tensor
     disp: torch.Tensor
     mask: torch.Tensor
     subject: torch.Tensor
     templates: torch.Tensor
+    loss_mask: torch.Tensor
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.disp, self.mask, self.subject, self.templates)))
+        return Batch(*(t.to(device, non_blocking=True)
+                       for t in (self.audio, self.disp, self.mask, self.subject, self.templates, self.loss_mask)))
 
 
 @dataclass(frozen=True)
@@ -186,9 +190,17 @@ class Window:
     cut: int = 0
 
 
-def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splice_prob: float = 0.0) -> list[Window]:
+def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splice_prob: float = 0.0,
+                 cover_edges: bool = False) -> list[Window]:
     """For each clip, a random augmentation variant and the first frame of a window of ≤ ``window`` frames,
     drawn in clip order.
+
+    By default the first frame is uniform over the ``T - W + 1`` places a whole window fits, so a clip's
+    first (and last) frame is in 1 window of ``T - W + 1`` while a middle frame is in up to ``W`` of them:
+    the leading and trailing silences, where a speaker closes the mouth and blinks, are barely trained.
+    With ``cover_edges`` the start is drawn uniform in ``[-(W - 1), T - 1]`` (every window that overlaps
+    the clip) and then moved inside the clip: windows stay ``W`` frames long and the first and last frames
+    are in ``W / (T + W - 1)`` of them (a third or more when ``T ≤ 2W``) instead of ``1 / (T - W + 1)``.
 
     With probability ``splice_prob`` a window is spliced with another clip of the same subject among
     ``clips``: the first ``cut`` frames (cut uniform in [W/4, 3W/4]) come from this clip, the rest from that
@@ -200,7 +212,13 @@ def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splic
     for clip in clips:
         v = int(rng.integers(len(clip.variants)))
         T = clip.variants[v].features.shape[0]
-        picks.append(Window(v, int(rng.integers(0, T - window + 1)) if T > window else 0))
+        if T <= window:
+            start = 0
+        elif cover_edges:
+            start = min(max(int(rng.integers(-(window - 1), T)), 0), T - window)
+        else:
+            start = int(rng.integers(0, T - window + 1))
+        picks.append(Window(v, start))
     if splice_prob <= 0:
         return picks
     out = []
@@ -215,48 +233,62 @@ def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splic
     return out
 
 
-def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids) -> tuple[np.ndarray, np.ndarray]:
-    """Features (n, C) and displacements (n, U, 3) of ``window`` frames of a clip's variant from ``start``."""
+def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids, context: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Features (n, C) and displacements (n, U, 3) of ``window`` frames of a clip's variant from ``start``,
+    with up to ``context`` more frames of the clip on each side; also how many context frames come first."""
     var = clip.variants[v]
     T = var.features.shape[0]
-    frames = np.arange(start, min(T, start + window))
+    first = max(0, start - context)
+    frames = np.arange(first, min(T, start + window + context))
     disp = clip.displacement()
     if vertex_ids is not None:
         disp = disp[:, vertex_ids]
     target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
-    return var.features[frames], target
+    return var.features[frames], target, start - first
 
 
 def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], window: int,
-               vertex_ids: np.ndarray | None = None) -> Batch:
+               vertex_ids: np.ndarray | None = None, context: int = 0) -> Batch:
     """Windows (≤ ``window`` frames) of augmentation variants of ``clips``, zero-padded.
 
     ``windows`` is either a generator (a random variant and window per clip, as :func:`draw_windows`
     draws them, unspliced) or the :class:`Window` list already drawn: data-parallel training draws one
     global batch with a seed shared by the ranks and each rank builds its slice of it.
+
+    ``context`` > 0 adds up to that many frames of the clip before and after each window, which the
+    model sees but the loss does not (``Batch.loss_mask``): zero padding then marks only a clip's real
+    start and end, never the edge of a crop inside a sentence, so the frames near a window's edges are
+    trained with the context they have at inference. Spliced windows take no context.
     """
     picks = draw_windows(clips, windows, window) if isinstance(windows, np.random.Generator) else windows
     if len(picks) != len(clips):
         raise ValueError(f"{len(picks)} windows for {len(clips)} clips")
+    if context < 0:
+        raise ValueError(f"context must be >= 0 frames, got {context}")
     lengths, items = [], []
     for clip, pick in zip(clips, picks):
-        f, d = _window_frames(clip, pick.variant, pick.start, window, vertex_ids)
+        if pick.partner is not None and context > 0:
+            raise ValueError("spliced windows take no context frames")
+        f, d, lead = _window_frames(clip, pick.variant, pick.start, window, vertex_ids, context)
         if pick.partner is not None and pick.cut < len(f):
             mate, v2, start2 = pick.partner
-            f2, d2 = _window_frames(mate, v2, start2, window, vertex_ids)
+            f2, d2, _ = _window_frames(mate, v2, start2, window, vertex_ids)
             if pick.cut < len(f2):
                 f, d = np.concatenate([f[: pick.cut], f2[pick.cut :]]), np.concatenate([d[: pick.cut], d2[pick.cut :]])
-        items.append((f, d))
+        items.append((f, d, lead))
         lengths.append(len(f))
     W = max(lengths)
     B, C, U = len(clips), items[0][0].shape[1], items[0][1].shape[1]
     audio = np.zeros((B, W, C), np.float32)
     disp = np.zeros((B, W, U, 3), np.float32)
     mask = np.zeros((B, W), bool)
-    for b, ((f, d), n) in enumerate(zip(items, lengths)):
+    loss_mask = np.zeros((B, W), bool)
+    for b, ((f, d, lead), n) in enumerate(zip(items, lengths)):
         audio[b, :n], disp[b, :n], mask[b, :n] = f, d, True
+        loss_mask[b, lead : min(n, lead + window)] = True
     return Batch(
         audio=torch.from_numpy(audio), disp=torch.from_numpy(disp), mask=torch.from_numpy(mask),
         subject=torch.tensor([c.subject_index for c in clips], dtype=torch.long),
         templates=torch.from_numpy(np.stack([c.template for c in clips])),
+        loss_mask=torch.from_numpy(loss_mask),
     )

@@ -199,16 +199,17 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
         weight = weight.detach()
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
-    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy()).to(device)
+    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), config.data.context_frames).to(device)
     target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
     region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         pred = net(batch.audio, batch.subject, batch.templates, face_idx, bary, pts.uv.to(device=device, dtype=torch.float32), batch.mask)
     pred = pred.float()
-    recon = reconstruction_loss(pred, target, weight, batch.mask, region_w)
-    vel = velocity_loss(pred, target, weight, batch.mask, region_w)
-    per_point = (point_errors(pred, target, region_w) * batch.mask.unsqueeze(-1)).sum((0, 1)) / batch.mask.sum()
+    on = batch.loss_mask  # the window's frames (context frames around it only inform the prediction)
+    recon = reconstruction_loss(pred, target, weight, on, region_w)
+    vel = velocity_loss(pred, target, weight, on, region_w)
+    per_point = (point_errors(pred, target, region_w) * on.unsqueeze(-1)).sum((0, 1)) / on.sum()
     var = variance_loss(weight, per_point) if weight.requires_grad else pred.new_zeros(())
     loss = lw.reconstruction * recon + lw.velocity * vel + lw.sampler * var
     loss.backward()
@@ -345,7 +346,8 @@ def _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, devic
         # the global batch (every rank draws it alike), then this rank's slice
         B = config.optim.batch_size
         clips = [setup.train_clips[j] for j in draw_batch(groups, B * info.world, config.data.subjects_per_batch, rng)]
-        windows = draw_windows(clips, rng, config.data.window_frames, config.data.splice_prob)
+        windows = draw_windows(clips, rng, config.data.window_frames, config.data.splice_prob,
+                               config.data.cover_edges)
         mine = slice(info.rank * B, (info.rank + 1) * B)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)

@@ -197,7 +197,7 @@ class DenseAdapter:
     def step(self, model, batch, target, vertex_weight, lw: PeerLoss, phase: Phase) -> tuple[torch.Tensor, dict]:
         """batch: mmtalker.train.data.Batch on the device; target (B, W, V, 3) in motion units."""
         pred = self.forward_train(model, batch, target)
-        pos, vel = dense_losses(pred, target, batch.mask, vertex_weight)
+        pos, vel = dense_losses(pred, target, batch.loss_mask, vertex_weight)
         loss = lw.position * pos + lw.velocity * vel
         return loss, {"loss": loss.item(), "recon": pos.item(), "velocity": vel.item()}
 
@@ -246,8 +246,8 @@ class CodeTalkerAdapter(DenseAdapter):
 
         if phase.stage == 1:
             recon, z, e = model.vqvae(target, batch.mask)
-            pos, vel = dense_losses(recon, target, batch.mask, vertex_weight)
-            cb, cm = vq_losses(z, e, batch.mask)
+            pos, vel = dense_losses(recon, target, batch.loss_mask, vertex_weight)
+            cb, cm = vq_losses(z, e, batch.loss_mask)
             loss = lw.position * pos + lw.velocity * vel + lw.codebook * cb + lw.commitment * cm
             return loss, {"loss": loss.item(), "recon": pos.item(), "velocity": vel.item(), "codebook": cb.item(), "commitment": cm.item()}
         model.vqvae.eval()  # frozen: no dropout
@@ -255,9 +255,9 @@ class CodeTalkerAdapter(DenseAdapter):
         with torch.no_grad():
             truth = q.codebook(q.indices(model.vqvae.encode(target, batch.mask)))  # (B, W, N, c)
         feat = model.speech_to_latents(batch.audio, batch.subject, truth)
-        latent, _ = vq_losses(truth, feat, batch.mask)  # mean ‖truth − feat‖² over real frames
+        latent, _ = vq_losses(truth, feat, batch.loss_mask)  # mean ‖truth − feat‖² over real frames
         recon = model.vqvae.decode(q(feat)[0], batch.mask)  # straight-through the frozen codebook
-        pos, vel = dense_losses(recon, target, batch.mask, vertex_weight)
+        pos, vel = dense_losses(recon, target, batch.loss_mask, vertex_weight)
         loss = lw.latent * latent + lw.position * pos + lw.velocity * vel
         return loss, {"loss": loss.item(), "latent": latent.item(), "recon": pos.item(), "velocity": vel.item()}
 
@@ -362,8 +362,9 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
                 group["lr"] = opt_cfg.lr * lr_factor(frac, counters["step"], opt_cfg.warmup_steps, opt_cfg.min_lr_ratio)
             idx = np.resize(order[i * opt_cfg.batch_size :][: opt_cfg.batch_size], min(opt_cfg.batch_size, len(order)))
             chosen = [clips[j] for j in idx]
-            windows = draw_windows(chosen, rng, config.data.window_frames, config.data.splice_prob)
-            batch = make_batch(chosen, windows, config.data.window_frames).to(device)
+            windows = draw_windows(chosen, rng, config.data.window_frames, config.data.splice_prob,
+                                   config.data.cover_edges)
+            batch = make_batch(chosen, windows, config.data.window_frames, context=config.data.context_frames).to(device)
             opt.zero_grad(set_to_none=True)
             loss, terms = adapter.step(model, batch, batch.disp / scale, setup.vertex_weight, config.loss, phase)
             loss.backward()
