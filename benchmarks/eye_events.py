@@ -1,0 +1,101 @@
+"""How large do models make the predictable eye events? Blinks at pauses and brow raises, against the oracle.
+
+The synthetic benchmark's oracle holds the part of the upper-face motion that the audio predicts: the
+*expected* blink at each pause (the blink shape averaged over its random start, times its probability) and
+the brow raise on stressed vowels (mmtalker.synth.eyes). EVE mixes that with what no model can predict
+(random blinks, sensor noise), so this script looks at the predictable part alone. On the frames where the
+oracle moves some eye-region vertex by at least ``--threshold-mm`` (pause blinks, almost all in a clip's
+leading and trailing silence), it fits each frame's predicted eye displacement as ``a`` × the oracle's and
+reports the mean ``a`` (1: full size, 0: no movement) and the eye distance to the oracle (per frame the max
+over eye-region vertices of the squared distance, averaged like EVE), for frames within ``--edge-frames`` of
+a clip's start or end and for the rest.
+
+    python benchmarks/eye_events.py --data data/synth --split val --checkpoint runs/a/best --checkpoint runs/b/best
+
+Measured (docs/results.md, 2026-11-30): MMTalker with the eye weight 0.5 and plain window starts made the
+pause blinks at 0.35 of their size (three seeds; VOCA 0.71), on its training sentences too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mmtalker.errors import MMTalkerError  # noqa: E402
+
+
+def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, edge_frames: int) -> dict:
+    """Amplitude ratios and oracle distances of one prediction source over ``sequences``, by frame position."""
+    out = {part: {"amp": [], "dist": 0.0, "frames": 0} for part in ("edges", "middle", "all")}
+    for seq in sequences:
+        oracle = seq.oracle()
+        if oracle is None:
+            raise MMTalkerError(seq.key, "has no oracle motion", "this check needs the synthetic benchmark (oracle_npy/)")
+        template = np.asarray(dataset.template(seq.subject), np.float32)
+        pred = predict(seq)[0]
+        T = min(len(pred), len(oracle))
+        o = oracle[:T, eyes] - template[eyes]  # (T, E, 3)
+        p = pred[:T, eyes] - template[eyes]
+        moving = np.linalg.norm(o, axis=-1).max(1) >= threshold
+        dist = ((p - o) ** 2).sum(-1).max(1)  # (T,)
+        edge = np.zeros(T, bool)
+        edge[:edge_frames] = edge[max(T - edge_frames, 0):] = True
+        amp = (p * o).sum((1, 2)) / np.maximum((o * o).sum((1, 2)), 1e-30)
+        for part, sel in (("edges", edge), ("middle", ~edge), ("all", np.ones(T, bool))):
+            out[part]["amp"].extend(amp[sel & moving].tolist())
+            out[part]["dist"] += float(dist[sel].sum())
+            out[part]["frames"] += int(sel.sum())
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/synth", help="the synthetic benchmark (needs its oracle motion)")
+    ap.add_argument("--split", default="val", help="split to look at (default: val)")
+    ap.add_argument("--checkpoint", action="append", required=True, help="a checkpoint folder of any model kind (repeatable)")
+    ap.add_argument("--threshold-mm", type=float, default=1.0, help="an eye event: the oracle moves an eye vertex this far (mm)")
+    ap.add_argument("--edge-frames", type=int, default=15, help="frames from a clip's start or end that count as its edges")
+    ap.add_argument("--every", type=int, default=1, help="use every N-th sequence of the split (quicker on train)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.eval.protocol import regions_for
+    from mmtalker.train.peers import predictor
+
+    try:
+        ds = open_dataset(args.data)
+        eyes = regions_for(ds).eyes
+        if eyes is None:
+            raise MMTalkerError(args.data, "has no eye region in its manifest")
+        seqs = ds.sequences(args.split)[:: max(args.every, 1)]
+        if not seqs:
+            raise MMTalkerError(args.data, f"split {args.split!r} holds no sequences")
+        metre = {"m": 1.0, "mm": 1e-3}[ds.manifest.units.get("length", "m")]
+        threshold = args.threshold_mm * 1e-3 / metre
+        report = float(ds.manifest.units.get("report_scale", 1.0))
+        print(f"{args.data} split {args.split}: {len(seqs)} sequences; eye events: oracle eye movement ≥ {args.threshold_mm} mm; "
+              f"edges: the first and last {args.edge_frames} frames; distances ×{1 / report:g} {ds.manifest.units.get('length', '')}²")
+        print("| checkpoint | amplitude at edges | at the middle | events (edges / middle) | distance to oracle, edges | middle | all |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for ckpt in args.checkpoint:
+            _, predict = predictor(ckpt, ds)
+            r = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
+            amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
+            dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}
+            print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
+                  f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} |", flush=True)
+    except MMTalkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
