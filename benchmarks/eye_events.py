@@ -13,7 +13,8 @@ a clip's start or end and for the rest.
     python benchmarks/eye_events.py --data data/synth --split val --checkpoint runs/a/best --checkpoint runs/b/best
 
 Measured (docs/results.md, 2026-11-30): MMTalker with the eye weight 0.5 and plain window starts made the
-pause blinks at 0.35 of their size (three seeds; VOCA 0.71), on its training sentences too.
+pause blinks at clip edges at 0.31–0.43 of their size (three seeds; VOCA 0.76–0.85), on its training
+sentences too.
 """
 
 from __future__ import annotations
@@ -77,19 +78,23 @@ def main(argv=None) -> int:
         seqs = ds.sequences(args.split)[:: max(args.every, 1)]
         if not seqs:
             raise MMTalkerError(args.data, f"split {args.split!r} holds no sequences")
-        metre = {"m": 1.0, "mm": 1e-3}[ds.manifest.units.get("length", "m")]
+        length = ds.manifest.units.get("length", "m")
+        metres = {"m": 1.0, "mm": 1e-3}
+        if length not in metres:
+            raise MMTalkerError(args.data, f"has length unit {length!r}; this check knows {', '.join(metres)}")
+        metre = metres[length]
         threshold = args.threshold_mm * 1e-3 / metre
         report = float(ds.manifest.units.get("report_scale", 1.0))
         print(f"{args.data} split {args.split}: {len(seqs)} sequences; eye events: oracle eye movement ≥ {args.threshold_mm} mm; "
               f"edges: the first and last {args.edge_frames} frames; distances ×{1 / report:g} {ds.manifest.units.get('length', '')}²")
-        print("| checkpoint | amplitude at edges | at the middle | events (edges / middle) | distance to oracle, edges | middle | all |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| checkpoint | amplitude at edges | at the middle | all | events (edges / middle) | distance to oracle, edges | middle | all |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for ckpt in args.checkpoint:
             _, predict = predictor(ckpt, ds)
             r = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
             amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
             dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}
-            print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
+            print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {amp['all']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
                   f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} |", flush=True)
     except MMTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)

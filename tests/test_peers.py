@@ -333,3 +333,29 @@ def test_resume_continues_a_finished_phase_and_refuses_an_empty_folder(fake_setu
     train_peer(more, tmp_path / "run", resume=True)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_context_frames_inform_but_stay_out_of_the_peer_loss(fake_setup):
+    """VOCA's loss with context frames is the loss of the window alone: truth outside it changes nothing."""
+    from mmtalker.train.data import Window, make_batch
+    from mmtalker.train.peers import Phase
+
+    config, setup = fake_setup("voca")
+    adapter = registry.get_kind("voca").training_adapter()
+    phase = Phase(0, "", 1.0)
+    adapter.begin(phase, setup, config)
+    setup.model.eval()
+    clip = max(setup.train_clips, key=lambda c: c.num_frames)
+    assert clip.num_frames >= 24
+    picks = [Window(0, 4)]
+    batch = make_batch([clip], picks, 8, context=4)
+    assert batch.loss_mask.sum() == 8 and batch.mask.sum() == 16
+    target = batch.disp / float(setup.model.motion_scale)
+    loss = adapter.step(setup.model, batch, target, setup.vertex_weight, config.loss, phase)[0]
+    outside = ~batch.loss_mask[0]
+    moved = target.clone()
+    moved[0, outside] += 1.0  # different truth on the context frames only
+    assert torch.equal(adapter.step(setup.model, batch, moved, setup.vertex_weight, config.loss, phase)[0], loss)
+    moved_inside = target.clone()
+    moved_inside[0, batch.loss_mask[0]] += 1.0
+    assert adapter.step(setup.model, batch, moved_inside, setup.vertex_weight, config.loss, phase)[0] > loss

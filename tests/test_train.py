@@ -292,3 +292,36 @@ def test_context_frames_and_spliced_windows_are_refused_together(tmp_path):
     a, b = _clip("a", "a", 40, 0), _clip("b", "a", 40, 1000)
     with pytest.raises(ValueError, match="spliced"):
         make_batch([a], [Window(0, 0, (b, 0, 0), 8)], 16, context=4)
+
+
+def test_mmtalker_step_takes_its_loss_on_the_window_not_the_context(tmp_path):
+    """training_step with context frames: different truth on the context frames leaves the loss as it was."""
+    import torch
+
+    from mmtalker.train.data import Window
+    from mmtalker.train.loop import Dist, build_setup, training_step
+
+    root = write_fake_dataset(tmp_path / "data")
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml", {
+        "data": {"path": str(root), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0, "context_frames": 4},
+        "model": {"audio_encoder": "logmel", "dropout": 0.0}, "optim": {"device": "cpu"}})
+    setup = build_setup(config, torch.device("cpu"), Dist())
+    setup.model.eval()
+    clip = max(setup.train_clips, key=lambda c: c.num_frames)
+    W = 8
+    assert clip.num_frames >= W + 12
+    picks = [Window(0, 6)]  # frames 6..13 in the loss, 2..5 and 14..17 shown as context
+
+    def loss_with(disp):
+        clip._disp = disp
+        return training_step(setup, setup.model, config, [clip], picks, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+    config.data.window_frames = W
+    truth = clip.displacement().copy()
+    base = loss_with(truth)
+    context = truth.copy()
+    context[[2, 3, 4, 5, 14, 15, 16, 17]] += 0.01
+    assert loss_with(context)["loss"] == pytest.approx(base["loss"], rel=1e-6)
+    window = truth.copy()
+    window[6:14] += 0.01
+    assert loss_with(window)["recon"] > base["recon"]

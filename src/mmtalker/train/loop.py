@@ -199,7 +199,7 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
         weight = weight.detach()
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
-    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), config.data.context_frames).to(device)
+    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), context=config.data.context_frames).to(device)
     target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
     region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
 
