@@ -11,7 +11,7 @@ import torch
 from conftest import assert_close
 from fake_talk import grid_mesh
 from mmtalker.mesh.uv import parameterize
-from mmtalker.models.blocks import FourierFeatures
+from mmtalker.models.blocks import FourierFeatures, UVFeatureGrid
 from mmtalker.models.mmtalker import UNSEEN_SUBJECT, DisplacementRegressor, MMTalker, MMTalkerConfig, vertex_normals
 
 C = 12  # audio feature width of the fake encoder
@@ -106,6 +106,44 @@ def test_inference_at_vertices_equals_training_path_at_vertex_points():
     assert_close((at_points * model.motion_scale).numpy(), dense[:, :, verts].numpy(), atol=1e-6, what="vertex queries")
 
 
+def test_uv_feature_grid_hand_case():
+    """Bilinear reads of a 4 x 4 map holding 4·row + col (row from v, column from u), at corners, a third
+    of the way along an edge and the centre; one block of channels per resolution."""
+    grid = UVFeatureGrid([4, 2], channels=2)
+    with torch.no_grad():
+        grid.maps[0][0, 1] = torch.arange(16.0).view(4, 4)
+        grid.maps[1][0, 0] = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    u = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1 / 3, 0.0], [0.5, 0.5]])
+    out = grid(u)
+    assert out.shape == (5, 4) and grid.out_dim == 4
+    assert_close(out[:, 1].detach().numpy(), np.array([0.0, 3.0, 12.0, 1.0, 7.5]), atol=1e-5, what="4x4 map")
+    assert_close(out[:, 2].detach().numpy(), np.array([0.0, 1.0, 2.0, 1 / 3, 1.5]), atol=1e-5, what="2x2 map")
+    assert_close(out[:, [0, 3]].detach().numpy(), np.zeros((5, 2)), what="untouched channels")
+
+
+def test_uv_grid_model_trains_its_maps_and_keeps_vertex_queries_exact():
+    """With ``uv_grid`` the maps get gradients from the training path, and vertex queries still equal
+    predict_vertices (both read the maps at the same UVs)."""
+    model = small_model(uv_grid=[4, 8], uv_grid_channels=3)
+    with torch.no_grad():
+        for m in model.uv_grid.maps:
+            m.normal_()
+    face_idx, bary, uv = random_points(model)
+    audio, subject = torch.randn(1, 5, C), torch.tensor([0])
+    model.train()
+    model(audio, subject, model.templates_for(subject), face_idx, bary, uv).square().sum().backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in model.uv_grid.maps)
+    model.eval()
+    verts = torch.tensor([0, 7, model.num_vertices - 1])
+    f = [int(torch.nonzero((model.faces == v).any(1))[0]) for v in verts.tolist()]
+    corner = [int(torch.nonzero(model.faces[fi] == v)[0]) for fi, v in zip(f, verts.tolist())]
+    with torch.no_grad():
+        at_points = model(audio, subject, model.templates_for(subject), torch.tensor(f),
+                          torch.nn.functional.one_hot(torch.tensor(corner), 3).float(), model.vertex_uv[verts])
+    dense = model.predict_vertices(audio, subject)
+    assert_close((at_points * model.motion_scale).numpy(), dense[:, :, verts].numpy(), atol=1e-6, what="grid vertex queries")
+
+
 def test_unseen_subject_uses_mean_style_and_neutral_template():
     model = small_model()
     style = model.audio.style_vectors(torch.tensor([0, 1, UNSEEN_SUBJECT]))
@@ -177,11 +215,31 @@ def test_utterance_dropout_switches_off_the_utterance_level_paths_in_training_on
     assert not torch.allclose(model.encode_motion(audio, s, tokens)[:, :5], model.encode_motion(far, s, tokens)[:, :5], atol=1e-4)
 
 
+def test_feature_dropout_hides_the_speech_features_in_training_only():
+    """With (almost) every feature channel dropped, training-mode motion no longer depends on the audio;
+    in eval mode it does, and it is deterministic."""
+    model = small_model(feature_dropout=0.999, dropout=0.0)
+    s = torch.tensor([0])
+    tokens = model.encode_geometry(model.template[None])[1]
+    audio, other = torch.randn(1, 6, C), torch.randn(1, 6, C)
+    model.train()
+    torch.manual_seed(5)
+    a = model.encode_motion(audio, s, tokens)
+    torch.manual_seed(5)
+    b = model.encode_motion(other, s, tokens)
+    assert torch.allclose(a, b, atol=1e-6)
+    model.eval()
+    assert torch.equal(model.encode_motion(audio, s, tokens), model.encode_motion(audio, s, tokens))
+    assert not torch.allclose(model.encode_motion(audio, s, tokens), model.encode_motion(other, s, tokens), atol=1e-4)
+
+
 def test_model_config_ranges_are_checked():
     from mmtalker.train.config import build_dataclass
 
     with pytest.raises(MMTalkerError, match="utterance_dropout"):
         build_dataclass(MMTalkerConfig, {"utterance_dropout": 1.5}, "cfg.yaml")
+    with pytest.raises(MMTalkerError, match="feature_dropout"):
+        build_dataclass(MMTalkerConfig, {"feature_dropout": 1.0}, "cfg.yaml")
 
 
 def test_style_dropout_animates_training_clips_in_the_mean_style():

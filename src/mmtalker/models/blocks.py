@@ -32,6 +32,27 @@ class FourierFeatures(nn.Module):
         return torch.cat([u, torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+class UVFeatureGrid(nn.Module):
+    """Learned feature maps over the UV square, read bilinearly: u (…, 2) in [0, 1]² -> (…, C·len(resolutions)).
+
+    One (C, R, R) map per resolution R. Fourier features give smooth functions of u; a grid gives detail at
+    the scale of one cell (1/R of the UV square) wherever the training points put it, e.g. along an eyelid.
+    Still a function of u: any mesh sharing the UV layout reads it.
+    """
+
+    def __init__(self, resolutions: list[int], channels: int):
+        super().__init__()
+        self.maps = nn.ParameterList(nn.Parameter(torch.zeros(1, channels, r, r)) for r in resolutions)
+        self.out_dim = channels * len(resolutions)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        lead = u.shape[:-1]
+        grid = (u.reshape(1, -1, 1, 2) * 2 - 1).to(self.maps[0].dtype)  # grid_sample's [-1, 1], (x, y) = (u, v)
+        out = [F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, :, :, 0].T
+               for m in self.maps]  # each (N, C)
+        return torch.cat(out, dim=-1).reshape(*lead, self.out_dim)
+
+
 class TemporalConvBlock(nn.Module):
     """Pre-norm residual 1-D convolution over time: x + Conv(GELU(Conv(LN(x)))), padding kept at zero.
 

@@ -29,7 +29,7 @@ from torch import nn
 from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
 from mmtalker.mesh.uv import barycentric_interpolate
-from mmtalker.models.blocks import AttentionPool, CrossAttention, FeedForward, FourierFeatures, TemporalConvBlock
+from mmtalker.models.blocks import AttentionPool, CrossAttention, FeedForward, FourierFeatures, TemporalConvBlock, UVFeatureGrid
 
 UNSEEN_SUBJECT = -1  # subject index meaning "no training subject": the mean style embedding is used
 
@@ -51,10 +51,13 @@ class MMTalkerConfig:
     audio_kernel: int = 5
     fusion_layers: int = 1  # dual cross-attention blocks
     fourier_frequencies: int = 6  # up to 2^5 π: ~1/64 of the UV square, finer than a lip
+    uv_grid: list[int] = field(default_factory=list)  # resolutions of learned UV feature maps (empty: none)
+    uv_grid_channels: int = 8  # channels of each UV feature map
     regressor_hidden: int = 128  # width of the factorised first layer
     regressor_layers: list[int] = field(default_factory=lambda: [64])  # further hidden widths before the 3-D output
     regressor_rank: int = 0  # > 0: the low-rank regressor (K basis fields over UV mixed per frame); 0: the MLP
     dropout: float = 0.0
+    feature_dropout: float = 0.0  # training: share of the speech features' channels zeroed per frame (after their norm)
     utterance_dropout: float = 0.0  # training: share of clips whose utterance-level paths (pooled audio, tokens
                                     # reading the clip) are switched off, so frames cannot lean on the sentence
     style_dropout: float = 0.0  # training: share of clips animated with the mean style, as unseen speakers are
@@ -62,7 +65,7 @@ class MMTalkerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
-        for key in ("dropout", "utterance_dropout", "style_dropout", "template_jitter"):
+        for key in ("dropout", "feature_dropout", "utterance_dropout", "style_dropout", "template_jitter"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise MMTalkerError(where, f"setting '{key}' must lie in [0, 1), got {value}")
@@ -124,6 +127,7 @@ class AudioEncoderHead(nn.Module):
         self.local = nn.ModuleList(
             TemporalConvBlock(d, config.audio_kernel, dilation=2**i, dropout=config.dropout) for i in range(config.audio_layers)
         )
+        self.feature_dropout = config.feature_dropout
         self.pool = AttentionPool(d)
         self.style = nn.Embedding(max(len(config.subjects), 1), d)
         nn.init.normal_(self.style.weight, std=0.02)
@@ -137,7 +141,8 @@ class AudioEncoderHead(nn.Module):
     def forward(self, audio: torch.Tensor, subject: torch.Tensor, mask: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
         """``keep`` (B,) in {0, 1}: whether each clip's utterance-level vector is added (None: all)."""
-        h = self.proj(audio)  # (B, T, D)
+        norm, linear = self.proj
+        h = linear(F.dropout(norm(audio), self.feature_dropout, self.training))  # (B, T, D)
         for block in self.local:
             h = block(h, mask)
         pooled = self.pool(h, mask)
@@ -289,7 +294,8 @@ class MMTalker(nn.Module):
         self.audio = AudioEncoderHead(config)
         self.fusion = nn.ModuleList(DualCrossAttention(d, config.heads, config.dropout) for _ in range(config.fusion_layers))
         self.fourier = FourierFeatures(config.fourier_frequencies)
-        point_dim = self.fourier.out_dim + d
+        self.uv_grid = UVFeatureGrid(config.uv_grid, config.uv_grid_channels) if config.uv_grid else None
+        point_dim = self.fourier.out_dim + d + (self.uv_grid.out_dim if self.uv_grid is not None else 0)
         if config.regressor_rank > 0:
             self.regressor = LowRankRegressor(point_dim, d, config.regressor_hidden, config.regressor_rank)
         else:
@@ -339,11 +345,17 @@ class MMTalker(nn.Module):
     def point_features(self, g: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         """[Fourier(u), G(u)] at UV points: g (B, V, D), face_idx (P,), bary (P, 3), uv (P, 2) -> (B, P, Cp)."""
         g_at = barycentric_interpolate(g, self.faces, face_idx, bary)  # (B, P, D)
-        return torch.cat([self.fourier(uv).expand(g.shape[0], -1, -1), g_at], dim=-1)
+        return torch.cat([self.uv_features(uv).expand(g.shape[0], -1, -1), g_at], dim=-1)
 
     def vertex_features(self, g: torch.Tensor) -> torch.Tensor:
         """[Fourier(u_v), G_v] at the vertices: g (B, V, D) -> (B, V, Cp)."""
-        return torch.cat([self.fourier(self.vertex_uv).expand(g.shape[0], -1, -1), g], dim=-1)
+        return torch.cat([self.uv_features(self.vertex_uv).expand(g.shape[0], -1, -1), g], dim=-1)
+
+    def uv_features(self, uv: torch.Tensor) -> torch.Tensor:
+        """The part of a point's features that depends on its UV alone: uv (P, 2) -> (P, Fourier [+ grid])."""
+        if self.uv_grid is None:
+            return self.fourier(uv)
+        return torch.cat([self.fourier(uv), self.uv_grid(uv)], dim=-1)
 
     # -- entry points --------------------------------------------------------------------------------------
     def forward(self, audio, subject, templates, face_idx, bary, uv, mask=None) -> torch.Tensor:
