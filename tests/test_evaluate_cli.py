@@ -136,3 +136,49 @@ def test_paired_bootstrap_of_the_comparison():
     # seeds are averaged per sequence first
     avg = seed_mean([{"a": {"lve": 1.0, "frames": 10}}, {"a": {"lve": 3.0, "frames": 10}, "b": {"lve": 5.0, "frames": 4}}])
     assert avg == {"a": {"lve": 2.0, "frames": 10.0}}
+
+
+def test_output_span_floor_of_a_linear_decoder():
+    """benchmarks/output_span.py: motion inside a VOCA decoder's span projects with no error; with a decoder
+    that cannot move the eyes, the eye floor is the eye motion itself (per frame the max over the region of
+    its squared length, over the first and last frames only)."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from output_span import span_floor
+
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.models.voca import VOCA, VocaConfig
+
+    V, T = 6, 10
+    rng = np.random.default_rng(1)
+    template = rng.normal(size=(V, 3)).astype(np.float32)
+    eyes, lips = np.array([0, 1]), np.array([4, 5])
+    lip_dir, eye_dir = np.zeros((V, 3)), np.zeros((V, 3))
+    lip_dir[4:] = rng.normal(size=(2, 3))
+    eye_dir[:2] = rng.normal(size=(2, 3))
+    a, b = rng.normal(size=T), rng.normal(size=T)
+    motion = a[:, None, None] * lip_dir + b[:, None, None] * eye_dir  # (T, V, 3)
+    seq = SimpleNamespace(key="s", subject="x", oracle=lambda: template + motion)
+    data = SimpleNamespace(template=lambda subject: template)
+
+    model = VOCA(VocaConfig(subjects=["x"], audio_dim=4, latent=2), template, motion_scale=1.0)
+    with torch.no_grad():
+        model.decoder.weight[:, 0] = torch.from_numpy(lip_dir.reshape(-1)).float()
+        model.decoder.weight[:, 1] = torch.from_numpy(eye_dir.reshape(-1)).float()
+    full = span_floor(model, [seq], data, eyes, lips, edge_frames=2)
+    assert full["eyes_at_edges"] < 1e-10 and full["lips"] < 1e-10
+
+    with torch.no_grad():
+        model.decoder.weight[:, 1] = 0.0  # the eyes cannot move now
+    lips_only = span_floor(model, [seq], data, eyes, lips, edge_frames=2)
+    edge = [0, 1, T - 2, T - 1]
+    expected = (np.square(motion[edge][:, eyes]).sum(-1).max(1)).mean()
+    assert lips_only["eyes_at_edges"] == pytest.approx(expected, rel=1e-6) and lips_only["lips"] < 1e-10
+
+    with pytest.raises(MMTalkerError, match="run/best.*not linear"):  # other model kinds are refused by name
+        span_floor(type("FaceFormer", (), {})(), [seq], data, eyes, lips, 2, "run/best")
