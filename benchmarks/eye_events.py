@@ -8,7 +8,9 @@ oracle moves some eye-region vertex by at least ``--threshold-mm`` (pause blinks
 leading and trailing silence), it fits each frame's predicted eye displacement as ``a`` × the oracle's and
 reports the mean ``a`` (1: full size, 0: no movement) and the eye distance to the oracle (per frame the max
 over eye-region vertices of the squared distance, averaged like EVE), for frames within ``--edge-frames`` of
-a clip's start or end and for the rest.
+a clip's start or end and for the rest. At the edges it also splits each frame's error into the part along
+the oracle's own eye motion ((a − 1) × the oracle's: size and timing) and the part across it (shape), each
+scored the same way.
 
     python benchmarks/eye_events.py --data data/synth --split val --checkpoint runs/a/best --checkpoint runs/b/best
 
@@ -33,7 +35,7 @@ from mmtalker.errors import MMTalkerError  # noqa: E402
 
 def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, edge_frames: int) -> dict:
     """Amplitude ratios and oracle distances of one prediction source over ``sequences``, by frame position."""
-    out = {part: {"amp": [], "dist": 0.0, "frames": 0} for part in ("edges", "middle", "all")}
+    out = {part: {"amp": [], "dist": 0.0, "along": 0.0, "across": 0.0, "frames": 0} for part in ("edges", "middle", "all")}
     for seq in sequences:
         oracle = seq.oracle()
         if oracle is None:
@@ -48,9 +50,15 @@ def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, 
         edge = np.zeros(T, bool)
         edge[:edge_frames] = edge[max(T - edge_frames, 0):] = True
         amp = (p * o).sum((1, 2)) / np.maximum((o * o).sum((1, 2)), 1e-30)
+        # the error split per frame into the part along the oracle's own eye motion (size, timing) and the
+        # part across it (shape), each scored alone like EVE (so the two do not add up exactly)
+        along = (((amp - 1)[:, None, None] * o) ** 2).sum(-1).max(1)
+        across = ((p - amp[:, None, None] * o) ** 2).sum(-1).max(1)
         for part, sel in (("edges", edge), ("middle", ~edge), ("all", np.ones(T, bool))):
             out[part]["amp"].extend(amp[sel & moving].tolist())
             out[part]["dist"] += float(dist[sel].sum())
+            out[part]["along"] += float(along[sel].sum())
+            out[part]["across"] += float(across[sel].sum())
             out[part]["frames"] += int(sel.sum())
     return out
 
@@ -87,15 +95,18 @@ def main(argv=None) -> int:
         report = float(ds.manifest.units.get("report_scale", 1.0))
         print(f"{args.data} split {args.split}: {len(seqs)} sequences; eye events: oracle eye movement ≥ {args.threshold_mm} mm; "
               f"edges: the first and last {args.edge_frames} frames; distances ×{1 / report:g} {ds.manifest.units.get('length', '')}²")
-        print("| checkpoint | amplitude at edges | at the middle | all | events (edges / middle) | distance to oracle, edges | middle | all |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| checkpoint | amplitude at edges | at the middle | all | events (edges / middle) | distance to oracle, edges | middle | all "
+              "| edges: along the oracle's motion | across it |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for ckpt in args.checkpoint:
             _, predict = predictor(ckpt, ds)
             r = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
             amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
             dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}
+            e = r["edges"]
+            along, across = (e[k] / max(e["frames"], 1) * report for k in ("along", "across"))
             print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {amp['all']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
-                  f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} |", flush=True)
+                  f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} | {along:.4f} | {across:.4f} |", flush=True)
     except MMTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@ process with batch 2B, within floating-point tolerance.
 
 Every rank draws the whole global batch (clips, variants, crop windows) and the UV points from
 generators seeded alike, and trains on its slice, so the two runs are the same computation as long as
-the loss is a mean over equal slices: the clips here have equal lengths, and dropout is 0 (dropout masks
+the loss is a mean over equal slices: the clips here have equal lengths, and both dropouts are 0 (dropout masks
 come from each rank's own RNG). The model is initialised from the same
 seed (DDP broadcasts rank 0's weights); validation runs on rank 0 with the averaged model.
 """
@@ -28,7 +28,8 @@ EPOCHS = 3
 TINY = {
     "data": {"augment_variants": 0, "window_frames": 64, "val_max_clips": 2},
     "model": {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
-              "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8], "dropout": 0.0},
+              "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8], "dropout": 0.0,
+              "feature_dropout": 0.0},
     "sampler": {"points": 32},
     "optim": {"epochs": EPOCHS, "max_minutes": None, "lr": 0.01, "warmup_steps": 1, "select_metric": "loss",
               "device": "cpu", "seed": 5},
