@@ -240,6 +240,10 @@ def test_model_config_ranges_are_checked():
         build_dataclass(MMTalkerConfig, {"utterance_dropout": 1.5}, "cfg.yaml")
     with pytest.raises(MMTalkerError, match="feature_dropout"):
         build_dataclass(MMTalkerConfig, {"feature_dropout": 1.0}, "cfg.yaml")
+    with pytest.raises(MMTalkerError, match="uv_grid"):
+        build_dataclass(MMTalkerConfig, {"uv_grid": [32, 1]}, "cfg.yaml")
+    with pytest.raises(MMTalkerError, match="uv_grid_channels"):
+        build_dataclass(MMTalkerConfig, {"uv_grid": [8], "uv_grid_channels": 0}, "cfg.yaml")
 
 
 def test_style_dropout_animates_training_clips_in_the_mean_style():

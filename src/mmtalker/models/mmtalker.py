@@ -9,9 +9,10 @@ Reads top to bottom like the pipeline (DESIGN.md):
    and the subject's style embedding;
 3. fusion    — dual cross-attention: frames attend to region tokens (audio→geometry) and region tokens
    attend to frames, then are read back by every frame (geometry→audio), giving motion features z_t (B, T, D);
-4. regressor — an MLP on [Fourier(u), G(u)] and z_t predicting the 3D displacement of any UV point u per
-   frame. Its first layer is factorised, W_p·[Fourier(u), G(u)] + W_z·z_t, so T frames × P points cost one
-   matrix product per point set plus one per frame.
+4. regressor — an MLP on [Fourier(u), G(u)] (plus learned UV feature maps read at u, with ``uv_grid``) and
+   z_t predicting the 3D displacement of any UV point u per frame. Its first layer is factorised,
+   W_p·[Fourier(u), G(u)] + W_z·z_t, so T frames × P points cost one matrix product per point set plus one
+   per frame.
 
 Training queries points drawn by the non-uniform sampler (``face_idx``, ``bary``, ``uv``); inference
 queries the vertices themselves (``predict_vertices``). Displacements are in the dataset's length unit;
@@ -69,6 +70,10 @@ class MMTalkerConfig:
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise MMTalkerError(where, f"setting '{key}' must lie in [0, 1), got {value}")
+        if any(int(r) != r or r < 2 for r in self.uv_grid):
+            raise MMTalkerError(where, f"setting 'uv_grid' must list map resolutions of 2 or more, got {self.uv_grid}")
+        if self.uv_grid and self.uv_grid_channels < 1:
+            raise MMTalkerError(where, f"setting 'uv_grid_channels' must be 1 or more, got {self.uv_grid_channels}")
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -343,12 +348,12 @@ class MMTalker(nn.Module):
         return h
 
     def point_features(self, g: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-        """[Fourier(u), G(u)] at UV points: g (B, V, D), face_idx (P,), bary (P, 3), uv (P, 2) -> (B, P, Cp)."""
+        """[uv_features(u), G(u)] at UV points: g (B, V, D), face_idx (P,), bary (P, 3), uv (P, 2) -> (B, P, Cp)."""
         g_at = barycentric_interpolate(g, self.faces, face_idx, bary)  # (B, P, D)
         return torch.cat([self.uv_features(uv).expand(g.shape[0], -1, -1), g_at], dim=-1)
 
     def vertex_features(self, g: torch.Tensor) -> torch.Tensor:
-        """[Fourier(u_v), G_v] at the vertices: g (B, V, D) -> (B, V, Cp)."""
+        """[uv_features(u_v), G_v] at the vertices: g (B, V, D) -> (B, V, Cp)."""
         return torch.cat([self.uv_features(self.vertex_uv).expand(g.shape[0], -1, -1), g], dim=-1)
 
     def uv_features(self, uv: torch.Tensor) -> torch.Tensor:
