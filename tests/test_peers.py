@@ -359,3 +359,33 @@ def test_context_frames_inform_but_stay_out_of_the_peer_loss(fake_setup):
     moved_inside = target.clone()
     moved_inside[0, batch.loss_mask[0]] += 1.0
     assert adapter.step(setup.model, batch, moved_inside, setup.vertex_weight, config.loss, phase)[0] > loss
+
+
+def test_faceformer_own_inputs_feed_its_predictions_as_inputs_in_training():
+    """With ``own_inputs`` 1 and 2 passes the training forward equals teacher forcing on the model's
+    prediction from teacher forcing on its own prediction; with 0, plain teacher forcing; not in eval mode."""
+    from types import SimpleNamespace
+
+    from mmtalker.train.config import build_dataclass
+    from mmtalker.train.peers import FaceFormerAdapter
+
+    model = _model("faceformer", own_inputs=1.0, own_input_passes=2)
+    audio, subject = torch.randn(2, 9, C), torch.tensor([0, 2])
+    target = torch.randn(2, 9, V, 3)
+    batch = SimpleNamespace(audio=audio, subject=subject, mask=None)
+    adapter = FaceFormerAdapter()
+    model.train()
+    with torch.no_grad():
+        twice = model(audio, subject, model(audio, subject, model(audio, subject, target)))
+        got = adapter.forward_train(model, batch, target)
+        _close(got, twice, atol=1e-5, what="own inputs, 2 passes")
+        assert not torch.allclose(got, model(audio, subject, target), atol=1e-4)
+        model.config.own_inputs = 0.0
+        _close(adapter.forward_train(model, batch, target), model(audio, subject, target), atol=1e-6, what="teacher forcing")
+        model.config.own_inputs = 1.0
+        model.eval()
+        _close(adapter.forward_train(model, batch, target), model(audio, subject, target), atol=1e-6, what="eval mode")
+    with pytest.raises(MMTalkerError, match="own_inputs"):
+        build_dataclass(FaceFormerConfig, {"own_inputs": 1.5}, "cfg.yaml")
+    with pytest.raises(MMTalkerError, match="own_input_passes"):
+        build_dataclass(FaceFormerConfig, {"own_input_passes": 0}, "cfg.yaml")

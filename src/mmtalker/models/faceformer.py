@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.errors import MMTalkerError
+
 from mmtalker.models.peer_base import DenseVertexModel
 
 
@@ -42,6 +44,15 @@ class FaceFormerConfig:
     period: int = 30  # p, in frames (the paper: 30 at 30 fps, 25 at 25 fps)
     audio_per_frame: int = 1  # audio feature frames aligned with each motion frame (1: features at the mesh fps)
     dropout: float = 0.0
+    own_inputs: float = 0.0  # training: share of input frames replaced by the model's own predictions (0: teacher forcing)
+    own_input_passes: int = 1  # training: gradient-free passes that make those predictions, each fed the last one's
+
+    def check(self, where: str) -> None:
+        """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        if not 0.0 <= self.own_inputs <= 1.0:
+            raise MMTalkerError(where, f"setting 'own_inputs' must lie in [0, 1], got {self.own_inputs}")
+        if self.own_input_passes < 1:
+            raise MMTalkerError(where, f"setting 'own_input_passes' must be 1 or more, got {self.own_input_passes}")
 
 
 # ---------------------------------------------------------------------------------------------------- masks

@@ -224,7 +224,20 @@ class VocaAdapter(DenseAdapter):
 
 class FaceFormerAdapter(DenseAdapter):
     def forward_train(self, model, batch, target):
-        return model(batch.audio, batch.subject, target, batch.mask)  # teacher forcing
+        """Teacher forcing, or with ``model.own_inputs`` > 0 scheduled sampling in parallel passes: a share of
+        the input frames are the model's own predictions, made without gradient by ``own_input_passes`` passes
+        (each fed the previous pass's predictions, so a frame's input holds errors compounded that many steps),
+        as inference will feed it (benchmarks/exposure_bias.py measures what teacher forcing alone costs)."""
+        cfg = model.config
+        inputs = target
+        if model.training and cfg.own_inputs > 0:
+            with torch.no_grad():
+                own = target
+                for _ in range(max(cfg.own_input_passes, 1)):
+                    own = model(batch.audio, batch.subject, own, batch.mask)
+            pick = torch.rand(target.shape[:2], device=target.device) < cfg.own_inputs  # (B, W)
+            inputs = torch.where(pick[..., None, None], own, target)
+        return model(batch.audio, batch.subject, inputs, batch.mask)
 
 
 class CodeTalkerAdapter(DenseAdapter):
