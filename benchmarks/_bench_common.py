@@ -1,5 +1,6 @@
-"""Shared pieces of the inference benchmarks: a checkpoint to time, test speech of any length, a fresh
-worker process per measurement (so peak memory is that of the measured job alone)."""
+"""Shared pieces of the benchmarks: a checkpoint to time, test speech of any length, a fresh worker process
+per measurement (so peak memory is that of the measured job alone); for the scripts that score a dataset
+split, the split with its regions and the unit its squared distances are reported in."""
 
 from __future__ import annotations
 
@@ -105,3 +106,31 @@ def machine_note(threads: int) -> str:
     return (f"{threads} threads; machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} at start "
             "(on a shared machine wall time is inflated by other jobs; CPU time (all threads) is steadier: "
             "CPU time / threads estimates the wall time on idle cores)")
+
+
+REGION_WORDS = {"lips": "lip", "eyes": "eye", "upper": "upper-face"}
+
+
+def open_split(data: str, split: str, need: tuple[str, ...] = (), every: int = 1):
+    """(dataset, its protocol regions, every ``every``-th sequence of ``split``); one MMTalkerError naming
+    ``data`` when a region in ``need`` (``lips``, ``eyes``, ``upper``) is missing or the split is empty."""
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.eval.protocol import regions_for
+
+    dataset = open_dataset(data)
+    regions = regions_for(dataset)
+    missing = [REGION_WORDS[name] for name in need if getattr(regions, name) is None]
+    if missing:
+        raise MMTalkerError(data, f"has no {' and no '.join(missing)} region in its manifest")
+    sequences = dataset.sequences(split)[:: max(every, 1)]
+    if not sequences:
+        raise MMTalkerError(data, f"split {split!r} holds no sequences")
+    return dataset, regions, sequences
+
+
+def report_unit(dataset) -> tuple[float, str]:
+    """The manifest's report scale and the label of squared distances multiplied by it, e.g. (1e5, "×1e-05 m²")."""
+    units = dataset.manifest.units
+    scale = float(units.get("report_scale", 1.0))
+    return scale, f"×{1 / scale:g} {units.get('length', '')}²"

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _bench_common import open_split, report_unit  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 
 
@@ -38,18 +39,10 @@ def main(argv=None) -> int:
     import torch
 
     from mmtalker.audio.encoders import build_audio_encoder, features_at_fps
-    from mmtalker.data.dataset import open_dataset
-    from mmtalker.eval.protocol import regions_for
     from mmtalker.models.registry import load_model
 
     try:
-        ds = open_dataset(args.data)
-        regions = regions_for(ds)
-        if regions.eyes is None or regions.lips is None:
-            raise MMTalkerError(args.data, "needs lip and eye regions in its manifest")
-        seqs = ds.sequences(args.split)
-        if not seqs:
-            raise MMTalkerError(args.data, f"split {args.split!r} holds no sequences")
+        ds, regions, seqs = open_split(args.data, args.split, ("lips", "eyes"))
         model, config, _ = load_model(args.checkpoint, expect="faceformer")
         encoder = build_audio_encoder(config.audio_encoder).eval()
         scale = float(model.motion_scale)
@@ -69,9 +62,8 @@ def main(argv=None) -> int:
                 for i, region in enumerate((regions.eyes, regions.lips)):
                     sums[key][i] += ((verts[:, region] - truth[:, region]) ** 2).sum(-1).max(1).sum()
                 sums[key][2] += len(truth)
-        report = float(ds.manifest.units.get("report_scale", 1.0))
-        print(f"{args.checkpoint} on {args.data} split {args.split} ({len(seqs)} sequences), ×{1 / report:g} "
-              f"{ds.manifest.units.get('length', '')}²")
+        report, unit = report_unit(ds)
+        print(f"{args.checkpoint} on {args.data} split {args.split} ({len(seqs)} sequences), {unit}")
         print("| decoding | EVE | LVE |")
         print("| --- | --- | --- |")
         for key, (eye, lip, frames) in sums.items():

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _bench_common import open_split, report_unit  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 
 
@@ -74,27 +75,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from mmtalker.data.dataset import open_dataset
-    from mmtalker.eval.protocol import regions_for
     from mmtalker.train.peers import predictor
 
     try:
-        ds = open_dataset(args.data)
-        eyes = regions_for(ds).eyes
-        if eyes is None:
-            raise MMTalkerError(args.data, "has no eye region in its manifest")
-        seqs = ds.sequences(args.split)[:: max(args.every, 1)]
-        if not seqs:
-            raise MMTalkerError(args.data, f"split {args.split!r} holds no sequences")
+        ds, regions, seqs = open_split(args.data, args.split, ("eyes",), args.every)
+        eyes = regions.eyes
         length = ds.manifest.units.get("length", "m")
         metres = {"m": 1.0, "mm": 1e-3}
         if length not in metres:
             raise MMTalkerError(args.data, f"has length unit {length!r}; this check knows {', '.join(metres)}")
         metre = metres[length]
         threshold = args.threshold_mm * 1e-3 / metre
-        report = float(ds.manifest.units.get("report_scale", 1.0))
+        report, unit = report_unit(ds)
         print(f"{args.data} split {args.split}: {len(seqs)} sequences; eye events: oracle eye movement ≥ {args.threshold_mm} mm; "
-              f"edges: the first and last {args.edge_frames} frames; distances ×{1 / report:g} {ds.manifest.units.get('length', '')}²")
+              f"edges: the first and last {args.edge_frames} frames; distances {unit}")
         print("| checkpoint | amplitude at edges | at the middle | all | events (edges / middle) | distance to oracle, edges | middle | all "
               "| edges: along the oracle's motion | across it |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

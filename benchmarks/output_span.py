@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _bench_common import open_split, report_unit  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 
 
@@ -83,21 +84,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from mmtalker.data.dataset import open_dataset
-    from mmtalker.eval.protocol import regions_for
     from mmtalker.models.registry import load_model
 
     try:
-        ds = open_dataset(args.data)
-        regions = regions_for(ds)
-        if regions.eyes is None or regions.lips is None:
-            raise MMTalkerError(args.data, "needs lip and eye regions in its manifest")
-        seqs = ds.sequences(args.split)
-        if not seqs:
-            raise MMTalkerError(args.data, f"split {args.split!r} holds no sequences")
-        report = float(ds.manifest.units.get("report_scale", 1.0))
+        ds, regions, seqs = open_split(args.data, args.split, ("lips", "eyes"))
+        report, unit = report_unit(ds)
         print(f"{args.data} split {args.split}: {len(seqs)} sequences; the oracle projected onto each model's output span; "
-              f"per frame the max over the region of the squared distance, ×{1 / report:g} {ds.manifest.units.get('length', '')}²")
+              f"per frame the max over the region of the squared distance, {unit}")
         print("| checkpoint | eye region, first and last %d frames | lips, all frames |" % args.edge_frames)
         print("| --- | --- | --- |")
         for ckpt in args.checkpoint:

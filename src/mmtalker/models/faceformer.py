@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtalker.errors import MMTalkerError
-
 from mmtalker.models.peer_base import DenseVertexModel
 
 

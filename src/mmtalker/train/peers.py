@@ -233,7 +233,7 @@ class FaceFormerAdapter(DenseAdapter):
         if model.training and cfg.own_inputs > 0:
             with torch.no_grad():
                 own = target
-                for _ in range(max(cfg.own_input_passes, 1)):
+                for _ in range(cfg.own_input_passes):  # ≥ 1: FaceFormerConfig.check
                     own = model(batch.audio, batch.subject, own, batch.mask)
             pick = torch.rand(target.shape[:2], device=target.device) < cfg.own_inputs  # (B, W)
             inputs = torch.where(pick[..., None, None], own, target)
