@@ -97,6 +97,40 @@ def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     assert main(["report", str(scores), "--out", str(out)]) == 1  # no silent overwrite
 
 
+def test_recorded_oracle_floor_in_table_and_report(dataset_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "with_floor"
+    shutil.copytree(dataset_dir, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    floor = {"lve": 2e-6, "eve": 1e-6, "fdd": 5e-7, "fdd_abs": 6e-7, "mve": 1e-4, "sequences": 2, "frames": 10}
+    manifest.setdefault("extra", {})["oracle_floor"] = {"test": floor}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    ds = open_dataset(data)
+    pred_dir = tmp_path / "ours"
+    pred_dir.mkdir()
+    for seq in ds.sequences("test"):
+        gt = seq.vertices()
+        np.save(pred_dir / f"{seq.key}.npy", gt + np.float32(0.003))  # every vertex 0.003 off on each axis
+    scores = tmp_path / "s.json"
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred_dir), "--json", str(scores)]) == 0
+    printed = capsys.readouterr().out
+    lve = 3 * 0.003**2  # squared distance of every vertex, so every frame's max over the lips
+    scale = ds.manifest.units["report_scale"]
+    row = next(line for line in printed.splitlines() if line.startswith("| oracle floor"))
+    assert f"| {floor['lve'] * scale:.4f} |" in row and row.endswith("| 1.0× |")
+    model_row = next(line for line in printed.splitlines() if line.startswith("| ours |"))
+    assert model_row.endswith(f"| {lve / floor['lve']:.1f}× |")
+    assert json.loads(scores.read_text())["oracle_floor"]["lve"] == floor["lve"]
+    out = tmp_path / "report"
+    assert main(["report", str(scores), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| oracle floor (recorded with the benchmark) |" in md and f"| {lve / floor['lve']:.1f}× |" in md
+    # --oracle on data without oracle motion: one clear error, not a hint about prediction file names
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred_dir), "--oracle"]) == 1
+    assert "has no oracle motion to score with --oracle" in capsys.readouterr().err
+
+
 def test_per_sequence_scores_add_up_to_the_totals(dataset_dir):
     from mmtalker.eval.protocol import regions_for, score
 

@@ -64,6 +64,11 @@ def _sources(args, dataset):
         name, predict = predictor(ckpt, dataset)
         sources.append((name, predict))
     if args.oracle:
+        sequences = dataset.sequences(args.split)
+        if sequences and sequences[0].oracle() is None:
+            raise MMTalkerError(args.data, "has no oracle motion to score with --oracle",
+                                "only the synthetic benchmark (`mmtalker data synth`) has one, in oracle_npy/")
+
         def oracle(seq):
             o = seq.oracle()
             return [] if o is None else [o]
@@ -74,19 +79,29 @@ def _sources(args, dataset):
     return sources
 
 
-def format_table(results, units: dict) -> str:
-    """A Markdown table of the overall scores, scaled for reading, with the units in the header."""
+def format_table(results, units: dict, floor: dict | None = None) -> str:
+    """A Markdown table of the overall scores, scaled for reading, with the units in the header.
+
+    ``floor``: the benchmark's recorded oracle scores for the split (the manifest's ``oracle_floor``), added as
+    a last row in the same units, with each model's LVE as a multiple of it in an extra column.
+    """
     scale = float(units.get("report_scale", 1.0))
     length = units.get("length", "unit")
     exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
+    ratio = bool(floor) and floor.get("lve", 0) > 0
     header = (f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | "
-              f"MVE ({length}) | sequences |")
-    lines = [header, "|" + " --- |" * 7]
-    for r in results:
-        o = r.overall
+              f"MVE ({length}) | sequences |" + (" LVE ÷ floor |" if ratio else ""))
+    lines = [header, "|" + " --- |" * (8 if ratio else 7)]
+    rows = [(r.name, r.overall) for r in results]
+    if floor:
+        rows.append(("oracle floor (recorded with the benchmark)", floor))
+    for name, o in rows:
         cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
-        lines.append(f"| {r.name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | "
-                     f"{o['mve']:.3g} | {o['sequences']} |")
+        line = (f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | "
+                f"{o['mve']:.3g} | {o.get('sequences', '–')} |")
+        if ratio:
+            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o else " – |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -106,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{dataset.manifest.name}, split '{args.split}': {len(sequences)} sequences at {dataset.manifest.fps:g} fps")
     for role, src in regions.sources.items():
         print(f"  {role}: {src}")
-    print(format_table(results, units))
+    # the synthetic benchmark records its oracle's scores per split (in the dataset's own units) when it is made;
+    # with --oracle the oracle was just scored as a row of its own
+    floor = None if args.oracle else dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
+    print(format_table(results, units, floor))
     for r in results:
         if r.missing:
             print(f"note: {r.name} has no prediction for {len(r.missing)} sequences (e.g. {r.missing[0]})")
@@ -114,13 +132,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{r.name}, per subject:")
             for subject, o in r.per_subject.items():
                 print(f"  {subject}: " + ", ".join(f"{k} {o[k]:.4g}" for k in METRICS if k in o))
-    floor = dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
-    if floor:
-        print(f"benchmark's recorded oracle floor for '{args.split}': " + json.dumps(floor))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "dataset": dataset.manifest.name, "split": args.split, "units": units, "regions": regions.sources,
+            "oracle_floor": dataset.manifest.extra.get("oracle_floor", {}).get(args.split),
             "models": {r.name: {"overall": r.overall, "per_subject": r.per_subject, "missing": r.missing,
                                 "per_vertex_sq_error": [float(x) for x in r.per_vertex]} for r in results},
         }, indent=2))

@@ -1,9 +1,10 @@
 """A comparison report from ``mmtalker evaluate --json`` files: a Markdown table, bar charts and heatmaps.
 
-Each JSON file holds one split's scores of several models (and the oracle floor when it was asked for).
-The report writes ``report.md`` (one table per split, units stated), ``metrics_<split>.png`` (bar
-charts of LVE, EVE and |FDD|) and ``heatmap_<split>.png`` (each model's mean squared error per vertex
-rendered on the face, one colour scale for all models).
+Each JSON file holds one split's scores of several models (the oracle's too when it was asked for) and, for
+the synthetic benchmark, the oracle floor it recorded for the split. The report writes ``report.md`` (one
+table per split, units stated, the floor as a last row with each model's LVE as a multiple of it),
+``metrics_<split>.png`` (bar charts of LVE, EVE and |FDD|, the floor dashed) and ``heatmap_<split>.png``
+(each model's mean squared error per vertex rendered on the face, one colour scale for all models).
 """
 
 from __future__ import annotations
@@ -29,23 +30,45 @@ def load_scores(path: Path) -> dict:
     return data
 
 
+FLOOR_NAME = "oracle floor (recorded with the benchmark)"
+
+
+def recorded_floor(data: dict) -> dict | None:
+    """The benchmark's own oracle scores for the split (written by ``evaluate --json`` from the manifest), or
+    None when there are none or the oracle was scored as one of the models."""
+    floor = data.get("oracle_floor")
+    if not isinstance(floor, dict) or any("oracle" in name for name in data["models"]):
+        return None
+    return floor
+
+
 def markdown_table(data: dict) -> str:
-    """The split's table: every model's overall scores at the report scale of the dataset's units."""
+    """The split's table: every model's overall scores at the report scale of the dataset's units, and the
+    benchmark's recorded oracle floor with each model's LVE as a multiple of it, when there is one."""
     units = data.get("units", {})
     scale = float(units.get("report_scale", 1.0))
     length = units.get("length", "unit")
     exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
-    lines = [f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for name, scores in data["models"].items():
-        o = scores["overall"]
+    floor = recorded_floor(data)
+    ratio = floor is not None and floor.get("lve", 0) > 0
+    lines = [f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
+             + (" LVE ÷ floor |" if ratio else ""),
+             "|" + " --- |" * (7 if ratio else 6)]
+    rows = [(name, scores["overall"]) for name, scores in data["models"].items()]
+    if floor is not None:
+        rows.append((FLOOR_NAME, floor))
+    for name, o in rows:
         cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
-        lines.append(f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |")
+        line = f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |"
+        if ratio:
+            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o else " – |"
+        lines.append(line)
     return "\n".join(lines)
 
 
 def bar_chart(data: dict, path: Path) -> Path:
-    """Bar charts of LVE, EVE and |FDD| per model (report scale), saved as PNG."""
+    """Bar charts of LVE, EVE and |FDD| per model (report scale), with the recorded oracle floor as a dashed
+    line when there is one; saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,14 +76,17 @@ def bar_chart(data: dict, path: Path) -> Path:
 
     scale = float(data.get("units", {}).get("report_scale", 1.0))
     names = list(data["models"])
+    floor = recorded_floor(data)
     fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(4 * len(BAR_METRICS), 3.2))
     for ax, (key, label) in zip(axes, BAR_METRICS):
         values = [data["models"][n]["overall"].get(key, np.nan) * scale for n in names]
         colors = ["#999999" if "oracle" in n else f"C{k}" for k, n in enumerate(names)]
         ax.bar(range(len(names)), values, color=colors)
+        if floor is not None and key in floor:
+            ax.axhline(floor[key] * scale, color="#555555", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{label} (×{1 / scale:.0e})" if scale != 1 else label)
-    fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'")
+    fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'" + ("  (dashed: the oracle floor)" if floor else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
