@@ -389,3 +389,34 @@ def test_faceformer_own_inputs_feed_its_predictions_as_inputs_in_training():
         build_dataclass(FaceFormerConfig, {"own_inputs": 1.5}, "cfg.yaml")
     with pytest.raises(MMTalkerError, match="own_input_passes"):
         build_dataclass(FaceFormerConfig, {"own_input_passes": 0}, "cfg.yaml")
+
+
+def test_codetalker_own_inputs_feed_its_codes_as_inputs_in_stage_two():
+    """With ``own_inputs`` 1 and 2 passes stage 2's input codes are the quantised prediction from teacher
+    forcing on its own quantised prediction; with 0, the truth's codes; not in eval mode; bad values refused."""
+    from types import SimpleNamespace
+
+    from mmtalker.train.config import build_dataclass
+    from mmtalker.train.peers import own_codes
+
+    model = _model("codetalker", own_inputs=1.0, own_input_passes=2)
+    audio, subject = torch.randn(2, 9, C), torch.tensor([0, 2])
+    q = model.vqvae.quantizer
+    truth = q.codebook(torch.randint(0, model.config.codebook_size, (2, 9, model.config.components)))
+    batch = SimpleNamespace(audio=audio, subject=subject, mask=None)
+    quantise = lambda feat: q.codebook(q.indices(feat))  # noqa: E731
+    model.train()
+    with torch.no_grad():
+        once = quantise(model.speech_to_latents(audio, subject, truth))
+        twice = quantise(model.speech_to_latents(audio, subject, once))
+        got = own_codes(model, batch, truth)
+        assert torch.equal(got, twice) and not torch.equal(got, truth)
+        model.config.own_inputs = 0.0
+        assert own_codes(model, batch, truth) is truth
+        model.config.own_inputs = 1.0
+        model.eval()
+        assert own_codes(model, batch, truth) is truth
+    with pytest.raises(MMTalkerError, match="own_inputs"):
+        build_dataclass(CodeTalkerConfig, {"own_inputs": -0.1}, "cfg.yaml")
+    with pytest.raises(MMTalkerError, match="own_input_passes"):
+        build_dataclass(CodeTalkerConfig, {"own_input_passes": 0}, "cfg.yaml")

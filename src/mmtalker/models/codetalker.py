@@ -49,10 +49,19 @@ class CodeTalkerConfig:
     period: int = 30
     audio_per_frame: int = 1
     dropout: float = 0.0
+    own_inputs: float = 0.0  # stage 2: share of input frames whose codes are the model's own (0: teacher forcing)
+    own_input_passes: int = 1  # stage 2: gradient-free passes that make those codes, each fed the last one's
 
     @property
     def latent_dim(self) -> int:
         return self.components * self.code_dim
+
+    def check(self, where: str) -> None:
+        """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        if not 0.0 <= self.own_inputs <= 1.0:
+            raise MMTalkerError(where, f"setting 'own_inputs' must lie in [0, 1], got {self.own_inputs}")
+        if self.own_input_passes < 1:
+            raise MMTalkerError(where, f"setting 'own_input_passes' must be 1 or more, got {self.own_input_passes}")
 
 
 # ------------------------------------------------------------------------------------------ vector quantiser

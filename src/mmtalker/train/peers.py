@@ -267,7 +267,7 @@ class CodeTalkerAdapter(DenseAdapter):
         q = model.vqvae.quantizer
         with torch.no_grad():
             truth = q.codebook(q.indices(model.vqvae.encode(target, batch.mask)))  # (B, W, N, c)
-        feat = model.speech_to_latents(batch.audio, batch.subject, truth)
+        feat = model.speech_to_latents(batch.audio, batch.subject, own_codes(model, batch, truth))
         latent, _ = vq_losses(truth, feat, batch.loss_mask)  # mean ‖truth − feat‖² over real frames
         recon = model.vqvae.decode(q(feat)[0], batch.mask)  # straight-through the frozen codebook
         pos, vel = dense_losses(recon, target, batch.loss_mask, vertex_weight)
@@ -278,6 +278,22 @@ class CodeTalkerAdapter(DenseAdapter):
         if phase.stage == 1:
             return evaluate_reconstruction(model, clips, regions, device)
         return super().validate(model, clips, regions, device, phase)
+
+
+def own_codes(model, batch, truth: torch.Tensor) -> torch.Tensor:
+    """CodeTalker's stage-2 input codes (B, W, N, c): the truth's, or with ``model.own_inputs`` > 0 a share of
+    frames whose codes are the model's own quantised predictions, made without gradient by
+    ``own_input_passes`` passes each fed the previous pass's codes (as FaceFormerAdapter.forward_train)."""
+    cfg = model.config
+    if not (model.training and cfg.own_inputs > 0):
+        return truth
+    q = model.vqvae.quantizer
+    with torch.no_grad():
+        own = truth
+        for _ in range(cfg.own_input_passes):  # ≥ 1: CodeTalkerConfig.check
+            own = q.codebook(q.indices(model.speech_to_latents(batch.audio, batch.subject, own)))
+    pick = torch.rand(truth.shape[:2], device=truth.device) < cfg.own_inputs  # (B, W)
+    return torch.where(pick[..., None, None], own, truth)
 
 
 def _load_stage1(model, directory: Path) -> None:
