@@ -195,3 +195,10 @@ def test_checkpoint_predictor_for_evaluate(tmp_path, model_fps, capsys):
             assert_close(pred[0], direct[0], atol=1e-6, what="first frame")
     assert main(["evaluate", "--data", str(root), "--checkpoint", str(tmp_path / "ck")]) == 0
     assert "MMTalker (ck)" in capsys.readouterr().out
+    if model_fps == 30.0:  # two runs' checkpoints in folders of one name: each row names its run folder too
+        for run in ("run_a", "run_b"):
+            save_checkpoint(tmp_path / run / "ck", build_random_model(dataset.topology(), config, seed=8))
+        assert main(["evaluate", "--data", str(root), "--checkpoint", str(tmp_path / "run_a" / "ck"),
+                     "--checkpoint", str(tmp_path / "run_b" / "ck")]) == 0
+        out = capsys.readouterr().out
+        assert "| MMTalker (ck) [run_a] |" in out and "| MMTalker (ck) [run_b] |" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from mmtalker.errors import MMTalkerError
@@ -59,11 +60,13 @@ def _sources(args, dataset):
     names = list(args.name)
     for k, folder in enumerate(args.pred):
         sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
-    for ckpt in args.checkpoint:
-        from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
+    from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
 
-        name, predict = predictor(ckpt, dataset)
-        sources.append((name, predict))
+    loaded = [(Path(ckpt), *predictor(ckpt, dataset)) for ckpt in args.checkpoint]
+    counts = Counter(name for _, name, _ in loaded)
+    for ckpt, name, predict in loaded:
+        # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too
+        sources.append((f"{name} [{ckpt.resolve().parent.name}]" if counts[name] > 1 else name, predict))
     if args.oracle:
         sequences = dataset.sequences(args.split)
         if sequences and sequences[0].oracle() is None:
