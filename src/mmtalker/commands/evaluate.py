@@ -66,7 +66,7 @@ def _sources(args, dataset):
     counts = Counter(name for _, name, _ in loaded)
     for ckpt, name, predict in loaded:
         # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too
-        sources.append((f"{name} [{ckpt.resolve().parent.name}]" if counts[name] > 1 else name, predict))
+        sources.append((f"{name} [{ckpt.absolute().parent.name}]" if counts[name] > 1 else name, predict))
     if args.oracle:
         sequences = dataset.sequences(args.split)
         if sequences and sequences[0].oracle() is None:
@@ -84,29 +84,12 @@ def _sources(args, dataset):
 
 
 def format_table(results, units: dict, floor: dict | None = None) -> str:
-    """A Markdown table of the overall scores, scaled for reading, with the units in the header.
+    """A Markdown table of the overall scores, scaled for reading, with the units in the header and each
+    model's sequence count; ``floor``: the benchmark's recorded oracle scores for the split (the manifest's
+    ``oracle_floor``) as a last row, with each model's LVE as a multiple of it."""
+    from mmtalker.eval.report import score_table
 
-    ``floor``: the benchmark's recorded oracle scores for the split (the manifest's ``oracle_floor``), added as
-    a last row in the same units, with each model's LVE as a multiple of it in an extra column.
-    """
-    scale = float(units.get("report_scale", 1.0))
-    length = units.get("length", "unit")
-    exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
-    ratio = bool(floor) and floor.get("lve", 0) > 0
-    header = (f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | "
-              f"MVE ({length}) | sequences |" + (" LVE ÷ floor |" if ratio else ""))
-    lines = [header, "|" + " --- |" * (8 if ratio else 7)]
-    rows = [(r.name, r.overall) for r in results]
-    if floor:
-        rows.append(("oracle floor (recorded with the benchmark)", floor))
-    for name, o in rows:
-        cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
-        line = (f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | "
-                f"{o['mve']:.3g} | {o.get('sequences', '–')} |")
-        if ratio:
-            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o else " – |"
-        lines.append(line)
-    return "\n".join(lines)
+    return score_table([(r.name, r.overall) for r in results], units, floor, sequences=True)
 
 
 def run(args: argparse.Namespace) -> int:

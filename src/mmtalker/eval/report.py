@@ -42,28 +42,33 @@ def recorded_floor(data: dict) -> dict | None:
     return floor
 
 
-def markdown_table(data: dict) -> str:
-    """The split's table: every model's overall scores at the report scale of the dataset's units, and the
-    benchmark's recorded oracle floor with each model's LVE as a multiple of it, when there is one."""
-    units = data.get("units", {})
+def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = None, *, sequences: bool = False) -> str:
+    """A Markdown table of overall scores (``rows``: (name, overall scores)) at the report scale of ``units``,
+    the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
+    multiple of it; ``sequences``: a column of each row's sequence count."""
     scale = float(units.get("report_scale", 1.0))
     length = units.get("length", "unit")
     exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
-    floor = recorded_floor(data)
-    ratio = floor is not None and floor.get("lve", 0) > 0
-    lines = [f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
-             + (" LVE ÷ floor |" if ratio else ""),
-             "|" + " --- |" * (7 if ratio else 6)]
-    rows = [(name, scores["overall"]) for name, scores in data["models"].items()]
-    if floor is not None:
-        rows.append((FLOOR_NAME, floor))
-    for name, o in rows:
+    ratio = bool(floor) and floor.get("lve", 0) > 0
+    header = f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
+    header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
+    lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
+    for name, o in rows + ([(FLOOR_NAME, floor)] if floor else []):
         cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
         line = f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |"
+        if sequences:
+            line += f" {o.get('sequences', '–')} |"
         if ratio:
             line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o else " – |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def markdown_table(data: dict) -> str:
+    """The split's table: every model's overall scores at the report scale of the dataset's units, and the
+    benchmark's recorded oracle floor with each model's LVE as a multiple of it, when there is one."""
+    rows = [(name, scores["overall"]) for name, scores in data["models"].items()]
+    return score_table(rows, data.get("units", {}), recorded_floor(data))
 
 
 def bar_chart(data: dict, path: Path) -> Path:
