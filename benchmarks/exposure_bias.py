@@ -39,10 +39,9 @@ def teacher_forced(model, kind: str, audio, subject, target):
     """
     if kind == "faceformer":
         return model(audio, subject, target)
-    quantizer = model.vqvae.quantizer
-    truth_codes = quantizer.codebook(quantizer.indices(model.vqvae.encode(target)))
-    feats = model.speech_to_latents(audio, subject, truth_codes)
-    return model.vqvae.decode(quantizer.codebook(quantizer.indices(feats)))
+    nearest = model.vqvae.quantizer.nearest
+    feats = model.speech_to_latents(audio, subject, nearest(model.vqvae.encode(target)))
+    return model.vqvae.decode(nearest(feats))
 
 
 def main(argv=None) -> int:

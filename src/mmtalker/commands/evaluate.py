@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {role}: {src}")
     # the synthetic benchmark records its oracle's scores per split (in the dataset's own units) when it is made;
     # with --oracle the oracle was just scored as a row of its own
-    floor = None if args.oracle else dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
-    print(format_table(results, units, floor))
+    recorded_floor = dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
+    print(format_table(results, units, None if args.oracle else recorded_floor))
     for r in results:
         if r.missing:
             print(f"note: {r.name} has no prediction for {len(r.missing)} sequences (e.g. {r.missing[0]})")
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "dataset": dataset.manifest.name, "split": args.split, "units": units, "regions": regions.sources,
-            "oracle_floor": dataset.manifest.extra.get("oracle_floor", {}).get(args.split),
+            "oracle_floor": recorded_floor,
             "models": {r.name: {"overall": r.overall, "per_subject": r.per_subject, "missing": r.missing,
                                 "per_vertex_sq_error": [float(x) for x in r.per_vertex]} for r in results},
         }, indent=2))

@@ -24,7 +24,7 @@ from torch import nn
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.blocks import TemporalConvBlock
 from mmtalker.models.faceformer import MotionDecoder
-from mmtalker.models.peer_base import DenseVertexModel
+from mmtalker.models.peer_base import DenseVertexModel, check_own_inputs
 
 
 @dataclass
@@ -58,10 +58,7 @@ class CodeTalkerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
-        if not 0.0 <= self.own_inputs <= 1.0:
-            raise MMTalkerError(where, f"setting 'own_inputs' must lie in [0, 1], got {self.own_inputs}")
-        if self.own_input_passes < 1:
-            raise MMTalkerError(where, f"setting 'own_input_passes' must be 1 or more, got {self.own_input_passes}")
+        check_own_inputs(self, where)
 
 
 # ------------------------------------------------------------------------------------------ vector quantiser
@@ -79,6 +76,10 @@ class VectorQuantizer(nn.Module):
         e = self.codebook.weight
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.T + e.pow(2).sum(1)  # (n, K)
         return dist.argmin(1).reshape(z.shape[:-1])
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """z (…, c) -> the nearest codebook entries (…, c) (no straight-through gradient)."""
+        return self.codebook(self.indices(z))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z (…, c) -> (straight-through quantised z: forward value e, gradient of identity w.r.t. z;
@@ -190,7 +191,7 @@ class CodeTalker(DenseVertexModel):
         token, latents = style.unsqueeze(1), []
         for t in range(T):
             feat = self._features(self.decoder.step(token, t, audio_kv, caches, T))  # (B, 1, N, c)
-            code = self.vqvae.quantizer.codebook(self.vqvae.quantizer.indices(feat))
+            code = self.vqvae.quantizer.nearest(feat)
             latents.append(code)
             token = self._tokens(code, style)
         return self.vqvae.decode(torch.cat(latents, dim=1), mask)

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtalker.errors import MMTalkerError
-from mmtalker.models.peer_base import DenseVertexModel
+from mmtalker.models.peer_base import DenseVertexModel, check_own_inputs
 
 
 @dataclass
@@ -48,10 +47,7 @@ class FaceFormerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
-        if not 0.0 <= self.own_inputs <= 1.0:
-            raise MMTalkerError(where, f"setting 'own_inputs' must lie in [0, 1], got {self.own_inputs}")
-        if self.own_input_passes < 1:
-            raise MMTalkerError(where, f"setting 'own_input_passes' must be 1 or more, got {self.own_input_passes}")
+        check_own_inputs(self, where)
 
 
 # ---------------------------------------------------------------------------------------------------- masks

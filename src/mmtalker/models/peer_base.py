@@ -16,9 +16,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmtalker.errors import MMTalkerError
+
 UNSEEN_SUBJECT = -1  # same meaning as in mmtalker.models.mmtalker: use the mean style
 
 MESH_BUFFERS = ("faces", "template", "subject_templates", "motion_scale")
+
+
+def check_own_inputs(config, where: str) -> None:
+    """The autoregressive peers' scheduled-sampling settings (``own_inputs``, ``own_input_passes``; used by
+    ``mmtalker.train.peers.scheduled_inputs``) in range, else MMTalkerError naming ``where``."""
+    if not 0.0 <= config.own_inputs <= 1.0:
+        raise MMTalkerError(where, f"setting 'own_inputs' must lie in [0, 1], got {config.own_inputs}")
+    if config.own_input_passes < 1:
+        raise MMTalkerError(where, f"setting 'own_input_passes' must be 1 or more, got {config.own_input_passes}")
 
 
 class DenseVertexModel(nn.Module):

@@ -224,19 +224,9 @@ class VocaAdapter(DenseAdapter):
 
 class FaceFormerAdapter(DenseAdapter):
     def forward_train(self, model, batch, target):
-        """Teacher forcing, or with ``model.own_inputs`` > 0 scheduled sampling in parallel passes: a share of
-        the input frames are the model's own predictions, made without gradient by ``own_input_passes`` passes
-        (each fed the previous pass's predictions, so a frame's input holds errors compounded that many steps),
-        as inference will feed it (benchmarks/exposure_bias.py measures what teacher forcing alone costs)."""
-        cfg = model.config
-        inputs = target
-        if model.training and cfg.own_inputs > 0:
-            with torch.no_grad():
-                own = target
-                for _ in range(cfg.own_input_passes):  # ≥ 1: FaceFormerConfig.check
-                    own = model(batch.audio, batch.subject, own, batch.mask)
-            pick = torch.rand(target.shape[:2], device=target.device) < cfg.own_inputs  # (B, W)
-            inputs = torch.where(pick[..., None, None], own, target)
+        """Teacher forcing, or with ``model.own_inputs`` > 0 a share of its own predictions as inputs
+        (``scheduled_inputs``; benchmarks/exposure_bias.py measures what teacher forcing alone costs)."""
+        inputs = scheduled_inputs(model, target, lambda past: model(batch.audio, batch.subject, past, batch.mask))
         return model(batch.audio, batch.subject, inputs, batch.mask)
 
 
@@ -266,13 +256,20 @@ class CodeTalkerAdapter(DenseAdapter):
         model.vqvae.eval()  # frozen: no dropout
         q = model.vqvae.quantizer
         with torch.no_grad():
-            truth = q.codebook(q.indices(model.vqvae.encode(target, batch.mask)))  # (B, W, N, c)
-        feat = model.speech_to_latents(batch.audio, batch.subject, own_codes(model, batch, truth))
+            truth = q.nearest(model.vqvae.encode(target, batch.mask))  # (B, W, N, c)
+        feat = model.speech_to_latents(batch.audio, batch.subject, self.stage2_inputs(model, batch, truth))
         latent, _ = vq_losses(truth, feat, batch.loss_mask)  # mean ‖truth − feat‖² over real frames
         recon = model.vqvae.decode(q(feat)[0], batch.mask)  # straight-through the frozen codebook
         pos, vel = dense_losses(recon, target, batch.loss_mask, vertex_weight)
         loss = lw.latent * latent + lw.position * pos + lw.velocity * vel
         return loss, {"loss": loss.item(), "latent": latent.item(), "recon": pos.item(), "velocity": vel.item()}
+
+    @staticmethod
+    def stage2_inputs(model, batch, truth: torch.Tensor) -> torch.Tensor:
+        """Stage 2's input codes (B, W, N, c): the truth's quantised codes, or with ``model.own_inputs`` > 0 a
+        share of its own quantised predictions (``scheduled_inputs``)."""
+        nearest = model.vqvae.quantizer.nearest
+        return scheduled_inputs(model, truth, lambda past: nearest(model.speech_to_latents(batch.audio, batch.subject, past)))
 
     def validate(self, model, clips, regions, device, phase):
         if phase.stage == 1:
@@ -280,20 +277,21 @@ class CodeTalkerAdapter(DenseAdapter):
         return super().validate(model, clips, regions, device, phase)
 
 
-def own_codes(model, batch, truth: torch.Tensor) -> torch.Tensor:
-    """CodeTalker's stage-2 input codes (B, W, N, c): the truth's, or with ``model.own_inputs`` > 0 a share of
-    frames whose codes are the model's own quantised predictions, made without gradient by
-    ``own_input_passes`` passes each fed the previous pass's codes (as FaceFormerAdapter.forward_train)."""
+def scheduled_inputs(model, truth: torch.Tensor, predict) -> torch.Tensor:
+    """An autoregressive peer's training inputs (B, W, …): ``truth`` (teacher forcing), or with
+    ``model.config.own_inputs`` > 0 in training scheduled sampling in parallel passes: that share of frames
+    take the model's own predictions, made without gradient by ``own_input_passes`` calls of
+    ``predict(past) -> predictions`` (each fed the previous pass's, so a frame's input holds errors compounded
+    that many steps), as inference will feed it. FaceFormer passes its frames, CodeTalker its quantised codes."""
     cfg = model.config
     if not (model.training and cfg.own_inputs > 0):
         return truth
-    q = model.vqvae.quantizer
     with torch.no_grad():
         own = truth
-        for _ in range(cfg.own_input_passes):  # ≥ 1: CodeTalkerConfig.check
-            own = q.codebook(q.indices(model.speech_to_latents(batch.audio, batch.subject, own)))
+        for _ in range(cfg.own_input_passes):  # ≥ 1: peer_base.check_own_inputs
+            own = predict(own)
     pick = torch.rand(truth.shape[:2], device=truth.device) < cfg.own_inputs  # (B, W)
-    return torch.where(pick[..., None, None], own, truth)
+    return torch.where(pick.reshape(*pick.shape, *[1] * (truth.dim() - 2)), own, truth)
 
 
 def _load_stage1(model, directory: Path) -> None:
