@@ -12,11 +12,17 @@ a clip's start or end and for the rest. At the edges it also splits each frame's
 the oracle's own eye motion ((a − 1) × the oracle's: size and timing) and the part across it (shape), each
 scored the same way.
 
+A second table splits the eye-region error against the oracle in a clip's first and last ``--edge-frames``
+frames into its *bias*, the part common to all clips of the split (the frame-by-frame mean error over clips),
+and its *variance*, the rest, each as the mean over clips, frames and eye-region vertices of the squared
+error. The oracle's blink in a clip's leading silence is the same for every clip of a speaker, so a model
+whose lead-in blink changes from clip to clip shows it as variance.
+
     python benchmarks/eye_events.py --data data/synth --split val --checkpoint runs/a/best --checkpoint runs/b/best
 
 Measured (docs/results.md, 2026-11-30): MMTalker with the eye weight 0.5 and plain window starts made the
 pause blinks at clip edges at 0.31–0.43 of their size (three seeds; VOCA 0.76–0.85), on its training
-sentences too.
+sentences too. With the shipped config the lead-in variance was 2–4× VOCA's (fifth round).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from mmtalker.errors import MMTalkerError  # noqa: E402
 def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, edge_frames: int) -> dict:
     """Amplitude ratios and oracle distances of one prediction source over ``sequences``, by frame position."""
     out = {part: {"amp": [], "dist": 0.0, "along": 0.0, "across": 0.0, "frames": 0} for part in ("edges", "middle", "all")}
+    out["lead"], out["trail"] = [], []  # per clip (edge_frames, E, 3) prediction minus oracle, clips that long
     for seq in sequences:
         oracle = seq.oracle()
         if oracle is None:
@@ -55,6 +62,9 @@ def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, 
         # part across it (shape), each scored alone like EVE (so the two do not add up exactly)
         along = (((amp - 1)[:, None, None] * o) ** 2).sum(-1).max(1)
         across = ((p - amp[:, None, None] * o) ** 2).sum(-1).max(1)
+        if T >= edge_frames:
+            out["lead"].append(p[:edge_frames] - o[:edge_frames])
+            out["trail"].append(p[T - edge_frames:] - o[T - edge_frames:])
         for part, sel in (("edges", edge), ("middle", ~edge), ("all", np.ones(T, bool))):
             out[part]["amp"].extend(amp[sel & moving].tolist())
             out[part]["dist"] += float(dist[sel].sum())
@@ -62,6 +72,17 @@ def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, 
             out[part]["across"] += float(across[sel].sum())
             out[part]["frames"] += int(sel.sum())
     return out
+
+
+def bias_variance(errors: list) -> tuple[float, float, int]:
+    """(bias, variance, clips) of per-clip errors, each (F, E, 3): the squared error averaged over clips, frames
+    and vertices, split into the squared clip-mean error (bias) and the rest (variance)."""
+    if not errors:
+        return float("nan"), float("nan"), 0
+    err = np.stack(errors)  # (N, F, E, 3)
+    total = float((err**2).sum(-1).mean())
+    bias = float((err.mean(0) ** 2).sum(-1).mean())
+    return bias, total - bias, len(errors)
 
 
 def main(argv=None) -> int:
@@ -92,15 +113,25 @@ def main(argv=None) -> int:
         print("| checkpoint | amplitude at edges | at the middle | all | events (edges / middle) | distance to oracle, edges | middle | all "
               "| edges: along the oracle's motion | across it |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        splits = []
         for ckpt in args.checkpoint:
             _, predict = predictor(ckpt, ds)
             r = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
-            amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
-            dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}
+            parts = {k: r[k] for k in ("edges", "middle", "all")}
+            amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in parts.items()}
+            dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in parts.items()}
             e = r["edges"]
             along, across = (e[k] / max(e["frames"], 1) * report for k in ("along", "across"))
             print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {amp['all']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
                   f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} | {along:.4f} | {across:.4f} |", flush=True)
+            splits.append((ckpt, bias_variance(r["lead"]), bias_variance(r["trail"])))
+        fine = report * 1e3
+        print(f"\nEye-region error against the oracle in the first / last {args.edge_frames} frames, split over clips "
+              f"(mean over clips, frames and eye-region vertices, ×{1 / fine:g} {length}²):")
+        print("| checkpoint | clips | lead-in bias | lead-in variance | trailing bias | trailing variance |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for ckpt, (lb, lv, n), (tb, tv, _) in splits:
+            print(f"| {ckpt} | {n} | {lb * fine:.2f} | {lv * fine:.2f} | {tb * fine:.2f} | {tv * fine:.2f} |")
     except MMTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

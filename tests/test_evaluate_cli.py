@@ -216,3 +216,24 @@ def test_output_span_floor_of_a_linear_decoder():
 
     with pytest.raises(MMTalkerError, match="run/best.*not linear"):  # other model kinds are refused by name
         span_floor(type("FaceFormer", (), {})(), [seq], data, eyes, lips, 2, "run/best")
+
+
+def test_eye_events_bias_variance_split_hand_cases():
+    """benchmarks/eye_events.py: errors common to every clip are all bias; errors that cancel over clips are
+    all variance; the two add up to the mean squared error."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from eye_events import bias_variance
+
+    e = np.zeros((2, 1, 3))
+    e[..., 0] = [[1.0], [2.0]]  # 2 frames, 1 vertex: squared errors 1 and 4
+    bias, var, n = bias_variance([e, e.copy()])
+    assert (bias, var, n) == (2.5, 0.0, 2)
+    bias, var, n = bias_variance([e, -e])
+    assert (bias, var, n) == (0.0, 2.5, 2)
+    f = np.zeros((2, 1, 3))  # one clip right, one off by e: mean error e/2, bias 2.5/4, total 2.5/2
+    bias, var, _ = bias_variance([e, f])
+    assert abs(bias - 0.625) < 1e-12 and abs(var - 0.625) < 1e-12
+    assert np.isnan(bias_variance([])[0])
