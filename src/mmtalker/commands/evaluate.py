@@ -60,9 +60,11 @@ def _sources(args, dataset):
     names = list(args.name)
     for k, folder in enumerate(args.pred):
         sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
-    from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
+    loaded = []
+    if args.checkpoint:  # scoring saved predictions alone needs no torch
+        from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
 
-    loaded = [(Path(ckpt), *predictor(ckpt, dataset)) for ckpt in args.checkpoint]
+        loaded = [(Path(ckpt), *predictor(ckpt, dataset)) for ckpt in args.checkpoint]
     counts = Counter(name for _, name, _ in loaded)
     for ckpt, name, predict in loaded:
         # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too
