@@ -40,10 +40,12 @@ from _bench_common import open_split, report_unit  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 
 
-def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, edge_frames: int) -> dict:
-    """Amplitude ratios and oracle distances of one prediction source over ``sequences``, by frame position."""
+def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, edge_frames: int) -> tuple[dict, dict]:
+    """Amplitude ratios and oracle distances of one prediction source over ``sequences``, by frame position;
+    and the per-clip eye errors against the oracle in the first and last ``edge_frames`` frames
+    (``{"lead": [...], "trail": [...]}``, each (edge_frames, E, 3), from the clips at least that long)."""
     out = {part: {"amp": [], "dist": 0.0, "along": 0.0, "across": 0.0, "frames": 0} for part in ("edges", "middle", "all")}
-    out["lead"], out["trail"] = [], []  # per clip (edge_frames, E, 3) prediction minus oracle, clips that long
+    edges = {"lead": [], "trail": []}
     for seq in sequences:
         oracle = seq.oracle()
         if oracle is None:
@@ -63,15 +65,15 @@ def eye_events(predict, sequences, dataset, eyes: np.ndarray, threshold: float, 
         along = (((amp - 1)[:, None, None] * o) ** 2).sum(-1).max(1)
         across = ((p - amp[:, None, None] * o) ** 2).sum(-1).max(1)
         if T >= edge_frames:
-            out["lead"].append(p[:edge_frames] - o[:edge_frames])
-            out["trail"].append(p[T - edge_frames:] - o[T - edge_frames:])
+            edges["lead"].append(p[:edge_frames] - o[:edge_frames])
+            edges["trail"].append(p[T - edge_frames:] - o[T - edge_frames:])
         for part, sel in (("edges", edge), ("middle", ~edge), ("all", np.ones(T, bool))):
             out[part]["amp"].extend(amp[sel & moving].tolist())
             out[part]["dist"] += float(dist[sel].sum())
             out[part]["along"] += float(along[sel].sum())
             out[part]["across"] += float(across[sel].sum())
             out[part]["frames"] += int(sel.sum())
-    return out
+    return out, edges
 
 
 def bias_variance(errors: list) -> tuple[float, float, int]:
@@ -116,15 +118,14 @@ def main(argv=None) -> int:
         splits = []
         for ckpt in args.checkpoint:
             _, predict = predictor(ckpt, ds)
-            r = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
-            parts = {k: r[k] for k in ("edges", "middle", "all")}
-            amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in parts.items()}
-            dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in parts.items()}
+            r, clip_edges = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
+            amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
+            dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}
             e = r["edges"]
             along, across = (e[k] / max(e["frames"], 1) * report for k in ("along", "across"))
             print(f"| {ckpt} | {amp['edges']} | {amp['middle']} | {amp['all']} | {len(r['edges']['amp'])} / {len(r['middle']['amp'])} | "
                   f"{dist['edges']:.4f} | {dist['middle']:.4f} | {dist['all']:.4f} | {along:.4f} | {across:.4f} |", flush=True)
-            splits.append((ckpt, bias_variance(r["lead"]), bias_variance(r["trail"])))
+            splits.append((ckpt, bias_variance(clip_edges["lead"]), bias_variance(clip_edges["trail"])))
         fine = report * 1e3
         print(f"\nEye-region error against the oracle in the first / last {args.edge_frames} frames, split over clips "
               f"(mean over clips, frames and eye-region vertices, ×{1 / fine:g} {length}²):")
