@@ -12,6 +12,11 @@
 Every encoder takes ``audio`` as a Tensor of shape (B, N), float32 at 16 kHz, and returns (B, Ta, dim)
 with ``Ta = num_frames_for(N)`` frames at ``rate`` per second; ``hidden_states(audio)`` gives
 (B, L, Ta, dim), all layers (the last equal to ``forward``) for a model that learns a mix.
+
+A model that reads more than the last layer (MMTalker's eye pathway reads Whisper's embeddings) gets its
+encoder from ``model_audio_encoder(config)``: :class:`StackedLayers` puts those hidden states beside the
+last one, so every caller (training features, the feature cache, inference, streaming) sees one
+(B, Ta, dim × streams) tensor.
 """
 
 from __future__ import annotations
@@ -228,6 +233,46 @@ class HFAudioEncoder(AudioEncoder):
         inputs = self._inputs(audio)
         with self.grad_context():
             return torch.stack(self.model(inputs, output_hidden_states=True).hidden_states, dim=1)
+
+
+class StackedLayers(AudioEncoder):
+    """Another encoder's last layer with some of its hidden states beside it:
+    (B, N) -> (B, Ta, dim × (1 + len(extra))), channels [last layer | hidden_states[extra[0]] | …]."""
+
+    def __init__(self, base: AudioEncoder, extra_layers: list[int], spec: str):
+        super().__init__(base.trainable)
+        L = base.num_layers
+        bad = [i for i in extra_layers if not -L <= int(i) < L]
+        if bad:
+            raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {bad}")
+        self.base = base
+        self.extra = [int(i) for i in extra_layers]
+        self.dim = base.dim * (1 + len(self.extra))
+        self.rate = base.rate
+        self.num_layers = L
+        self.max_samples = getattr(base, "max_samples", None)
+
+    def num_frames_for(self, num_samples: int) -> int:
+        return self.base.num_frames_for(num_samples)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        states = self.base.hidden_states(audio)  # (B, L, Ta, dim)
+        return torch.cat([states[:, -1], *(states[:, i] for i in self.extra)], dim=-1)
+
+
+def model_audio_encoder(config, **kw) -> AudioEncoder:
+    """The encoder a model config names (``config.audio_encoder``), with the hidden states its model reads
+    beside the last layer (``config.extra_encoder_layers()``, where the config has it)."""
+    encoder = build_audio_encoder(config.audio_encoder, **kw)
+    extra = list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
+    return StackedLayers(encoder, extra, config.audio_encoder) if extra else encoder
+
+
+def feature_name(config) -> str:
+    """What a model config's speech features are, for the feature cache's key: the encoder's spec, plus the
+    extra hidden states read beside its last layer."""
+    extra = list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
+    return config.audio_encoder + (f"+layers{extra}" if extra else "")
 
 
 def build_audio_encoder(spec: str = DEFAULT_ENCODER, **kw) -> AudioEncoder:
