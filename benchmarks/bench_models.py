@@ -45,12 +45,12 @@ def _peak_rss_bytes() -> int:
 
 def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
     """A model of ``kind`` (eval mode) and its speech encoder."""
-    from mmtalker.audio.encoders import build_audio_encoder
+    from mmtalker.audio.encoders import model_audio_encoder
     from mmtalker.models.registry import get_kind, load_model
 
     if checkpoint:
         model, config, _ = load_model(checkpoint, device, expect=kind)
-        return model, build_audio_encoder(config.audio_encoder)
+        return model, model_audio_encoder(config)
     from mmtalker.inference.random_model import build_random_model, default_face_mesh
     from mmtalker.train.config import build_dataclass, read_config_dict
 
@@ -65,7 +65,7 @@ def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
         model = get_kind(kind).model_class()(config, mesh.vertices, None, 0.001, mesh.faces)
         if kind == "codetalker":
             model.stages_trained.fill_(2)
-    return model.to(device).eval(), build_audio_encoder(config.audio_encoder)
+    return model.to(device).eval(), model_audio_encoder(config)
 
 
 def measure(kind: str, checkpoint: str | None, seconds: float, repeats: int, num_vertices: int, device: str) -> dict:

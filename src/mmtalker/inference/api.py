@@ -66,12 +66,13 @@ class MMTalker:
 
     @staticmethod
     def _encoder_for(config):
-        from mmtalker.audio.encoders import build_audio_encoder
+        from mmtalker.audio.encoders import model_audio_encoder
 
-        encoder = build_audio_encoder(config.audio_encoder)
-        if encoder.dim != config.audio_dim:
+        encoder = model_audio_encoder(config)
+        expected = config.audio_dim * config.feature_streams
+        if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
-                                f"gives {encoder.dim}-wide features but the model expects {config.audio_dim}")
+                                f"gives {encoder.dim}-wide features but the model expects {expected}")
         return encoder
 
     # -- facts ----------------------------------------------------------------------------------------

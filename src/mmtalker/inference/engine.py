@@ -30,7 +30,8 @@ class PreparedFace:
 
     subject (1,) long style index; tokens (1, K, D); point_part: the regressor's per-point half as its
     ``prepare_points`` returns it ((1, P, H) for the MLP, (1, K, 3P) for the low-rank basis); rest (P, 3) float32 numpy, the
-    rest positions the displacements are added to; faces (F', 3) int64 numpy, the output mesh's faces.
+    rest positions the displacements are added to; faces (F', 3) int64 numpy, the output mesh's faces;
+    eye_weight (P,) the eye pathway's blend weight at the output points (models with ``eye_pathway``).
     """
 
     subject: torch.Tensor
@@ -38,6 +39,7 @@ class PreparedFace:
     point_part: torch.Tensor
     rest: np.ndarray
     faces: np.ndarray
+    eye_weight: torch.Tensor | None = None  # (P,): the eye pathway's share at each point (None: no eye pathway)
 
     @property
     def num_points(self) -> int:
@@ -67,12 +69,15 @@ class Engine:
             feats = model.vertex_features(g)  # (1, V, Cp)
             rest = np.asarray(templates[0] if rest is None else rest, np.float32)
             faces = model.faces.numpy()
+            eye_weight = model.eye_weight if model.eye is not None else None
         else:
             p = retarget.points
             feats = model.point_features(g, torch.from_numpy(p.face_idx), torch.from_numpy(p.bary), torch.from_numpy(retarget.uv))
             rest, faces = retarget.rest, retarget.faces
+            eye_weight = None if model.eye is None else model.eye_weight_at(torch.from_numpy(p.face_idx), torch.from_numpy(p.bary).float())
         point_part = model.regressor.prepare_points(model.regressor.point_part(feats))  # decode's per-point half
-        return PreparedFace(torch.tensor([subject], dtype=torch.long), tokens, point_part, np.ascontiguousarray(rest), faces)
+        return PreparedFace(torch.tensor([subject], dtype=torch.long), tokens, point_part, np.ascontiguousarray(rest), faces,
+                            eye_weight)
 
     @torch.inference_mode()
     def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
@@ -82,9 +87,8 @@ class Engine:
 
     @torch.inference_mode()
     def motion(self, face: PreparedFace, features: torch.Tensor) -> torch.Tensor:
-        """features (1, T, C) -> the regressor's per-frame part (1, T, H)."""
-        z = self.model.encode_motion(features, face.subject, face.tokens)
-        return self.model.regressor.frame_part(z)
+        """features (1, T, C) -> the regressor's per-frame part (1, T, H), (1, T, 2H) with the eye pathway."""
+        return self.model.frame_part(features, face.subject, face.tokens)
 
     @torch.inference_mode()
     def decode(self, face: PreparedFace, frame_part: torch.Tensor) -> np.ndarray:
@@ -94,7 +98,7 @@ class Engine:
         out = np.empty((T, face.num_points, 3), np.float32)
         scale = float(self.model.motion_scale)
         for s in range(0, T, chunk):
-            disp = self.model.regressor.decode(face.point_part, frame_part[:, s : s + chunk])[0]  # (c, P, 3)
+            disp = self.model.decode(face.point_part, frame_part[:, s : s + chunk], face.eye_weight)[0]  # (c, P, 3)
             out[s : s + chunk] = disp.numpy() * scale + face.rest
         return out
 

@@ -13,6 +13,11 @@ Reads top to bottom like the pipeline (DESIGN.md):
    z_t predicting the 3D displacement of any UV point u per frame. Its first layer is factorised,
    W_p·[Fourier(u), G(u)] + W_z·z_t, so T frames × P points cost one matrix product per point set plus one
    per frame.
+5. eyes      — optional (``eye_pathway``): the eye region's displacement comes from a second, local speech
+   pathway instead: one of the encoder's early hidden states (no sentence context), ``eye_past`` frames back
+   and ``eye_future`` ahead, the subject's style, its own per-frame head over the same displacement fields.
+   The two are blended per point by the eye region's mask, softened at its edge (docs/results.md: the
+   whole-sentence features made the blink at a clip's start vary with the coming words).
 
 Training queries points drawn by the non-uniform sampler (``face_idx``, ``bary``, ``uv``); inference
 queries the vertices themselves (``predict_vertices``). Displacements are in the dataset's length unit;
@@ -21,8 +26,10 @@ internally the network predicts them divided by ``motion_scale`` (the training d
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +48,8 @@ class MMTalkerConfig:
 
     subjects: list[str] = field(default_factory=list)  # training subjects, in style-embedding order
     audio_encoder: str = "whisper-tiny.en"  # spec for mmtalker.audio.encoders.build_audio_encoder
-    audio_dim: int = 384  # width of the encoder's features (whisper-tiny.en: 384)
+    audio_dim: int = 384  # width of one layer of the encoder's features (whisper-tiny.en: 384); the model reads
+                          # ``feature_streams`` layers side by side, (B, T, audio_dim × feature_streams)
     fps: float = 30.0  # mesh frame rate the model was trained at (from the dataset manifest)
     d_model: int = 128
     gcn_layers: int = 4
@@ -63,6 +71,20 @@ class MMTalkerConfig:
                                     # reading the clip) are switched off, so frames cannot lean on the sentence
     style_dropout: float = 0.0  # training: share of clips animated with the mean style, as unseen speakers are
     template_jitter: float = 0.0  # training: the geometry encoder sees each template scaled by 1 ± this per axis
+    eye_pathway: bool = False  # the eye region moved by the local speech pathway (stage 5 above); needs an eye region
+    eye_layer: int = 0  # the encoder hidden state it reads (Whisper's 0: the convolutional embeddings plus positions)
+    eye_past: int = 20  # frames of that input before the current one it sees
+    eye_future: int = 3  # and after it
+    eye_edge_smoothing: int = 2  # neighbour-averaging steps that soften the eye mask's edge in the blend
+
+    @property
+    def feature_streams(self) -> int:
+        """Encoder hidden states the model reads side by side: the last layer, plus ``eye_layer``."""
+        return 2 if self.eye_pathway else 1
+
+    def extra_encoder_layers(self) -> list[int]:
+        """The hidden states read beside the encoder's last layer (``mmtalker.audio.encoders.model_audio_encoder``)."""
+        return [self.eye_layer] if self.eye_pathway else []
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
@@ -74,6 +96,9 @@ class MMTalkerConfig:
             raise MMTalkerError(where, f"setting 'uv_grid' must list map resolutions of 2 or more, got {self.uv_grid}")
         if self.uv_grid and self.uv_grid_channels < 1:
             raise MMTalkerError(where, f"setting 'uv_grid_channels' must be 1 or more, got {self.uv_grid_channels}")
+        for key in ("eye_past", "eye_future", "eye_edge_smoothing"):
+            if getattr(self, key) < 0:
+                raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -154,6 +179,34 @@ class AudioEncoderHead(nn.Module):
         if keep is not None:
             pooled = pooled * keep.unsqueeze(-1)
         return h + pooled.unsqueeze(1) + self.style_vectors(subject).unsqueeze(1)
+
+
+class EyePathway(nn.Module):
+    """Speech features (B, T, C) -> (B, T, D) from ``past`` frames before and ``future`` after each frame only:
+    projection, one residual temporal convolution, the subject's style, a feed-forward layer. No utterance
+    pooling, no fusion: nothing beyond that window reaches it."""
+
+    def __init__(self, config: MMTalkerConfig):
+        super().__init__()
+        d = config.d_model
+        self.proj = nn.Sequential(nn.LayerNorm(config.audio_dim), nn.Linear(config.audio_dim, d))
+        self.feature_dropout = config.feature_dropout
+        self.pad = (config.eye_past, config.eye_future)
+        self.norm = nn.LayerNorm(d)
+        self.conv = nn.Conv1d(d, d, config.eye_past + config.eye_future + 1)
+        self.mix = nn.Conv1d(d, d, 1)
+        self.drop = nn.Dropout(config.dropout)
+        self.ff = FeedForward(d, dropout=config.dropout)
+
+    def forward(self, features: torch.Tensor, style: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """features (B, T, C), style (B, D), mask (B, T) or None -> (B, T, D)."""
+        norm, linear = self.proj
+        h = linear(F.dropout(norm(features), self.feature_dropout, self.training))
+        x = self.norm(h)
+        if mask is not None:
+            x = x * mask.unsqueeze(-1)  # padding must not leak into real frames
+        x = self.mix(F.gelu(self.conv(F.pad(x.transpose(1, 2), self.pad)))).transpose(1, 2)
+        return self.ff(h + self.drop(x) + style.unsqueeze(1))
 
 
 # ----------------------------------------------------------------------------------------------------- fusion
@@ -305,10 +358,34 @@ class MMTalker(nn.Module):
             self.regressor = LowRankRegressor(point_dim, d, config.regressor_hidden, config.regressor_rank)
         else:
             self.regressor = DisplacementRegressor(point_dim, d, config.regressor_hidden, config.regressor_layers)
+        self.eye = EyePathway(config) if config.eye_pathway else None
+        if self.eye is not None:
+            self.eye_frame_in = copy.deepcopy(self.regressor.frame_in)  # its own per-frame head, same shape
+            self.register_buffer("eye_weight", torch.zeros(template.shape[0]))  # (V,) set by set_eye_region
 
     @property
     def num_vertices(self) -> int:
         return self.template.shape[0]
+
+    def set_eye_region(self, vertex_ids, where: str = "eye region") -> None:
+        """The eye pathway's blend weight per vertex: 1 on ``vertex_ids``, its edge softened by
+        ``eye_edge_smoothing`` rounds of averaging over each vertex and its mesh neighbours (weighted as in the
+        GCN's normalised adjacency), so the blend fades over a few rings instead of switching at one edge."""
+        ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long).reshape(-1)
+        if ids.numel() == 0 or ids.min() < 0 or ids.max() >= self.num_vertices:
+            raise MMTalkerError(where, f"must name vertices in [0, {self.num_vertices}), got {ids.numel()} indices"
+                                + (f" from {ids.min().item()} to {ids.max().item()}" if ids.numel() else ""))
+        w = torch.zeros(self.num_vertices, 1)
+        w[ids] = 1.0
+        adj = self.geometry._adjacency.cpu()  # the GCN's normalised adjacency with self loops
+        total = torch.sparse.mm(adj, torch.ones_like(w))
+        for _ in range(self.config.eye_edge_smoothing):
+            w = torch.sparse.mm(adj, w) / total  # a weighted mean over each vertex and its neighbours
+        self.eye_weight.copy_(w[:, 0])
+
+    def eye_weight_at(self, face_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+        """The eye pathway's blend weight at surface points: face_idx (P,), bary (P, 3) -> (P,)."""
+        return barycentric_interpolate(self.eye_weight[:, None], self.faces, face_idx, bary)[:, 0]
 
     def subject_index(self, name: str | None) -> int:
         """Style index of a training subject; None or an unknown name gives UNSEEN_SUBJECT (mean style)."""
@@ -334,18 +411,55 @@ class MMTalker(nn.Module):
         centre = templates.mean(1, keepdim=True)
         return centre + (templates - centre) * scale
 
+    def _training_style(self, subject: torch.Tensor) -> torch.Tensor:
+        """Training with ``style_dropout``: a share of the clips get UNSEEN_SUBJECT (the mean style)."""
+        if not self.training or self.config.style_dropout <= 0:
+            return subject
+        mean_style = torch.rand(subject.shape[0], device=subject.device) < self.config.style_dropout
+        return torch.where(mean_style, torch.full_like(subject, UNSEEN_SUBJECT), subject)
+
+    def _split_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, C) -> the last layer's features and the eye pathway's (None without it)."""
+        if self.eye is None:
+            return audio, None
+        width = self.config.audio_dim
+        if audio.shape[-1] != 2 * width:
+            raise MMTalkerError("speech features", f"are {audio.shape[-1]} wide; this model reads two {width}-wide streams",
+                                "build the encoder with mmtalker.audio.encoders.model_audio_encoder(config)")
+        return audio[..., :width], audio[..., width:]
+
     def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
+        return self._encode_motion(self._split_features(audio)[0], self._training_style(subject), tokens, mask)
+
+    def _encode_motion(self, audio, subject, tokens, mask):
         keep = None
-        if self.training and self.config.style_dropout > 0:
-            mean_style = torch.rand(subject.shape[0], device=subject.device) < self.config.style_dropout
-            subject = torch.where(mean_style, torch.full_like(subject, UNSEEN_SUBJECT), subject)
         if self.training and self.config.utterance_dropout > 0:
             keep = (torch.rand(audio.shape[0], device=audio.device) >= self.config.utterance_dropout).to(audio.dtype)
         h = self.audio(audio, subject, mask, keep)
         for block in self.fusion:
             h = block(h, tokens, mask, keep)
         return h
+
+    def frame_part(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
+        """The regressor's per-frame input: audio (B, T, C), subject (B,), tokens (B, K, D) -> (B, T, H), or
+        with the eye pathway the main and the eye pathway's side by side, (B, T, 2H), for :meth:`decode`."""
+        main, eye = self._split_features(audio)
+        subject = self._training_style(subject)
+        part = self.regressor.frame_part(self._encode_motion(main, subject, tokens, mask))
+        if self.eye is None:
+            return part
+        eye_part = self.eye_frame_in(self.eye(eye, self.audio.style_vectors(subject), mask))
+        return torch.cat([part, eye_part], dim=-1)
+
+    def decode(self, prepared: torch.Tensor, frame_part: torch.Tensor, eye_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Displacements in motion units (B, T, P, 3) from the points' ``regressor.prepare_points`` result and
+        :meth:`frame_part`'s (B, T, H[·2]); ``eye_weight`` (P,): the eye pathway's share at each point."""
+        if self.eye is None:
+            return self.regressor.decode(prepared, frame_part)
+        main, eye = frame_part.chunk(2, dim=-1)
+        out = self.regressor.decode(prepared, main)
+        return out + (self.regressor.decode(prepared, eye) - out) * eye_weight[:, None]
 
     def point_features(self, g: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         """[uv_features(u), G(u)] at UV points: g (B, V, D), face_idx (P,), bary (P, 3), uv (P, 2) -> (B, P, Cp)."""
@@ -371,8 +485,11 @@ class MMTalker(nn.Module):
         Returns (B, T, P, 3) in *motion units* (divide the dataset-unit truth by ``motion_scale``).
         """
         g, tokens = self.encode_geometry(templates)
-        z = self.encode_motion(audio, subject, tokens, mask)
-        return self.regressor(self.regressor.point_part(self.point_features(g, face_idx, bary, uv)), self.regressor.frame_part(z))
+        point_part = self.regressor.point_part(self.point_features(g, face_idx, bary, uv))
+        frame_part = self.frame_part(audio, subject, tokens, mask)
+        if self.eye is None:
+            return self.regressor(point_part, frame_part)
+        return self.decode(self.regressor.prepare_points(point_part), frame_part, self.eye_weight_at(face_idx, bary))
 
     @torch.no_grad()
     def predict_vertices(self, audio, subject, templates=None, mask=None, chunk_frames: int = 32) -> torch.Tensor:
@@ -386,10 +503,10 @@ class MMTalker(nn.Module):
         if templates is None:
             templates = self.templates_for(subject)
         g, tokens = self.encode_geometry(templates)
-        z = self.encode_motion(audio, subject, tokens, mask)
         point_part = self.regressor.prepare_points(self.regressor.point_part(self.vertex_features(g)))  # once per mesh
-        frame_part = self.regressor.frame_part(z)  # (B, T, H)
-        out = [self.regressor.decode(point_part, frame_part[:, s : s + chunk_frames]) for s in range(0, z.shape[1], chunk_frames)]
+        frame_part = self.frame_part(audio, subject, tokens, mask)  # (B, T, H[·2])
+        eye_weight = self.eye_weight if self.eye is not None else None
+        out = [self.decode(point_part, frame_part[:, s : s + chunk_frames], eye_weight) for s in range(0, frame_part.shape[1], chunk_frames)]
         return torch.cat(out, dim=1) * self.motion_scale
 
     def templates_for(self, subject: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mmtalker.audio.encoders import build_audio_encoder
+from mmtalker.audio.encoders import feature_name, model_audio_encoder
 from mmtalker.data.dataset import open_dataset
 from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
@@ -157,11 +157,16 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
         raise MMTalkerError(config.data.path, f"split '{config.data.train_split}' has no sequences")
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
-    encoder = build_audio_encoder(config.model.audio_encoder)
-    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim))
+    lw = config.loss
+    regions = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    if config.model.eye_pathway and lw.eye_region not in regions:
+        raise MMTalkerError(config.data.path, f"has no region '{lw.eye_region}' (loss.eye_region), which model.eye_pathway needs",
+                            "set model.eye_pathway: false, as configs/mmtalker_biwi.yaml does, or name the dataset's eye region in loss.eye_region")
+    encoder = model_audio_encoder(config.model)
+    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim) // config.model.feature_streams)
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
     aug = config.augment
-    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=aug, cache=cache)
+    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache)
     train_clips = load_clips(dataset, train_seqs, subjects, variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
     _maybe_preload(train_clips, config.data.preload_max_gb)
@@ -172,8 +177,8 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
     sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix, measure=config.sampler.measure).to(device)
 
-    lw = config.loss
-    regions = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    if model.eye is not None:
+        model.set_eye_region(regions[lw.eye_region], f"{config.data.path}: region '{lw.eye_region}'")
     weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in regions.items() if k in weights}, weights)
     test_seqs = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(config.data.test_split)}
@@ -458,7 +463,7 @@ def _finish(config, setup, run_dir, counters, regions, device) -> dict:
     best, _, extras = ckpt.load_checkpoint(run_dir / "best", device)
     results = {"best_epoch": counters["best"]["epoch"] if counters["best"] else None, "epochs": counters["epoch"],
                "steps": counters["step"], "train_minutes": round(counters["elapsed_s"] / 60, 2), "val": extras.get("metrics", {})}
-    enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=config.augment,
+    enc = dict(encoder=setup.encoder, encoder_spec=feature_name(config.model), fps=setup.fps, augment_config=config.augment,
                cache=FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features"))
     for split, sequences in setup.test_sequences.items():
         clips = load_clips(setup.dataset, sequences, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
