@@ -180,3 +180,28 @@ def test_a_retargeted_mesh_blends_the_eye_pathway_as_the_original_vertices_do():
     motion = np.abs(plain - base.vertices).max()
     assert motion > 0
     assert_close(fine[:, : base.num_vertices], plain, atol=1e-3 * motion, what="original vertices")
+
+
+def test_own_style_keeps_the_eye_pathway_out_of_the_main_speaker_embedding():
+    """With eye_own_style the main pathway's style vectors get no gradient from the eye region, and the eye
+    pathway's own ones none from elsewhere; unseen speakers get the mean of the eye pathway's vectors."""
+    model = eye_model(eye_own_style=True).train()
+    model.config.dropout = 0.0
+    feats, subject = torch.randn(1, 6, 2 * C), torch.tensor([1])
+    V = model.num_vertices
+    faces = model.faces
+    face_idx = torch.tensor([int(torch.nonzero(faces == v)[0, 0]) for v in range(V)])
+    bary = (faces[face_idx] == torch.arange(V)[:, None]).float()
+    out = model(feats, subject, model.templates_for(subject), face_idx, bary, model.vertex_uv)
+    eye_only = model.eye_weight == 1
+    out[:, :, eye_only].square().sum().backward()
+    assert model.audio.style.weight.grad is None or model.audio.style.weight.grad.abs().max() == 0
+    assert model.eye_style.weight.grad[1].abs().max() > 0
+    model.zero_grad()
+    out = model(feats, subject, model.templates_for(subject), face_idx, bary, model.vertex_uv)
+    out[:, :, model.eye_weight == 0].square().sum().backward()
+    assert model.eye_style.weight.grad is None or model.eye_style.weight.grad.abs().max() == 0
+    assert model.audio.style.weight.grad[1].abs().max() > 0
+    model.eval()
+    assert_close(model.eye_style_vectors(torch.tensor([-1]))[0].detach().numpy(),
+                 model.eye_style.weight.mean(0).detach().numpy(), atol=1e-7, what="unseen speaker's eye style")

@@ -76,6 +76,8 @@ class MMTalkerConfig:
     eye_past: int = 20  # frames of that input before the current one it sees
     eye_future: int = 3  # and after it
     eye_edge_smoothing: int = 2  # neighbour-averaging steps that soften the eye mask's edge in the blend
+    eye_own_style: bool = False  # the eye pathway gets its own speaker embedding instead of sharing the main one's
+                                 # (a trial on two seeds: the lips of a clip's first frames no longer pay; docs/results.md)
 
     @property
     def feature_streams(self) -> int:
@@ -361,6 +363,9 @@ class MMTalker(nn.Module):
         self.eye = EyePathway(config) if config.eye_pathway else None
         if self.eye is not None:
             self.eye_frame_in = copy.deepcopy(self.regressor.frame_in)  # its own per-frame head, same shape
+            if config.eye_own_style:
+                self.eye_style = nn.Embedding(max(len(config.subjects), 1), d)
+                nn.init.normal_(self.eye_style.weight, std=0.02)
             self.register_buffer("eye_weight", torch.zeros(template.shape[0]))  # (V,) set by set_eye_region
 
     @property
@@ -382,6 +387,12 @@ class MMTalker(nn.Module):
         for _ in range(self.config.eye_edge_smoothing):
             w = torch.sparse.mm(adj, w) / total  # a weighted mean over each vertex and its neighbours
         self.eye_weight.copy_(w[:, 0])
+
+    def eye_style_vectors(self, subject: torch.Tensor) -> torch.Tensor:
+        """With ``eye_own_style``: the eye pathway's speaker vectors, subject (B,) -> (B, D); UNSEEN_SUBJECT gets their mean."""
+        mean = self.eye_style.weight.mean(0, keepdim=True).expand(subject.shape[0], -1)
+        known = self.eye_style(subject.clamp_min(0))
+        return torch.where((subject >= 0).unsqueeze(-1), known, mean)
 
     def eye_weight_at(self, face_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
         """The eye pathway's blend weight at surface points: face_idx (P,), bary (P, 3) -> (P,)."""
@@ -449,7 +460,8 @@ class MMTalker(nn.Module):
         part = self.regressor.frame_part(self._encode_motion(main, subject, tokens, mask))
         if self.eye is None:
             return part
-        eye_part = self.eye_frame_in(self.eye(eye, self.audio.style_vectors(subject), mask))
+        style = self.eye_style_vectors(subject) if self.config.eye_own_style else self.audio.style_vectors(subject)
+        eye_part = self.eye_frame_in(self.eye(eye, style, mask))
         return torch.cat([part, eye_part], dim=-1)
 
     def decode(self, prepared: torch.Tensor, frame_part: torch.Tensor, eye_weight: torch.Tensor | None = None) -> torch.Tensor:
