@@ -260,18 +260,24 @@ class StackedLayers(AudioEncoder):
         return torch.cat([states[:, -1], *(states[:, i] for i in self.extra)], dim=-1)
 
 
+def _extra_layers(config) -> list[int]:
+    """The hidden states a model config reads beside the last layer (``extra_encoder_layers()``; none for
+    configs without it, the peers')."""
+    return list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
+
+
 def model_audio_encoder(config, **kw) -> AudioEncoder:
     """The encoder a model config names (``config.audio_encoder``), with the hidden states its model reads
-    beside the last layer (``config.extra_encoder_layers()``, where the config has it)."""
+    beside the last layer."""
     encoder = build_audio_encoder(config.audio_encoder, **kw)
-    extra = list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
+    extra = _extra_layers(config)
     return StackedLayers(encoder, extra, config.audio_encoder) if extra else encoder
 
 
 def feature_name(config) -> str:
     """What a model config's speech features are, for the feature cache's key: the encoder's spec, plus the
     extra hidden states read beside its last layer."""
-    extra = list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
+    extra = _extra_layers(config)
     return config.audio_encoder + (f"+layers{extra}" if extra else "")
 
 

@@ -77,12 +77,12 @@ class MMTalkerConfig:
     eye_future: int = 3  # and after it
     eye_edge_smoothing: int = 2  # neighbour-averaging steps that soften the eye mask's edge in the blend
     eye_own_style: bool = False  # the eye pathway gets its own speaker embedding instead of sharing the main one's
-                                 # (a trial on two seeds: the lips of a clip's first frames no longer pay; docs/results.md)
+                                 # (trials: the lips of a clip's first frames no longer pay; docs/results.md)
 
     @property
     def feature_streams(self) -> int:
-        """Encoder hidden states the model reads side by side: the last layer, plus ``eye_layer``."""
-        return 2 if self.eye_pathway else 1
+        """Encoder hidden states the model reads side by side: the last layer and the extra ones."""
+        return 1 + len(self.extra_encoder_layers())
 
     def extra_encoder_layers(self) -> list[int]:
         """The hidden states read beside the encoder's last layer (``mmtalker.audio.encoders.model_audio_encoder``)."""
@@ -145,6 +145,12 @@ class GeometryEncoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ audio
+def speaker_vectors(table: nn.Embedding, subject: torch.Tensor) -> torch.Tensor:
+    """A speaker embedding's rows for subject (B,) long -> (B, D); UNSEEN_SUBJECT gets the mean of all rows."""
+    mean = table.weight.mean(0, keepdim=True).expand(subject.shape[0], -1)
+    return torch.where((subject >= 0).unsqueeze(-1), table(subject.clamp_min(0)), mean)
+
+
 class AudioEncoderHead(nn.Module):
     """Frozen speech features (B, T, C) at the mesh fps -> per-frame audio features (B, T, D).
 
@@ -166,9 +172,7 @@ class AudioEncoderHead(nn.Module):
 
     def style_vectors(self, subject: torch.Tensor) -> torch.Tensor:
         """subject (B,) long, UNSEEN_SUBJECT for the mean style -> (B, D)."""
-        mean = self.style.weight.mean(0, keepdim=True).expand(subject.shape[0], -1)
-        known = self.style(subject.clamp_min(0))
-        return torch.where((subject >= 0).unsqueeze(-1), known, mean)
+        return speaker_vectors(self.style, subject)
 
     def forward(self, audio: torch.Tensor, subject: torch.Tensor, mask: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -390,9 +394,7 @@ class MMTalker(nn.Module):
 
     def eye_style_vectors(self, subject: torch.Tensor) -> torch.Tensor:
         """With ``eye_own_style``: the eye pathway's speaker vectors, subject (B,) -> (B, D); UNSEEN_SUBJECT gets their mean."""
-        mean = self.eye_style.weight.mean(0, keepdim=True).expand(subject.shape[0], -1)
-        known = self.eye_style(subject.clamp_min(0))
-        return torch.where((subject >= 0).unsqueeze(-1), known, mean)
+        return speaker_vectors(self.eye_style, subject)
 
     def eye_weight_at(self, face_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
         """The eye pathway's blend weight at surface points: face_idx (P,), bary (P, 3) -> (P,)."""
