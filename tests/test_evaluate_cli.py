@@ -237,3 +237,30 @@ def test_eye_events_bias_variance_split_hand_cases():
     bias, var, _ = bias_variance([e, f])
     assert abs(bias - 0.625) < 1e-12 and abs(var - 0.625) < 1e-12
     assert np.isnan(bias_variance([])[0])
+
+
+def test_long_audio_scores_whole_stretches_and_refuses_data_not_made_by_the_generator(dataset_dir):
+    """benchmarks/long_audio_accuracy.py: each stretch is scored on its own frames only, every clip's score is
+    kept, and a dataset without the generator's record is refused by name."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mmtalker.errors import MMTalkerError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from long_audio_accuracy import LongClip, make_long_clips, score
+
+    V = 4
+    regions = SimpleNamespace(lips=np.array([0, 1]), eyes=np.array([2, 3]), upper=None)
+    dataset = SimpleNamespace(template=lambda subject: np.zeros((V, 3), np.float32))
+    truth = np.zeros((7, V, 3), np.float32)
+    pred = truth.copy()
+    pred[3:6, 0, 0] = 2.0  # the second 3-frame stretch: lip error 4 on each frame
+    clips = [LongClip("a", None, truth, None, 30.0), LongClip("b", None, truth[:6], None, 30.0)]
+    whole, parts = score([pred, pred[:6]], clips, dataset, regions, segment=3, segments=2)
+    assert [p["lve"] for p in parts] == [0.0, 4.0] and [p["frames"] for p in parts] == [6, 6]
+    assert whole["lve"] == pytest.approx(2 * 3 * 4.0 / 13) and whole["eve"] == 0.0
+    assert whole["per_clip"]["a"]["lve"] == pytest.approx(12 / 7) and whole["per_clip"]["b"]["lve"] == 2.0
+    with pytest.raises(MMTalkerError, match="not made by `mmtalker data synth`"):
+        make_long_clips(open_dataset(dataset_dir), None, 2)

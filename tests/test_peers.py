@@ -301,6 +301,32 @@ def test_checkpoint_round_trip_and_kind_checks(kind, tmp_path):
         ckpt.load_checkpoint(tmp_path / "m")
 
 
+def test_peer_predictor_animates_past_the_encoders_30_s_in_windows(tmp_path):
+    """A 35 s sequence (Whisper takes 30 s) is animated in windows like MMTalker's: no error, the frames before
+    the first crossfade are those of the first window animated alone, and the crossfade blends the two."""
+    from types import SimpleNamespace
+
+    from mmtalker.train.peers import peer_predictor
+
+    torch.manual_seed(0)
+    config = VocaConfig(subjects=SUBJECTS)  # Whisper tiny.en features, 30 fps
+    model = VOCA(config, torch.randn(V, 3), torch.randn(len(SUBJECTS), V, 3), 0.01, torch.tensor([[0, 1, 2], [2, 3, 4]]))
+    torch.nn.init.normal_(model.decoder.weight, std=0.05)
+    ckpt.save_checkpoint(tmp_path / "voca", model.eval())
+    template = np.zeros((V, 3), np.float32)
+    dataset = SimpleNamespace(manifest=SimpleNamespace(num_vertices=V), template=lambda subject: template)
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(35 * 16000)).astype(np.float32)
+    seq = SimpleNamespace(subject="a", num_frames=35 * 30, fps=30.0, audio=lambda: audio)
+    _, predict = peer_predictor(tmp_path / "voca", dataset, window_s=20.0, overlap_s=3.0)
+    (pred,) = predict(seq)
+    assert pred.shape == (35 * 30, V, 3) and np.isfinite(pred).all()
+    first = SimpleNamespace(subject="a", num_frames=20 * 30, fps=30.0, audio=lambda: audio[: 20 * 16000])
+    (alone,) = predict(first)
+    assert_close(pred[: 17 * 30], alone[: 17 * 30], atol=1e-6, what="frames before the first crossfade")
+    assert np.abs(pred[17 * 30 + 45] - alone[17 * 30 + 45]).max() > 1e-6  # mid-crossfade: the second window counts
+
+
 def test_checkpoint_with_mismatched_weights_is_refused(tmp_path):
     ckpt.save_checkpoint(tmp_path / "m", _model("voca"))
     meta = (tmp_path / "m" / "config.json").read_text().replace('"latent": 50', '"latent": 40')

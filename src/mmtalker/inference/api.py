@@ -20,14 +20,11 @@ from mmtalker.audio.io import SAMPLE_RATE, load_audio, resample_audio
 from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
-from mmtalker.inference.windows import frames_for_window, iter_windowed, plan_windows
+from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, frames_for_window, iter_windowed, plan_windows
 from mmtalker.mesh.io import Mesh, load_mesh
 
 AudioLike = str | os.PathLike | np.ndarray
 TemplateLike = str | os.PathLike | Mesh | np.ndarray | None
-
-DEFAULT_WINDOW_S = 20.0  # well under Whisper's 30 s, long enough for the utterance-level context
-DEFAULT_OVERLAP_S = 3.0  # far more than the model's local receptive field (about ±0.5 s at 30 fps)
 
 
 class MMTalker:

@@ -7,6 +7,9 @@ For subjects it has not seen (the usual case: VOCASET and BIWI test subjects are
 result. (Peers differ here: FaceFormer and CodeTalker report the average over all training styles of
 their scores, or pick one; averaging the embedding gives one prediction per sequence at a 1/S cost.)
 
+Sequences longer than a window are animated in overlapping windows (:mod:`mmtalker.inference.windows`),
+20 s with 3 s crossfades unless the caller says otherwise; the peers' predictor does the same.
+
 The prediction has exactly ``seq.num_frames`` frames at the sequence's rate: the model runs at its own
 fps (audio shorter than the motion is padded with silence) and is resampled when the rates differ.
 """
@@ -18,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from mmtalker.errors import MMTalkerError
+from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
 
 
-def checkpoint_predictor(ckpt_dir, dataset):
+def checkpoint_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S):
     """Returns ``(name, predict)`` with ``predict(seq) -> [pred (T, V, 3) float32]`` for ``dataset``'s sequences."""
     from mmtalker.data.fps import num_frames as frames_at_rate, resample_frames
     from mmtalker.inference.api import MMTalker
@@ -40,7 +44,7 @@ def checkpoint_predictor(ckpt_dir, dataset):
             raise MMTalkerError(f"template of {seq.subject}", f"has shape {template.shape}, the dataset {V} vertices")
         face = template if topology is None else topology.copy_with(vertices=template)
         T_model = frames_at_rate(seq.num_frames, seq.fps, talker.fps)
-        pred = talker.animate(seq.audio(), style=style, template=face, num_frames=T_model)
+        pred = talker.animate(seq.audio(), style=style, template=face, num_frames=T_model, window_s=window_s, overlap_s=overlap_s)
         if T_model != seq.num_frames or talker.fps != seq.fps:
             pred = resample_frames(pred, talker.fps, seq.fps)[: seq.num_frames]
             if len(pred) < seq.num_frames:  # rounding: hold the last frame

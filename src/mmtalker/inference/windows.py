@@ -22,6 +22,9 @@ import numpy as np
 from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.errors import MMTalkerError
 
+DEFAULT_WINDOW_S = 20.0  # well under Whisper's 30 s, long enough for the utterance-level context
+DEFAULT_OVERLAP_S = 3.0  # far more than the model's local receptive field (about ±0.5 s at 30 fps)
+
 FramesFn = Callable[[np.ndarray, int], np.ndarray]
 """frames_fn(audio (n,) float32 16 kHz starting at the window's first frame, num_frames) -> (num_frames, P, 3)."""
 
@@ -101,7 +104,7 @@ def frames_for_window(window_s: float, overlap_s: float, fps: float) -> tuple[in
 
 def iter_windowed(
     audio: np.ndarray, fps: float, num_frames: int, frames_fn: FramesFn, *,
-    window_s: float = 20.0, overlap_s: float = 3.0, min_samples: int = 0, on_window: Callable[[], None] | None = None,
+    window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S, min_samples: int = 0, on_window: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Animate ``num_frames`` frames of ``audio`` (N,) 16 kHz window by window.
 

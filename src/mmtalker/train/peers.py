@@ -32,6 +32,7 @@ import torch
 
 from mmtalker.audio.augment import AugmentConfig
 from mmtalker.errors import MMTalkerError
+from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.models.registry import config_kind, get_kind, load_model
 from mmtalker.train import checkpoint as ckpt
@@ -468,13 +469,16 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- prediction
-def peer_predictor(ckpt_dir, dataset):
+def peer_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S):
     """``(name, predict)`` for ``mmtalker evaluate``: ``predict(seq) -> [vertices (T, V, 3) float32]`` on the
-    subject's own template, in its style when trained on it, else the mean style."""
+    subject's own template, in its style when trained on it, else the mean style. Audio is cut to the motion's
+    length (padded with silence when shorter) and animated in ``window_s`` windows with ``overlap_s``
+    crossfades, as MMTalker's predictor does, so sequences past the encoder's 30 s work too."""
     from mmtalker.audio.encoders import build_audio_encoder
-    from mmtalker.audio.io import SAMPLE_RATE
+    from mmtalker.audio.mel import N_FFT
     from mmtalker.data.fps import resample_frames
     from mmtalker.data.fps import num_frames as frames_at_rate
+    from mmtalker.inference.windows import run_windowed
     from mmtalker.train.data import encode_clip
 
     ckpt_dir = Path(ckpt_dir)
@@ -487,13 +491,13 @@ def peer_predictor(ckpt_dir, dataset):
 
     def predict(seq) -> list[np.ndarray]:
         T = frames_at_rate(seq.num_frames, seq.fps, fps)
-        audio = seq.audio()
-        need = int(math.ceil(T / fps * SAMPLE_RATE))
-        if len(audio) < need:  # audio shorter than the motion: pad with silence
-            audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
-        feats = torch.from_numpy(encode_clip(encoder, audio, fps, T))[None]
         subject = torch.tensor([model.subject_index(seq.subject)])
-        disp = model.predict_vertices(feats, subject)[0].numpy()
+
+        def frames(audio: np.ndarray, n: int) -> np.ndarray:
+            feats = torch.from_numpy(encode_clip(encoder, audio, fps, n))[None]
+            return model.predict_vertices(feats, subject)[0].numpy()
+
+        disp = run_windowed(seq.audio(), fps, T, frames, window_s=window_s, overlap_s=overlap_s, min_samples=N_FFT)
         if fps != seq.fps:
             disp = resample_frames(disp, fps, seq.fps)[: seq.num_frames]
         pred = disp + np.asarray(dataset.template(seq.subject), np.float32)
@@ -502,15 +506,16 @@ def peer_predictor(ckpt_dir, dataset):
     return f"{type(model).__name__} ({ckpt_dir.name})", predict
 
 
-def predictor(ckpt_dir, dataset):
-    """Any kind's checkpoint as an evaluation source (MMTalker's through mmtalker.inference.evaluate)."""
+def predictor(ckpt_dir, dataset, **windows):
+    """Any kind's checkpoint as an evaluation source (MMTalker's through mmtalker.inference.evaluate);
+    ``windows``: ``window_s`` and ``overlap_s`` for sequences longer than one window."""
     from mmtalker.models.registry import checkpoint_kind
 
     if checkpoint_kind(ckpt_dir) == "mmtalker":
         from mmtalker.inference.evaluate import checkpoint_predictor
 
-        return checkpoint_predictor(ckpt_dir, dataset)
-    return peer_predictor(ckpt_dir, dataset)
+        return checkpoint_predictor(ckpt_dir, dataset, **windows)
+    return peer_predictor(ckpt_dir, dataset, **windows)
 
 
 # ------------------------------------------------------------------------------------------ command line
