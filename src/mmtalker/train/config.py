@@ -36,6 +36,7 @@ class DataConfig:
     augment_variants: int = 3  # augmented copies of each training clip's audio, besides the clean one
     window_frames: int = 64  # training crops (frames); whole clips are used when shorter
     splice_prob: float = 0.0  # share of training windows spliced from two clips of one subject (train.data.draw_windows)
+    join_share: float = 0.0  # extra training clips, each two clips of one subject back to back, per training clip (train.joined)
     cover_edges: bool = False  # place windows so a clip's first and last frames are in many more of them (train.data.draw_windows)
     context_frames: int = 0  # frames of the clip shown around each window but not in its loss (train.data.make_batch)
     subjects_per_batch: int | None = 2  # clips of a batch come from this many subjects (None: any): fewer geometry passes
@@ -48,6 +49,8 @@ class DataConfig:
         _at_least(where, "augment_variants", self.augment_variants, 0)
         _at_least(where, "window_frames", self.window_frames, 2)  # the velocity term needs two frames
         _at_least(where, "val_max_clips", self.val_max_clips, 1)
+        if not self.join_share >= 0.0:
+            raise MMTalkerError(where, f"setting 'join_share' must be 0 or more, got {self.join_share}")
         if not 0.0 <= self.splice_prob <= 1.0:
             raise MMTalkerError(where, f"setting 'splice_prob' must lie in [0, 1], got {self.splice_prob}")
         if self.subjects_per_batch is not None:

@@ -43,6 +43,7 @@ from mmtalker.train.averaging import WeightAverage, raw_state, scored_model
 from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
 from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
+from mmtalker.train.joined import training_sequences
 from mmtalker.train.losses import (
     point_errors,
     reconstruction_loss,
@@ -167,7 +168,8 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
     aug = config.augment
     common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache)
-    train_clips = load_clips(dataset, train_seqs, subjects, variants=config.data.augment_variants, desc="audio features (train)", **common)
+    train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
+                             variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
     _maybe_preload(train_clips, config.data.preload_max_gb)
 

@@ -126,6 +126,7 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.audio.encoders import build_audio_encoder
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
+    from mmtalker.train.joined import training_sequences
     from mmtalker.train.loop import _maybe_preload, _region_indices, _spread
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps)
@@ -136,7 +137,8 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     encoder = build_audio_encoder(config.model.audio_encoder)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim))
     common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config))
-    train_clips = load_clips(dataset, train_seqs, subjects, variants=config.data.augment_variants, desc="audio features (train)", **common)
+    train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
+                             variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
     _maybe_preload(train_clips, config.data.preload_max_gb)
 
