@@ -42,7 +42,7 @@ def _model(kind: str, **kw):
     torch.manual_seed(0)
     cls, cfg = {"voca": (VOCA, VocaConfig), "faceformer": (FaceFormer, FaceFormerConfig), "codetalker": (CodeTalker, CodeTalkerConfig)}[kind]
     extra = {"period": 4} if kind != "voca" else {}
-    config = cfg(subjects=SUBJECTS, audio_dim=C, **extra, **kw)
+    config = cfg(**{"subjects": SUBJECTS, "audio_dim": C, **extra, **kw})
     template = torch.randn(V, 3)
     model = cls(config, template, torch.randn(len(SUBJECTS), V, 3), 0.01, torch.tensor([[0, 1, 2], [2, 3, 4]]))
     if kind == "faceformer":
@@ -325,6 +325,45 @@ def test_peer_predictor_animates_past_the_encoders_30_s_in_windows(tmp_path):
     (alone,) = predict(first)
     assert_close(pred[: 17 * 30], alone[: 17 * 30], atol=1e-6, what="frames before the first crossfade")
     assert np.abs(pred[17 * 30 + 45] - alone[17 * 30 + 45]).max() > 1e-6  # mid-crossfade: the second window counts
+
+
+@pytest.mark.parametrize("kind", ["voca", "faceformer", "codetalker"])
+def test_a_peer_checkpoint_animates_speech_through_the_api_and_the_cli(kind, tmp_path):
+    """MMTalker.from_pretrained takes a peer's checkpoint: the subject's template plus the model's offsets,
+    frame for frame; `mmtalker animate` writes them; other topologies, streaming and a CodeTalker trained to
+    stage 1 only are refused by name."""
+    from mmtalker.audio.encoders import build_audio_encoder, features_at_fps
+    from mmtalker.audio.io import save_wav
+    from mmtalker.cli import main
+    from mmtalker.inference.api import MMTalker
+    from mmtalker.mesh.io import Mesh
+
+    model = _model(kind, audio_encoder="logmel", audio_dim=80).eval()
+    ckpt.save_checkpoint(tmp_path / "ck", model)
+    talker = MMTalker.from_pretrained(tmp_path / "ck")
+    assert talker.kind == kind and talker.styles == SUBJECTS and talker.num_vertices == V
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(int(1.3 * 16000))).astype(np.float32)
+    verts = talker.animate(audio, style="b")
+    encoder = build_audio_encoder("logmel")
+    feats = features_at_fps(encoder(torch.from_numpy(audio)[None]), encoder.rate, 30.0, 39)
+    expected = model.predict_vertices(feats, torch.tensor([1]))[0].numpy() + model.subject_templates[1].numpy()
+    assert verts.shape == (39, V, 3)
+    assert_close(verts, expected, atol=1e-5, what=f"{kind} through the API")
+    with pytest.raises(MMTalkerError, match="training mesh only"):
+        talker.animate(audio, template=Mesh(vertices=rng.standard_normal((V + 1, 3)).astype(np.float32), faces=np.array([[0, 1, 2]])))
+    with pytest.raises(MMTalkerError, match="streaming needs an MMTalker"):
+        talker.stream()
+    save_wav(tmp_path / "speech.wav", audio)
+    assert main(["animate", "--checkpoint", str(tmp_path / "ck"), "--audio", str(tmp_path / "speech.wav"),
+                 "--out", str(tmp_path / "anim.npz"), "--style", "b"]) == 0
+    with np.load(tmp_path / "anim.npz") as saved:
+        assert_close(saved["vertices"], verts, atol=1e-5, what="mmtalker animate's file")
+    if kind == "codetalker":
+        model.stages_trained.fill_(1)
+        ckpt.save_checkpoint(tmp_path / "stage1", model)
+        with pytest.raises(MMTalkerError, match="stage 1 of 2 only"):
+            MMTalker.from_pretrained(tmp_path / "stage1")
 
 
 def test_checkpoint_with_mismatched_weights_is_refused(tmp_path):

@@ -18,7 +18,8 @@ def register(sub) -> None:
         "animate",
         help="animate a face from speech with a trained checkpoint",
         description=(
-            "Animate a face mesh from speech with a trained MMTalker checkpoint. Any audio mmtalker reads "
+            "Animate a face mesh from speech with a trained checkpoint: MMTalker's, or a peer's (VOCA, "
+            "FaceFormer, CodeTalker; on its own topology only). Any audio mmtalker reads "
             "(wav, flac, ogg, mp3; any rate; mono or stereo) and of any length: long audio runs in overlapping "
             "20 s windows with a crossfade. The output has one frame per 1/fps s at the checkpoint's frame rate: "
             ".npy holds the vertices (T, V, 3) float32, .npz holds vertices, fps and faces. --template animates "
@@ -27,7 +28,7 @@ def register(sub) -> None:
         ),
         epilog="example: mmtalker animate --checkpoint runs/synth/best --audio speech.wav --out anim.npz --video talk.mp4",
     )
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (model.safetensors + config.json)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (model.safetensors + config.json) of any model kind")
     p.add_argument("--audio", type=Path, required=True, help="speech file")
     p.add_argument("--out", type=Path, required=True, help="output .npy or .npz")
     p.add_argument("--template", type=Path, help="face mesh (OBJ/PLY) to animate (default: the checkpoint's template)")

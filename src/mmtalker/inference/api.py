@@ -6,6 +6,9 @@ another resolution that shares the checkpoint's face is animated through the UV 
 
 Styles: ``style=None`` uses the mean of the training subjects' style embeddings (the model's "unseen
 subject" style); a name from :attr:`MMTalker.styles` uses that subject's.
+
+A peer's checkpoint (VOCA, FaceFormer, CodeTalker) loads the same way and animates speech of any length on
+its own topology (no retargeting to other resolutions, no streaming); :attr:`MMTalker.kind` says which.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from mmtalker.audio.io import SAMPLE_RATE, load_audio, resample_audio
 from mmtalker.errors import MMTalkerError
-from mmtalker.inference.engine import Engine, PreparedFace
+from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
 from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, frames_for_window, iter_windowed, plan_windows
 from mmtalker.mesh.io import Mesh, load_mesh
@@ -31,7 +34,10 @@ class MMTalker:
     """A trained MMTalker ready to animate. Build it with :meth:`from_pretrained` (or :meth:`from_model`)."""
 
     def __init__(self, model, encoder, *, extras: dict | None = None, source: str | None = None):
-        self.engine = Engine(model, encoder)
+        from mmtalker.models.mmtalker import MMTalker as MMTalkerNet
+
+        self.kind = "mmtalker" if isinstance(model, MMTalkerNet) else type(model).__name__.lower()
+        self.engine = Engine(model, encoder) if self.kind == "mmtalker" else PeerEngine(model, encoder)
         self.model = self.engine.model
         self.extras = extras or {}
         self.source = source
@@ -40,20 +46,25 @@ class MMTalker:
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, device: str = "cpu") -> MMTalker:
-        """Load a checkpoint folder written by ``mmtalker train`` (model.safetensors + config.json).
+        """Load a checkpoint folder written by ``mmtalker train`` (model.safetensors + config.json), of
+        MMTalker or of a peer.
 
-        Raises MMTalkerError when the folder is missing, not an MMTalker checkpoint, or truncated.
+        Raises MMTalkerError when the folder is missing, not an mmtalker checkpoint, or truncated.
         """
-        from mmtalker.train.checkpoint import load_checkpoint
+        from mmtalker.models.registry import load_model
 
         directory = Path(directory)
         try:
-            model, config, extras = load_checkpoint(directory, device=device)
+            model, config, extras = load_model(directory, device=device)
         except MMTalkerError:
             raise
         except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:
             raise MMTalkerError(directory, f"cannot load this checkpoint ({type(exc).__name__}: {exc})",
                                 "is it a folder written by 'mmtalker train'?") from None
+        stages = int(getattr(model, "stages_trained", 2))  # CodeTalker: its VQ-VAE alone cannot animate speech
+        if stages < 2:
+            raise MMTalkerError(directory, f"holds a {type(model).__name__} trained to stage {stages} of 2 only",
+                                "animate with the run folder's final checkpoint, after stage 2")
         return cls(model, cls._encoder_for(config), extras=extras, source=str(directory))
 
     @classmethod
@@ -63,10 +74,11 @@ class MMTalker:
 
     @staticmethod
     def _encoder_for(config):
-        from mmtalker.audio.encoders import model_audio_encoder
+        from mmtalker.audio.encoders import build_audio_encoder, model_audio_encoder
 
-        encoder = model_audio_encoder(config)
-        expected = config.audio_dim * config.feature_streams
+        streams = getattr(config, "feature_streams", None)  # MMTalker's; a peer reads one encoder layer
+        encoder = model_audio_encoder(config) if streams is not None else build_audio_encoder(config.audio_encoder)
+        expected = config.audio_dim * (streams or 1)
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
                                 f"gives {encoder.dim}-wide features but the model expects {expected}")
@@ -140,6 +152,9 @@ class MMTalker:
             mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
         if same:
             return self.engine.prepare(subject, mesh.vertices)
+        if self.kind != "mmtalker":
+            raise MMTalkerError(mesh.path or "template", f"is not the {self.kind} checkpoint's topology "
+                                f"({self.num_vertices} vertices, its faces)", "the peers animate their training mesh only")
         if mesh.faces is None:
             raise MMTalkerError(mesh.path or "template", f"has {mesh.vertices.shape[0]} vertices, the checkpoint "
                                 f"{self.num_vertices}", "give a mesh file (with faces) to retarget to another resolution")
@@ -216,4 +231,6 @@ class MMTalker:
         """A :class:`mmtalker.inference.stream.StreamingAnimator` for audio arriving in chunks."""
         from mmtalker.inference.stream import StreamingAnimator
 
+        if self.kind != "mmtalker":
+            raise MMTalkerError(self.source or self.kind, f"is a {self.kind} checkpoint; streaming needs an MMTalker one")
         return StreamingAnimator(self.engine, self.prepare_face(style, template), **kw)

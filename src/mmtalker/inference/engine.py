@@ -105,3 +105,35 @@ class Engine:
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
         """audio (n,) -> positions (num_frames, P, 3): one encoder call, so at most the encoder's maximum length."""
         return self.decode(face, self.motion(face, self.features(audio, num_frames)))
+
+
+class PeerEngine:
+    """The same entry points for a peer (VOCA, FaceFormer, CodeTalker: dense offsets of its training topology's
+    vertices): no geometry stage to prepare, one call per window. No streaming (no per-frame half)."""
+
+    def __init__(self, model, encoder):
+        self.model = model.eval()
+        self.encoder = encoder.eval()
+        self.fps = float(model.config.fps)
+        self.min_samples = N_FFT
+        self.max_samples = getattr(encoder, "max_samples", None)
+
+    def prepare(self, subject: int, geometry_template: np.ndarray | torch.Tensor, retarget: RetargetMap | None = None,
+                rest: np.ndarray | None = None) -> PreparedFace:
+        """The face whose vertices the offsets are added to: ``rest`` (default ``geometry_template``), (V, 3)."""
+        if retarget is not None:
+            raise ValueError("the peers animate their training topology only")
+        rest = np.asarray(geometry_template if rest is None else rest, np.float32)
+        return PreparedFace(torch.tensor([subject], dtype=torch.long), None, None, np.ascontiguousarray(rest),
+                            self.model.faces.numpy())
+
+    @torch.inference_mode()
+    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
+        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])
+        return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
+
+    @torch.inference_mode()
+    def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
+        """audio (n,) -> positions (num_frames, V, 3) = rest + the model's offsets."""
+        disp = self.model.predict_vertices(self.features(audio, num_frames), face.subject)[0]
+        return disp.numpy().astype(np.float32) + face.rest
