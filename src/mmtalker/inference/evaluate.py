@@ -1,4 +1,4 @@
-"""A checkpoint as a prediction source for ``mmtalker evaluate``.
+"""A checkpoint of any model kind as a prediction source for ``mmtalker evaluate``.
 
 For each test sequence the model animates the sequence's audio on the subject's own template
 (``dataset.template(subject)``), in the subject's style when the checkpoint was trained on that subject.
@@ -8,7 +8,7 @@ result. (Peers differ here: FaceFormer and CodeTalker report the average over al
 their scores, or pick one; averaging the embedding gives one prediction per sequence at a 1/S cost.)
 
 Sequences longer than a window are animated in overlapping windows (:mod:`mmtalker.inference.windows`),
-20 s with 3 s crossfades unless the caller says otherwise; the peers' predictor does the same.
+20 s with 3 s crossfades unless the caller says otherwise, whatever the model kind.
 
 The prediction has exactly ``seq.num_frames`` frames at the sequence's rate: the model runs at its own
 fps (audio shorter than the motion is padded with silence) and is resampled when the rates differ.
@@ -33,9 +33,13 @@ def checkpoint_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_
     talker = MMTalker.from_pretrained(ckpt_dir)
     V = dataset.manifest.num_vertices
     topology = None
+    if V != talker.num_vertices and talker.kind != "mmtalker":
+        raise MMTalkerError(ckpt_dir, f"predicts {talker.num_vertices} vertices, the dataset has {V}",
+                            "the peers work on their training topology only")
     if V != talker.num_vertices:  # another resolution of the same face: retarget through UV
         topology = dataset.topology()
-    name = f"MMTalker ({ckpt_dir.name})" if ckpt_dir.name else "MMTalker"
+    label = "MMTalker" if talker.kind == "mmtalker" else type(talker.model).__name__
+    name = f"{label} ({ckpt_dir.name})" if ckpt_dir.name else label
 
     def predict(seq) -> list[np.ndarray]:
         style = seq.subject if seq.subject in talker.styles else None

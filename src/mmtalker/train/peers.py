@@ -32,7 +32,6 @@ import torch
 
 from mmtalker.audio.augment import AugmentConfig
 from mmtalker.errors import MMTalkerError
-from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.models.registry import config_kind, get_kind, load_model
 from mmtalker.train import checkpoint as ckpt
@@ -471,53 +470,12 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- prediction
-def peer_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S):
-    """``(name, predict)`` for ``mmtalker evaluate``: ``predict(seq) -> [vertices (T, V, 3) float32]`` on the
-    subject's own template, in its style when trained on it, else the mean style. Audio is cut to the motion's
-    length (padded with silence when shorter) and animated in ``window_s`` windows with ``overlap_s``
-    crossfades, as MMTalker's predictor does, so sequences past the encoder's 30 s work too."""
-    from mmtalker.audio.encoders import build_audio_encoder
-    from mmtalker.audio.mel import N_FFT
-    from mmtalker.data.fps import resample_frames
-    from mmtalker.data.fps import num_frames as frames_at_rate
-    from mmtalker.inference.windows import run_windowed
-    from mmtalker.train.data import encode_clip
-
-    ckpt_dir = Path(ckpt_dir)
-    model, config, extras = load_model(ckpt_dir)
-    encoder = build_audio_encoder(config.audio_encoder)
-    fps = float(config.fps)
-    if dataset.manifest.num_vertices != model.num_vertices:
-        raise MMTalkerError(ckpt_dir, f"predicts {model.num_vertices} vertices, the dataset has {dataset.manifest.num_vertices}",
-                            "the peers work on their training topology only")
-
-    def predict(seq) -> list[np.ndarray]:
-        T = frames_at_rate(seq.num_frames, seq.fps, fps)
-        subject = torch.tensor([model.subject_index(seq.subject)])
-
-        def frames(audio: np.ndarray, n: int) -> np.ndarray:
-            feats = torch.from_numpy(encode_clip(encoder, audio, fps, n))[None]
-            return model.predict_vertices(feats, subject)[0].numpy()
-
-        disp = run_windowed(seq.audio(), fps, T, frames, window_s=window_s, overlap_s=overlap_s, min_samples=N_FFT)
-        if fps != seq.fps:
-            disp = resample_frames(disp, fps, seq.fps)[: seq.num_frames]
-        pred = disp + np.asarray(dataset.template(seq.subject), np.float32)
-        return [pred.astype(np.float32, copy=False)]
-
-    return f"{type(model).__name__} ({ckpt_dir.name})", predict
-
-
 def predictor(ckpt_dir, dataset, **windows):
-    """Any kind's checkpoint as an evaluation source (MMTalker's through mmtalker.inference.evaluate);
-    ``windows``: ``window_s`` and ``overlap_s`` for sequences longer than one window."""
-    from mmtalker.models.registry import checkpoint_kind
+    """Any kind's checkpoint as an evaluation source (:func:`mmtalker.inference.evaluate.checkpoint_predictor`:
+    the peers load through the same API); ``windows``: ``window_s`` and ``overlap_s`` for long sequences."""
+    from mmtalker.inference.evaluate import checkpoint_predictor
 
-    if checkpoint_kind(ckpt_dir) == "mmtalker":
-        from mmtalker.inference.evaluate import checkpoint_predictor
-
-        return checkpoint_predictor(ckpt_dir, dataset, **windows)
-    return peer_predictor(ckpt_dir, dataset, **windows)
+    return checkpoint_predictor(ckpt_dir, dataset, **windows)
 
 
 # ------------------------------------------------------------------------------------------ command line
