@@ -1,4 +1,4 @@
-"""How accurate are the models on long speech? A minute of the synthetic benchmark's speech, scored against its truth.
+"""How accurate are the models on long speech? 50 s of the synthetic benchmark's speech in one clip, scored against its truth.
 
 The benchmark's clips are 2–5 s, but users animate minutes of speech: in windows (20 s with 3 s crossfades,
 docs/inference.md), and a model that reads where it is in a clip (Whisper's position table) then sees
