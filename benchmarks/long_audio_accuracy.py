@@ -117,11 +117,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from mmtalker.train.checkpoint import read_checkpoint_meta
     from mmtalker.train.peers import predictor
 
     try:
         if args.sentences < 1:
             raise MMTalkerError("--sentences", f"{args.sentences}: needs at least one sentence")
+        for ckpt in args.checkpoint:  # a wrong folder fails now, not after the speech is made
+            read_checkpoint_meta(ckpt)
         ds, regions, short = open_split(args.data, "test", ("lips", "eyes"))
         report, unit = report_unit(ds)
         clips, texts = make_long_clips(ds, args.subjects, args.sentences)
