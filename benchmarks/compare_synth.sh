@@ -16,7 +16,8 @@
 # MINUTES (training budget per run; CodeTalker splits it between its two stages), SEEDS (default "0"),
 # MODELS, PARALLEL (trainings at a time, default 1; each gets nproc/PARALLEL threads. Runs then share the
 # CPU, so give MINUTES room: the summary says whether each run stopped at its epoch cap or on the clock),
-# OVERWRITE=1 (retrain into existing run folders), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
+# OVERWRITE=1 (retrain into existing run folders), LONG=1 (then also score every run on 50 s clips of continuous
+# speech: benchmarks/long_audio_accuracy.py, written to RUNS/long_speech.json; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
 # the configs are <model>_synth.yaml), TRAIN (the training command; default `python -m mmtalker train`).
 # A run folder with a finished run (results.json) is kept and only scored again.
 set -euo pipefail
@@ -69,3 +70,11 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 echo "== scoring"
 "$PY" benchmarks/compare_summary.py --data "$DATA" --runs "$RUNS" --seeds $SEEDS --minutes "$MINUTES" --models $MODELS
+
+if [ "${LONG:-0}" = 1 ]; then
+  echo "== long speech (benchmarks/long_audio_accuracy.py)"
+  ckpts=()
+  for model in $MODELS; do for seed in $SEEDS; do ckpts+=(--checkpoint "$RUNS/$model/seed$seed/best"); done; done
+  OMP_NUM_THREADS=$(nproc) MMTALKER_QUIET=1 "$PY" benchmarks/long_audio_accuracy.py --data "$DATA" "${ckpts[@]}" \
+    --json "$RUNS/long_speech.json"
+fi
