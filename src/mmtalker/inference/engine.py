@@ -46,8 +46,8 @@ class PreparedFace:
         return self.rest.shape[0]
 
 
-class Engine:
-    """``model`` (mmtalker.models.mmtalker.MMTalker, eval mode) + ``encoder`` (its AudioEncoder)."""
+class _SpeechEngine:
+    """What every engine holds: the network (eval mode), its speech encoder, the frame rate, the input limits."""
 
     def __init__(self, model, encoder):
         self.model = model.eval()
@@ -55,6 +55,16 @@ class Engine:
         self.fps = float(model.config.fps)
         self.min_samples = N_FFT  # the encoders' shortest input (one STFT frame)
         self.max_samples = getattr(encoder, "max_samples", None)  # Whisper: 30 s
+
+    @torch.inference_mode()
+    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
+        """audio (n,) float32 16 kHz whose start is frame 0's time -> speech features (1, num_frames, C) at the model fps."""
+        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])  # (1, Ta, C)
+        return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
+
+
+class Engine(_SpeechEngine):
+    """``model`` (mmtalker.models.mmtalker.MMTalker, eval mode) + ``encoder`` (its AudioEncoder)."""
 
     @torch.inference_mode()
     def prepare(self, subject: int, geometry_template: np.ndarray | torch.Tensor, retarget: RetargetMap | None = None,
@@ -80,12 +90,6 @@ class Engine:
                             eye_weight)
 
     @torch.inference_mode()
-    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
-        """audio (n,) float32 16 kHz whose start is frame 0's time -> speech features (1, num_frames, C) at the model fps."""
-        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])  # (1, Ta, C)
-        return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
-
-    @torch.inference_mode()
     def motion(self, face: PreparedFace, features: torch.Tensor) -> torch.Tensor:
         """features (1, T, C) -> the regressor's per-frame part (1, T, H), (1, T, 2H) with the eye pathway."""
         return self.model.frame_part(features, face.subject, face.tokens)
@@ -107,16 +111,9 @@ class Engine:
         return self.decode(face, self.motion(face, self.features(audio, num_frames)))
 
 
-class PeerEngine:
+class PeerEngine(_SpeechEngine):
     """The same entry points for a peer (VOCA, FaceFormer, CodeTalker: dense offsets of its training topology's
     vertices): no geometry stage to prepare, one call per window. No streaming (no per-frame half)."""
-
-    def __init__(self, model, encoder):
-        self.model = model.eval()
-        self.encoder = encoder.eval()
-        self.fps = float(model.config.fps)
-        self.min_samples = N_FFT
-        self.max_samples = getattr(encoder, "max_samples", None)
 
     def prepare(self, subject: int, geometry_template: np.ndarray | torch.Tensor, retarget: RetargetMap | None = None,
                 rest: np.ndarray | None = None) -> PreparedFace:
@@ -126,11 +123,6 @@ class PeerEngine:
         rest = np.asarray(geometry_template if rest is None else rest, np.float32)
         return PreparedFace(torch.tensor([subject], dtype=torch.long), None, None, np.ascontiguousarray(rest),
                             self.model.faces.numpy())
-
-    @torch.inference_mode()
-    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
-        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])
-        return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
 
     @torch.inference_mode()
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
