@@ -162,6 +162,38 @@ def test_window_longer_than_the_encoder_takes_is_refused():
         talker.animate(speechlike(0.5), window_s=40)
 
 
+def test_unseen_subjects_in_every_training_style(tmp_path, capsys):
+    """unseen_styles="all": a subject outside the training styles gets one prediction per style (each the
+    animation in that style), a training subject still one; `mmtalker evaluate --unseen-styles all` counts them."""
+    from fake_talk import write_fake_dataset
+    from mmtalker.cli import main
+    from mmtalker.data.dataset import open_dataset
+    from mmtalker.inference.evaluate import checkpoint_predictor
+    from mmtalker.train.checkpoint import save_checkpoint
+
+    root = write_fake_dataset(tmp_path / "data", clips_per_subject=2)
+    dataset = open_dataset(root)
+    config = MMTalkerConfig(subjects=["s01", "s09"], audio_encoder="logmel", audio_dim=80, fps=25.0, **SIZES)  # the data's rate
+    save_checkpoint(tmp_path / "ck", build_random_model(dataset.topology(), config, seed=8))
+    talker = MMTalker.from_pretrained(tmp_path / "ck")
+    _, predict = checkpoint_predictor(tmp_path / "ck", dataset, unseen_styles="all")
+    seqs = dataset.sequences("test")
+    for seq in seqs:
+        preds = predict(seq)
+        styles = ["s01"] if seq.subject == "s01" else ["s01", "s09"]
+        assert len(preds) == len(styles)
+        for pred, style in zip(preds, styles):
+            direct = talker.animate(seq.audio(), style=style, template=dataset.template(seq.subject), num_frames=seq.num_frames)
+            assert_close(pred, direct, atol=1e-6, what=f"{seq.key} in style {style}")
+    assert abs(predict(seqs[-1])[0] - predict(seqs[-1])[1]).max() > 0  # the styles differ
+    with pytest.raises(MMTalkerError, match="not one of mean, all"):
+        checkpoint_predictor(tmp_path / "ck", dataset, unseen_styles="median")
+    unseen = sum(s.subject != "s01" for s in seqs)
+    assert main(["evaluate", "--data", str(root), "--checkpoint", str(tmp_path / "ck"), "--unseen-styles", "all"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| MMTalker"))
+    assert f"| {len(seqs) + unseen} |" in row  # each unseen subject's sequence counted once per style
+
+
 def test_lazy_package_export():
     import mmtalker
 

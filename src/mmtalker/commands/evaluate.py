@@ -31,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--preset", help="dataset preset for a processed folder without manifest (vocaset, biwi, multiface)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained model's folder (repeatable)")
+    p.add_argument("--unseen-styles", choices=("mean", "all"), default="mean",
+                   help="how a --checkpoint animates a subject it did not train on: 'mean' (default) once, in the mean of "
+                        "its training styles; 'all' once per training style, each scored as its own sequence, as "
+                        "FaceFormer's and CodeTalker's test scripts count their condition files")
     p.add_argument("--pred", type=Path, action="append", default=[], help="a folder of saved predictions (repeatable)")
     p.add_argument("--name", action="append", default=[], help="display names for the --pred folders, in order")
     p.add_argument("--oracle", action="store_true", help="also score the synthetic benchmark's oracle (the error floor) afresh; without it the "
@@ -64,7 +68,7 @@ def _sources(args, dataset):
     if args.checkpoint:  # scoring saved predictions alone needs no torch
         from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
 
-        loaded = [(Path(ckpt), *predictor(ckpt, dataset)) for ckpt in args.checkpoint]
+        loaded = [(Path(ckpt), *predictor(ckpt, dataset, unseen_styles=args.unseen_styles)) for ckpt in args.checkpoint]
     counts = Counter(name for _, name, _ in loaded)
     for ckpt, name, predict in loaded:
         # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too

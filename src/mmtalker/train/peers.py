@@ -470,12 +470,13 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- prediction
-def predictor(ckpt_dir, dataset, **windows):
+def predictor(ckpt_dir, dataset, **options):
     """Any kind's checkpoint as an evaluation source (:func:`mmtalker.inference.evaluate.checkpoint_predictor`:
-    the peers load through the same API); ``windows``: ``window_s`` and ``overlap_s`` for long sequences."""
+    the peers load through the same API); ``options``: ``window_s`` and ``overlap_s`` for long sequences,
+    ``unseen_styles`` ("mean" or "all")."""
     from mmtalker.inference.evaluate import checkpoint_predictor
 
-    return checkpoint_predictor(ckpt_dir, dataset, **windows)
+    return checkpoint_predictor(ckpt_dir, dataset, **options)
 
 
 # ------------------------------------------------------------------------------------------ command line
