@@ -242,3 +242,26 @@ def test_large_plan_has_four_times_the_training_sentences_and_disjoint_splits():
     assert {k: len(v) for k, v in texts.items()} == {"train": 128, "val": 4, "test": 4}
     assert not texts["train"] & texts["test"] and not texts["val"] & texts["test"] and not texts["train"] & texts["val"]
     assert len(plan.jobs) == 6 * (128 + 4 + 4) + 2 * 4 == len({j.key for j in plan.jobs})
+
+
+def test_long_audio_benchmark_rebuilds_the_generators_speakers(ds):
+    """benchmarks/long_audio_accuracy.py: the speakers rebuilt from the manifest have the dataset's templates, and
+    a long clip is the generator's own motion (a seen speaker saying test sentences in one clip, sound and motion
+    of one length, the oracle below the truth's error against a still face)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from long_audio_accuracy import make_long_clips
+
+    clips, texts = make_long_clips(ds, None, 2)
+    assert len(texts) == 2 and all(c.fps == FPS for c in clips)
+    assert [c.subject for c in clips] == list(ds.manifest.splits["train"].subjects)  # every seen speaker
+    for c in clips:
+        assert abs(len(c.samples) / SAMPLE_RATE * FPS - c.num_frames) <= 1.0
+        template = ds.template(c.subject)
+        assert c.truth.shape == c.oracle.shape == (c.num_frames, *template.shape)
+        still = np.broadcast_to(template, c.truth.shape)
+        lips = ds.region("lips")
+        assert lve(c.oracle, c.truth, lips) < 0.5 * lve(still, c.truth, lips)
+    with pytest.raises(MMTalkerError, match="has no speaker nobody"):
+        make_long_clips(ds, ["nobody"], 1)
