@@ -74,11 +74,10 @@ class MMTalker:
 
     @staticmethod
     def _encoder_for(config):
-        from mmtalker.audio.encoders import build_audio_encoder, model_audio_encoder
+        from mmtalker.audio.encoders import model_audio_encoder
 
-        streams = getattr(config, "feature_streams", None)  # MMTalker's; a peer reads one encoder layer
-        encoder = model_audio_encoder(config) if streams is not None else build_audio_encoder(config.audio_encoder)
-        expected = config.audio_dim * (streams or 1)
+        encoder = model_audio_encoder(config)  # a peer's config names no extra layers: the plain encoder
+        expected = config.audio_dim * getattr(config, "feature_streams", 1)  # a peer reads one layer
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
                                 f"gives {encoder.dim}-wide features but the model expects {expected}")
