@@ -138,6 +138,15 @@ def test_text_file_is_not_audio(tmp_path):
     assert str(path) in str(err.value)
 
 
+def test_empty_file_is_named_empty(tmp_path):
+    path = tmp_path / "speech.wav"
+    path.write_bytes(b"")
+    for reader in (load_audio, audio_info):
+        with pytest.raises(MMTalkerError, match=r"is empty \(0 bytes\)") as err:
+            reader(path)
+        assert str(path) in str(err.value)
+
+
 def test_ply_renamed_wav_is_not_audio(tmp_path, fixtures_dir):
     path = tmp_path / "face.wav"
     shutil.copy(fixtures_dir / "meshes" / "flame_sample.ply", path)

@@ -59,6 +59,8 @@ def _check_file(path: Path) -> None:
         raise MMTalkerError(path, "no such file", "check the path")
     if path.is_dir():
         raise MMTalkerError(path, "is a folder, not a speech file", _HINT_FORMATS)
+    if path.stat().st_size == 0:
+        raise MMTalkerError(path, "is empty (0 bytes)", "was it written completely? " + _HINT_FORMATS)
 
 
 def _reason(exc: Exception) -> str:
