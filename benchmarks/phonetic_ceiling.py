@@ -3,16 +3,16 @@
 The synthetic benchmark's oracle floor is the generator's own expected motion given the exact phone timings.
 A model trained from speech has to (1) recognise the phones and their timing from audio and (2) learn how
 phones move the face from the training sentences. This script removes (1): a small network gets the
-generator's exact phone timings (each frame's phone as a one-hot, its stress, and the subject) and learns
+generator's exact phone timings (per frame the phones' shares of its span, their stress, where the current
+phone's centre lies and how long it is, and the subject) and learns
 (2) from the same training split the models see. Its test LVE is what learning from these 32 sentences per
 speaker gives even with perfect phone recognition; the gap from it to the floor is not the speech encoder's.
 
     python benchmarks/phonetic_ceiling.py --data data/synth      # a few minutes on 2 CPU cores
 
-Measured on the default benchmark (seed 0; docs/results.md): test LVE 0.72 (5.3× the floor 0.137), unseen
-subjects 0.96, training sentences 0.36: fitting is easy, generalising from 32 sentences is not.
+Measured on the default benchmark: docs/results.md ("How far the floor is").
 
-Network: per frame [phone one-hot, stress, subject one-hot] → 1×1 conv → 3 residual dilated temporal
+Network: per frame [phone shares, stress share, centre offset, length, log length, subject one-hot] → 1×1 conv → 3 residual dilated temporal
 convolutions (kernel 5, dilations 1, 2, 4: ±14 frames, as MMTalker's audio head) → 64 PCA coefficients of the
 displacement (PCA of the training frames), trained with Adam on the squared coefficient error. Unseen
 subjects get the mean subject vector. Scores use mmtalker's metrics (LVE in the manifest's report units).
@@ -39,18 +39,28 @@ from mmtalker.synth.visemes import PAUSE, normalize  # noqa: E402
 
 
 def phone_track(seq, vocab: dict[str, int], fps: float) -> np.ndarray:
-    """(T, len(vocab) + 1): each frame's phone (at the frame's time) as a one-hot, plus its stress flag."""
+    """(T, len(vocab) + 4) per frame: each phone's share of the frame's span [t − ½, t + ½] / fps (so a phone
+    shorter than a frame still shows), the stressed phones' share, and for the phone at the frame's time
+    the offset of its centre from the frame, its length (both in frames, the length / 5) and the log length."""
     phones = seq.alignment()
     if not phones:
         raise MMTalkerError(seq.key, "has no phone alignment", "this check needs the synthetic benchmark's alignments/")
     T = seq.num_frames
-    out = np.zeros((T, len(vocab) + 1), np.float32)
+    out = np.zeros((T, len(vocab) + 4), np.float32)
     starts = np.array([p["start"] for p in phones])
+    ends = np.array([p["end"] for p in phones])
+    ids = np.array([vocab.get(_key(p["symbol"]), vocab["<unk>"]) for p in phones])
+    stressed = np.array([float(p.get("stress", 0) > 0) for p in phones], np.float32)
+    n = len(vocab)
     for t in range(T):
+        overlap = (np.minimum(ends, (t + 0.5) / fps) - np.maximum(starts, (t - 0.5) / fps)).clip(min=0) * fps
+        np.add.at(out[t], ids, overlap)
+        out[t, n] = float((overlap * stressed).sum())
         i = max(0, int(np.searchsorted(starts, t / fps, side="right")) - 1)
-        p = phones[i]
-        out[t, vocab.get(_key(p["symbol"]), vocab["<unk>"])] = 1.0
-        out[t, -1] = float(p.get("stress", 0) > 0)
+        length = (ends[i] - starts[i]) * fps
+        out[t, n + 1] = (starts[i] + ends[i]) / 2 * fps - t
+        out[t, n + 2] = length / 5
+        out[t, n + 3] = np.log(length + 1e-3)
     return out
 
 

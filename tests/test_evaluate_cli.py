@@ -264,3 +264,33 @@ def test_long_audio_scores_whole_stretches_and_refuses_data_not_made_by_the_gene
     assert whole["per_clip"]["a"]["lve"] == pytest.approx(12 / 7) and whole["per_clip"]["b"]["lve"] == 2.0
     with pytest.raises(MMTalkerError, match="not made by `mmtalker data synth`"):
         make_long_clips(open_dataset(dataset_dir), None, 2)
+
+
+def test_phonetic_ceiling_sees_every_phone_of_a_frame():
+    """benchmarks/phonetic_ceiling.py: each frame holds the phones' shares of its span (a phone shorter than a
+    frame still shows), the stressed share, and the current phone's centre offset and length, by hand."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mmtalker.errors import MMTalkerError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from phonetic_ceiling import phone_track
+
+    fps = 10.0  # frames at 0, 0.1, 0.2 s; frame t spans [t − 0.05, t + 0.05] s
+    phones = [{"symbol": "_", "start": 0.0, "end": 0.08}, {"symbol": "b", "start": 0.08, "end": 0.1, "stress": 0},
+              {"symbol": "a", "start": 0.1, "end": 0.3, "stress": 1}]
+    seq = SimpleNamespace(alignment=lambda: phones, num_frames=3, key="s_a")
+    vocab = {"<unk>": 0, "_": 1, "b": 2, "a": 3}
+    track = phone_track(seq, vocab, fps)
+    assert track.shape == (3, len(vocab) + 4)
+    np.testing.assert_allclose(track[1:, :4].sum(1), 1.0, atol=1e-6)  # frames inside the clip are fully shared out
+    np.testing.assert_allclose(track[:, :4], [[0, 0.5, 0, 0], [0, 0.3, 0.2, 0.5], [0, 0, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(track[:, 4], [0, 0.5, 1], atol=1e-6)  # stressed share
+    # the phone at each frame's time: _ (centre 0.4 frames), a (centre 2.0), a
+    np.testing.assert_allclose(track[:, 5], [0.4, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(track[:, 6], [0.8 / 5, 2 / 5, 2 / 5], atol=1e-6)
+    np.testing.assert_allclose(track[:, 7], np.log(np.array([0.8, 2, 2]) + 1e-3), atol=1e-5)
+    with pytest.raises(MMTalkerError, match="no phone alignment"):
+        phone_track(SimpleNamespace(alignment=lambda: [], num_frames=3, key="s_b"), vocab, fps)
