@@ -1,11 +1,12 @@
-"""StackedLayers: an encoder's last layer with other hidden states beside it (MMTalker's eye pathway reads them)."""
+"""StackedLayers: an encoder's main layer with other hidden states beside it (MMTalker's eye pathway reads them);
+HiddenLayer and the "@N" spec suffix: reading another hidden state than the last."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mmtalker.audio.encoders import AudioEncoder, StackedLayers
+from mmtalker.audio.encoders import AudioEncoder, HiddenLayer, StackedLayers, build_audio_encoder, split_spec
 from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.errors import MMTalkerError
 
@@ -44,3 +45,42 @@ def test_stacked_layers_put_the_last_layer_first_then_the_extra_ones():
 def test_a_layer_the_encoder_does_not_have_is_refused():
     with pytest.raises(MMTalkerError, match="hidden states 0 to 2; asked for \\[3\\]"):
         StackedLayers(LayeredEncoder(), [3], "fake")
+
+
+def test_hidden_layer_reads_the_chosen_state_and_stacking_follows_it():
+    base = LayeredEncoder()
+    audio = torch.randn(2, 1600)
+    states = base.hidden_states(audio)
+    middle = HiddenLayer(base, 1, "fake@1")
+    assert torch.equal(middle(audio), states[:, 1]) and middle.main_layer == 1
+    assert middle.dim == 4 and middle.num_layers == 3 and middle.num_frames_for(1600) == 10
+    assert torch.equal(middle.hidden_states(audio), states)
+    assert HiddenLayer(base, -3, "fake@-3").main_layer == 0
+    stacked = StackedLayers(middle, [0], "fake@1")(audio)  # the main stream is the chosen layer, not the last
+    assert torch.equal(stacked[..., :4], states[:, 1]) and torch.equal(stacked[..., 4:], states[:, 0])
+    with pytest.raises(MMTalkerError, match="hidden states 0 to 2; asked for 3"):
+        HiddenLayer(base, 3, "fake@3")
+
+
+def test_spec_suffix_names_the_layer():
+    assert split_spec("whisper-tiny.en@2") == ("whisper-tiny.en", 2)
+    assert split_spec("whisper-tiny.en@-1") == ("whisper-tiny.en", -1)
+    assert split_spec("whisper-tiny.en") == ("whisper-tiny.en", None)
+    assert split_spec("hf:/models/me@home/wavlm") == ("hf:/models/me@home/wavlm", None)  # an @ in a path is kept
+    assert split_spec("hf:/models/wavlm@6") == ("hf:/models/wavlm", 6)
+    with pytest.raises(MMTalkerError, match="one layer"):
+        build_audio_encoder("logmel@1")
+    with pytest.raises(MMTalkerError, match="unknown"):
+        build_audio_encoder("nothing@2")
+
+
+def test_whisper_at_a_layer_equals_that_hidden_state():
+    audio = torch.randn(1, SAMPLE_RATE) * 0.1
+    last = build_audio_encoder("whisper-tiny.en")
+    second = build_audio_encoder("whisper-tiny.en@2")
+    states = last.hidden_states(audio)
+    assert torch.allclose(second(audio), states[:, 2], atol=1e-6)
+    assert torch.allclose(build_audio_encoder("whisper-tiny.en@-1")(audio), last(audio), atol=1e-6)
+    assert not second.training and not any(p.requires_grad for p in second.parameters())
+    with pytest.raises(MMTalkerError, match="hidden states 0 to 4; asked for 5"):
+        build_audio_encoder("whisper-tiny.en@5")

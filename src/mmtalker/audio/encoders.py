@@ -9,13 +9,18 @@
 - ``"hf:/local/folder"``: a wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint saved with
   transformers' ``save_pretrained``, read with no network access, with its own input normalisation.
 
+Any of the pretrained ones may end in ``@N`` to read hidden state ``N`` instead of the last layer
+(``"whisper-tiny.en@2"``: the output of Whisper's second block; 0 is the embeddings, negative counts from the
+end): :class:`HiddenLayer`. The spec, suffix included, is what configs, checkpoints and the feature cache
+record, so features of different layers are never mixed up.
+
 Every encoder takes ``audio`` as a Tensor of shape (B, N), float32 at 16 kHz, and returns (B, Ta, dim)
 with ``Ta = num_frames_for(N)`` frames at ``rate`` per second; ``hidden_states(audio)`` gives
 (B, L, Ta, dim), all layers (the last equal to ``forward``) for a model that learns a mix.
 
-A model that reads more than the last layer (MMTalker's eye pathway reads Whisper's embeddings) gets its
+A model that reads more than one layer (MMTalker's eye pathway reads Whisper's embeddings) gets its
 encoder from ``model_audio_encoder(config)``: :class:`StackedLayers` puts those hidden states beside the
-last one, so every caller (training features, the feature cache, inference, streaming) sees one
+main one (the last, or the ``@N`` layer), so every caller (training features, the feature cache, inference, streaming) sees one
 (B, Ta, dim × streams) tensor.
 """
 
@@ -44,6 +49,7 @@ class AudioEncoder(nn.Module):
     dim: int
     rate: float
     num_layers: int = 1
+    main_layer: int = -1  # the hidden state ``forward`` returns (-1: the last)
 
     def __init__(self, trainable: bool):
         super().__init__()
@@ -235,9 +241,39 @@ class HFAudioEncoder(AudioEncoder):
             return torch.stack(self.model(inputs, output_hidden_states=True).hidden_states, dim=1)
 
 
+class HiddenLayer(AudioEncoder):
+    """Another encoder reading hidden state ``layer`` instead of its last: (B, N) -> (B, Ta, dim) =
+    ``base.hidden_states(audio)[:, layer]``; ``hidden_states`` is the base's, all layers."""
+
+    def __init__(self, base: AudioEncoder, layer: int, spec: str):
+        super().__init__(base.trainable)
+        L = base.num_layers
+        if L < 2:
+            raise MMTalkerError(f"audio encoder {spec!r}", "has one layer: there is no other to choose with '@'")
+        if not -L <= layer < L:
+            raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {layer}")
+        self.base = base
+        self.main_layer = layer % L
+        self.dim, self.rate, self.num_layers = base.dim, base.rate, L
+        self.max_samples = getattr(base, "max_samples", None)
+        self.train(base.training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return self.base.frozen_modules()
+
+    def num_frames_for(self, num_samples: int) -> int:
+        return self.base.num_frames_for(num_samples)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.base.hidden_states(audio)[:, self.main_layer]
+
+    def hidden_states(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.base.hidden_states(audio)
+
+
 class StackedLayers(AudioEncoder):
-    """Another encoder's last layer with some of its hidden states beside it:
-    (B, N) -> (B, Ta, dim × (1 + len(extra))), channels [last layer | hidden_states[extra[0]] | …]."""
+    """Another encoder's main layer (its ``forward``: the last, or the ``@N`` one) with some of its hidden
+    states beside it: (B, N) -> (B, Ta, dim × (1 + len(extra))), channels [main | hidden_states[extra[0]] | …]."""
 
     def __init__(self, base: AudioEncoder, extra_layers: list[int], spec: str):
         super().__init__(base.trainable)
@@ -257,7 +293,7 @@ class StackedLayers(AudioEncoder):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         states = self.base.hidden_states(audio)  # (B, L, Ta, dim)
-        return torch.cat([states[:, -1], *(states[:, i] for i in self.extra)], dim=-1)
+        return torch.cat([states[:, self.base.main_layer], *(states[:, i] for i in self.extra)], dim=-1)
 
 
 def _extra_layers(config) -> list[int]:
@@ -281,25 +317,40 @@ def feature_name(config) -> str:
     return config.audio_encoder + (f"+layers{extra}" if extra else "")
 
 
+def split_spec(spec: str) -> tuple[str, int | None]:
+    """``"name@N"`` -> ``("name", N)``; a spec without an integer after its last ``@`` -> ``(spec, None)``."""
+    name, at, tail = spec.rpartition("@")
+    if at and name and tail.lstrip("-").isdigit():
+        return name, int(tail)
+    return spec, None
+
+
 def build_audio_encoder(spec: str = DEFAULT_ENCODER, **kw) -> AudioEncoder:
-    """Make the encoder named by ``spec`` (see the module docstring).
+    """Make the encoder named by ``spec`` (see the module docstring); ``@N`` at the end reads hidden state N.
 
     Keyword options: ``trainable`` (whisper, hf; default False), ``model_path`` (whisper: another
     CTranslate2 Whisper ``model.bin``), ``proj_dim`` (logmel).
     """
+    name, layer = split_spec(spec)
+    encoder = _build_base(name, spec, **kw)
+    return encoder if layer is None else HiddenLayer(encoder, layer, spec)
+
+
+def _build_base(name: str, spec: str, **kw) -> AudioEncoder:
     try:
-        if spec == "whisper-tiny.en":
+        if name == "whisper-tiny.en":
             return WhisperAudioEncoder(**kw)
-        if spec == "logmel":
+        if name == "logmel":
             return LogMelEncoder(**kw)
     except TypeError as exc:
         raise MMTalkerError(f"audio encoder {spec!r}", f"bad option ({exc})") from exc
-    if spec.startswith("hf:"):
+    if name.startswith("hf:"):
         unknown = set(kw) - {"trainable"}
         if unknown:
             raise MMTalkerError(f"audio encoder {spec!r}", f"unknown options {sorted(unknown)}")
-        return HFAudioEncoder(spec[3:], **kw)
-    raise MMTalkerError(f"audio encoder {spec!r}", "unknown", 'use "whisper-tiny.en", "logmel" or "hf:/local/folder"')
+        return HFAudioEncoder(name[3:], **kw)
+    raise MMTalkerError(f"audio encoder {spec!r}", "unknown",
+                        'use "whisper-tiny.en", "logmel" or "hf:/local/folder", optionally with "@N" for hidden state N')
 
 
 def features_at_fps(
