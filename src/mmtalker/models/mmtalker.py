@@ -81,11 +81,11 @@ class MMTalkerConfig:
 
     @property
     def feature_streams(self) -> int:
-        """Encoder hidden states the model reads side by side: the last layer and the extra ones."""
+        """Encoder hidden states the model reads side by side: the main one (the spec's, by default the last) and the extra ones."""
         return 1 + len(self.extra_encoder_layers())
 
     def extra_encoder_layers(self) -> list[int]:
-        """The hidden states read beside the encoder's last layer (``mmtalker.audio.encoders.model_audio_encoder``)."""
+        """The hidden states read beside the encoder's main one (``mmtalker.audio.encoders.model_audio_encoder``)."""
         return [self.eye_layer] if self.eye_pathway else []
 
     def check(self, where: str) -> None:
@@ -432,7 +432,7 @@ class MMTalker(nn.Module):
         return torch.where(mean_style, torch.full_like(subject, UNSEEN_SUBJECT), subject)
 
     def _split_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, T, C) -> the last layer's features and the eye pathway's (None without it)."""
+        """(B, T, C) -> the main hidden state's features and the eye pathway's (None without it)."""
         if self.eye is None:
             return audio, None
         width = self.config.audio_dim
