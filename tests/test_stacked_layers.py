@@ -21,9 +21,10 @@ class LayeredEncoder(AudioEncoder):
     def num_frames_for(self, num_samples):
         return num_samples // 160
 
-    def hidden_states(self, audio):
+    def hidden_states(self, audio, upto=None):
+        """All three, or with ``upto`` only those up to it (as Whisper does: later blocks are not run)."""
         frames = audio[:, : audio.shape[1] // 160 * 160].reshape(audio.shape[0], -1, 160)
-        layers = [frames.mean(-1), frames.amax(-1), frames.amin(-1)]
+        layers = [frames.mean(-1), frames.amax(-1), frames.amin(-1)][: None if upto is None else upto + 1]
         return torch.stack([x[..., None].expand(-1, -1, 4) for x in layers], dim=1)
 
     def forward(self, audio):
@@ -81,6 +82,8 @@ def test_whisper_at_a_layer_equals_that_hidden_state():
     states = last.hidden_states(audio)
     assert torch.allclose(second(audio), states[:, 2], atol=1e-6)
     assert torch.allclose(build_audio_encoder("whisper-tiny.en@-1")(audio), last(audio), atol=1e-6)
+    early = last.hidden_states(audio, upto=2)  # the blocks after the second are not run
+    assert early.shape[1] == 3 and torch.allclose(early, states[:, :3], atol=1e-6)
     assert not second.training and not any(p.requires_grad for p in second.parameters())
     with pytest.raises(MMTalkerError, match="hidden states 0 to 4; asked for 5"):
         build_audio_encoder("whisper-tiny.en@5")

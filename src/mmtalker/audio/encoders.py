@@ -81,8 +81,9 @@ class AudioEncoder(nn.Module):
             raise ValueError(f"audio must be a Tensor of shape (B, N), got {getattr(audio, 'shape', type(audio))}")
         return audio.float()
 
-    def hidden_states(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> (B, num_layers, Ta, dim); the default has one layer, ``forward`` itself."""
+    def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """(B, N) -> (B, num_layers, Ta, dim); the default has one layer, ``forward`` itself. ``upto`` (>= 0)
+        says no state after it is needed: an encoder may then stop there and return fewer."""
         return self.forward(audio)[:, None]
 
 
@@ -120,10 +121,10 @@ class WhisperAudioEncoder(AudioEncoder):
         with self.grad_context():
             return self.encoder(mel)
 
-    def hidden_states(self, audio: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         mel = self._mel(audio)
         with self.grad_context():
-            return self.encoder.hidden_states(mel)
+            return self.encoder.hidden_states(mel, upto)
 
 
 class LogMelEncoder(AudioEncoder):
@@ -235,7 +236,7 @@ class HFAudioEncoder(AudioEncoder):
         with self.grad_context():
             return self.model(inputs).last_hidden_state
 
-    def hidden_states(self, audio: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         inputs = self._inputs(audio)
         with self.grad_context():
             return torch.stack(self.model(inputs, output_hidden_states=True).hidden_states, dim=1)
@@ -265,10 +266,10 @@ class HiddenLayer(AudioEncoder):
         return self.base.num_frames_for(num_samples)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.base.hidden_states(audio)[:, self.main_layer]
+        return self.base.hidden_states(audio, upto=self.main_layer)[:, self.main_layer]  # later blocks not run
 
-    def hidden_states(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.base.hidden_states(audio)
+    def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        return self.base.hidden_states(audio, upto)
 
 
 class StackedLayers(AudioEncoder):
@@ -282,7 +283,7 @@ class StackedLayers(AudioEncoder):
         if bad:
             raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {bad}")
         self.base = base
-        self.extra = [int(i) for i in extra_layers]
+        self.extra = [int(i) % L for i in extra_layers]
         self.dim = base.dim * (1 + len(self.extra))
         self.rate = base.rate
         self.num_layers = L
@@ -292,8 +293,9 @@ class StackedLayers(AudioEncoder):
         return self.base.num_frames_for(num_samples)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        states = self.base.hidden_states(audio)  # (B, L, Ta, dim)
-        return torch.cat([states[:, self.base.main_layer], *(states[:, i] for i in self.extra)], dim=-1)
+        main = self.base.main_layer % self.num_layers
+        states = self.base.hidden_states(audio, upto=max(main, *self.extra))  # (B, ≤L, Ta, dim)
+        return torch.cat([states[:, main], *(states[:, i] for i in self.extra)], dim=-1)
 
 
 def _extra_layers(config) -> list[int]:

@@ -108,12 +108,16 @@ class WhisperEncoder(nn.Module):
             x = layer(x)
         return self.ln_post(x)
 
-    def hidden_states(self, mel: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, mel: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """(B, n_mels, Tm) -> (B, L+1, T, C); with ``upto`` only states 0..upto, (B, upto+1, T, C), and the
+        blocks after it are not run."""
+        last = len(self.layers) if upto is None else upto
         states = [self.embed(mel)]
-        for layer in self.layers:
+        for layer in self.layers[:last]:
             states.append(layer(states[-1]))
-        states[-1] = self.ln_post(states[-1])
-        return torch.stack(states, dim=1)  # (B, L+1, T, C)
+        if last == len(self.layers):
+            states[-1] = self.ln_post(states[-1])
+        return torch.stack(states, dim=1)  # (B, last+1, T, C)
 
 
 def _state_dict_from_ct2(arrays: dict[str, np.ndarray], n_layers: int) -> dict[str, torch.Tensor]:
