@@ -16,7 +16,8 @@ record, so features of different layers are never mixed up.
 
 Every encoder takes ``audio`` as a Tensor of shape (B, N), float32 at 16 kHz, and returns (B, Ta, dim)
 with ``Ta = num_frames_for(N)`` frames at ``rate`` per second; ``hidden_states(audio)`` gives
-(B, L, Ta, dim), all layers (the last equal to ``forward``) for a model that learns a mix.
+(B, L, Ta, dim), all layers (the last equal to ``forward``, unless ``@N`` chose another) for a model that
+learns a mix.
 
 A model that reads more than one layer (MMTalker's eye pathway reads Whisper's embeddings) gets its
 encoder from ``model_audio_encoder(config)``: :class:`StackedLayers` puts those hidden states beside the
