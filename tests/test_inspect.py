@@ -128,3 +128,26 @@ def test_unknown_folder(capsys, tmp_path):
     pytest.importorskip("mmtalker.data.dataset", reason="mmtalker.data.dataset (engineer B) is not in this build yet")
     assert main(["inspect", str(tmp_path)]) == 1
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_checkpoint_folder_is_described_without_loading_weights(capsys, tmp_path):
+    """A checkpoint folder: kind, encoder spec, styles, dataset, epoch and validation scores in report units
+    from config.json alone; a damaged config.json is one error naming it."""
+    ckpt = tmp_path / "best"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"\0" * 2**20)  # only sized: inspect does not load weights
+    config = {"format": "mmtalker-checkpoint", "version": 1, "model_class": "VOCA", "weights_sha256": "0" * 64,
+              "model": {"subjects": ["a", "b"], "audio_encoder": "whisper-tiny.en@3", "fps": 30.0},
+              "extras": {"dataset": {"name": "synth-default", "num_vertices": 4998, "fps": 30.0,
+                                     "units": {"length": "m", "report_scale": 100000.0}},
+                         "epoch": 12, "step": 288, "metrics": {"lve": 1.25e-05, "eve": 3e-06, "mve": 0.0005}}}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    code, (record,), _ = _json(capsys, ckpt)
+    assert code == 0 and record["kind"] == "checkpoint" and record["model"] == "VOCA"
+    assert (record["audio_encoder"], record["styles"], record["style_names"]) == ("whisper-tiny.en@3", 2, ["a", "b"])
+    assert (record["dataset"], record["num_vertices"], record["epoch"], record["weights_mb"]) == ("synth-default", 4998, 12, 1.0)
+    assert record["validation"] == {"lve": 1.25, "eve": 0.3, "mve": 0.0005}
+    assert main(["inspect", str(ckpt)]) == 0 and "whisper-tiny.en@3" in capsys.readouterr().out
+    (ckpt / "config.json").write_text("{not json")
+    code, (bad, _), _ = _json(capsys, ckpt, tmp_path / "missing.wav")
+    assert code == 1 and bad["kind"] == "error" and "not valid JSON" in bad["error"]

@@ -31,6 +31,8 @@ Show what mmtalker reads from each PATH (a file or a dataset folder), changing n
   regions (txt csv, npz npy pkl) vertex indices per set, duplicates removed
   pickle (pkl)                   its structure (loaded with the restricted unpickler: no code runs)
   dataset folder                 layout, subjects, sequences, fps, total duration, splits
+  checkpoint folder              model kind, speech encoder, fps, vertices, speaking styles, dataset,
+                                 epoch, validation scores (the weights are not loaded)
 
 Use it to check a download before training or evaluating: a mesh whose vertex count differs from the
 dataset's, a region file with duplicates, or speech at an unexpected rate show up here."""
@@ -38,18 +40,19 @@ dataset's, a region file with duplicates, or speech at an unexpected rate show u
 EPILOG = """\
 examples:
   mmtalker inspect speech.wav FLAME_sample.ply FLAME_masks.pkl
-  mmtalker inspect data/vocaset --json | python -m json.tool"""
+  mmtalker inspect data/vocaset --json | python -m json.tool
+  mmtalker inspect runs/mmtalker_synth/best"""
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "inspect",
-        help="show what mmtalker reads in speech, mesh, region, pickle files and dataset folders",
+        help="show what mmtalker reads in speech, mesh, region, pickle files, dataset and checkpoint folders",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or dataset folders to describe")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files, dataset or checkpoint folders to describe")
     p.add_argument("--json", action="store_true", help="print one JSON document (a list with one object per path)")
     p.add_argument("--preset", help="dataset preset for FaceFormer/CodeTalker-style folders (vertices_npy/ + wav/) "
                    "that have no manifest.json: vocaset, biwi, multiface, or a preset .json file")
@@ -174,11 +177,46 @@ def describe_dataset(path: Path, preset: str | None = None) -> dict[str, Any]:
     }
 
 
+def describe_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint folder's config.json (any model kind); the weights are only sized, not loaded."""
+    from mmtalker.train.checkpoint import WEIGHTS, read_checkpoint_meta
+
+    meta = read_checkpoint_meta(path)
+    model = meta.get("model") or {}
+    extras = meta.get("extras") or {}
+    dataset = extras.get("dataset") or {}
+    weights = path / WEIGHTS
+    record: dict[str, Any] = {
+        "kind": "checkpoint",
+        "model": meta.get("model_class", "?"),
+        "audio_encoder": model.get("audio_encoder", "?"),
+        "fps": model.get("fps", dataset.get("fps", "?")),
+        "num_vertices": dataset.get("num_vertices", "?"),
+        "styles": len(model.get("subjects") or []),
+        "style_names": list(model.get("subjects") or []),
+        "dataset": dataset.get("name", "?"),
+        "epoch": extras.get("epoch", "?"),
+        "step": extras.get("step", "?"),
+        "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else f"missing ({WEIGHTS})",
+    }
+    metrics = extras.get("metrics") or {}
+    scale = float((dataset.get("units") or {}).get("report_scale", 1.0))
+    scores = {k: round(float(metrics[k]) * (scale if k in ("lve", "eve", "fdd", "fdd_abs") else 1.0), 6)
+              for k in ("lve", "eve", "fdd", "mve") if isinstance(metrics.get(k), (int, float))}
+    if scores:
+        record["validation"] = scores
+        if scale != 1.0:
+            record["validation_units"] = f"lve, eve, fdd in m² x {1 / scale:g}; mve in m"
+    return record
+
+
 def describe(path: Path, *, preset: str | None = None) -> dict[str, Any]:
     """The record for one path: ``{"path", "kind", ...}``; raises MMTalkerError when it cannot be read."""
     if not path.exists():
         raise MMTalkerError(path, "no such file or folder", "check the path")
     if path.is_dir():
+        if (path / "config.json").is_file() and not (path / "manifest.json").is_file():
+            return {"path": str(path), **describe_checkpoint(path)}
         return {"path": str(path), **describe_dataset(path, preset)}
     suffix = path.suffix.lower()
     for suffixes, fn in (
@@ -192,7 +230,7 @@ def describe(path: Path, *, preset: str | None = None) -> dict[str, Any]:
             return {"path": str(path), **fn(path)}
     raise MMTalkerError(
         path, f"mmtalker does not know what a {path.suffix or 'suffix-less'} file is",
-        "it inspects speech (wav flac ogg mp3), meshes (obj ply), regions (txt npz npy pkl) and dataset folders",
+        "it inspects speech (wav flac ogg mp3), meshes (obj ply), regions (txt npz npy pkl), dataset and checkpoint folders",
     )
 
 
