@@ -201,7 +201,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     }
     metrics = extras.get("metrics") or {}
     scale = float((dataset.get("units") or {}).get("report_scale", 1.0))
-    scores = {k: round(float(metrics[k]) * (scale if k in ("lve", "eve", "fdd", "fdd_abs") else 1.0), 6)
+    scores = {k: round(float(metrics[k]) * (1.0 if k == "mve" else scale), 6)  # squared metrics in report units
               for k in ("lve", "eve", "fdd", "mve") if isinstance(metrics.get(k), (int, float))}
     if scores:
         record["validation"] = scores
