@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mmtalker.data.dataset import open_dataset  # noqa: E402
 from mmtalker.eval.protocol import regions_for, score  # noqa: E402
-from mmtalker.train.peers import predictor  # noqa: E402
+from mmtalker.inference.evaluate import checkpoint_predictor  # noqa: E402
 
 KEYS = ("lve", "eve", "fdd", "fdd_abs", "mve")
 SPLITS = (("test", "unseen sentences (test)"), ("test_unseen_subjects", "unseen subjects (test_unseen_subjects)"),
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         seqs = dataset.sequences(split)
         rows, per_seq = {}, {}
         for m in models:
-            scored = [score(m, seqs, predictor(runs / m / f"seed{s}" / "best", dataset)[1], dataset, regions) for s in seeds]
+            scored = [score(m, seqs, checkpoint_predictor(runs / m / f"seed{s}" / "best", dataset)[1], dataset, regions) for s in seeds]
             rows[m] = {k: [sc.overall[k] for sc in scored] for k in KEYS}
             per_seq[m] = seed_mean([sc.per_sequence for sc in scored])
         oracle = score("oracle", seqs, lambda seq: [] if seq.oracle() is None else [seq.oracle()], dataset, regions).overall

@@ -45,14 +45,14 @@ def main(argv=None) -> int:
     from mmtalker.data.dataset import open_dataset
     from mmtalker.render.compose import label_font
     from mmtalker.render.renderer import MeshRenderer, fit_camera
-    from mmtalker.train.peers import predictor
+    from mmtalker.inference.evaluate import checkpoint_predictor
 
     dataset = open_dataset(args.data)
     seq = dataset.sequence(args.sequence) if args.sequence else dataset.sequences("test")[0]
     truth = seq.vertices()
     columns = [("truth", truth)]
     for ckpt in args.checkpoint:
-        name, predict = predictor(ckpt, dataset)
+        name, predict = checkpoint_predictor(ckpt, dataset)
         columns.append((name.split(" (")[0], predict(seq)[0]))
     frames = pick_frames(seq.alignment(), seq.fps, args.frames)
     lips = truth[0][dataset.region("lips")]

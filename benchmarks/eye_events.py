@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from mmtalker.train.peers import predictor
+    from mmtalker.inference.evaluate import checkpoint_predictor
 
     try:
         ds, regions, seqs = open_split(args.data, args.split, ("eyes",), args.every)
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         splits = []
         for ckpt in args.checkpoint:
-            _, predict = predictor(ckpt, ds)
+            _, predict = checkpoint_predictor(ckpt, ds)
             r, clip_edges = eye_events(predict, seqs, ds, eyes, threshold, args.edge_frames)
             amp = {k: (f"{np.mean(v['amp']):.2f}" if v["amp"] else "–") for k, v in r.items()}
             dist = {k: v["dist"] / max(v["frames"], 1) * report for k, v in r.items()}

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from mmtalker.train.checkpoint import read_checkpoint_meta
-    from mmtalker.train.peers import predictor
+    from mmtalker.inference.evaluate import checkpoint_predictor
 
     try:
         if args.sentences < 1:
@@ -149,13 +149,13 @@ def main(argv=None) -> int:
 
         print(f"| oracle (floor) | – | {pair(floor)} | – | " + " | ".join(pair(p) for p in floor_parts) + " |", flush=True)
         for ckpt in args.checkpoint:
-            _, predict = predictor(ckpt, ds)
+            _, predict = checkpoint_predictor(ckpt, ds)
             short_acc = score([predict(s)[0] for s in short], [LongClip(s.subject, None, s.vertices(), None, s.fps) for s in short],
                               ds, regions, 1)[0] if short else None
             if short_acc:
                 short_acc.pop("per_clip")  # keyed by speaker: the test split has several clips of each
             for window in args.windows:
-                _, predict = predictor(ckpt, ds, window_s=window, overlap_s=args.overlap_s)
+                _, predict = checkpoint_predictor(ckpt, ds, window_s=window, overlap_s=args.overlap_s)
                 preds = [predict(c)[0] for c in clips]
                 whole, parts = score(preds, clips, ds, regions, segment, n_seg)
                 results["checkpoints"].append({"checkpoint": ckpt, "window_s": window, "long": whole, "segments": parts, "short": short_acc})

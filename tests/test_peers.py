@@ -306,7 +306,7 @@ def test_a_peer_is_scored_past_the_encoders_30_s_in_windows(tmp_path):
     the first crossfade are those of the first window animated alone, and the crossfade blends the two."""
     from types import SimpleNamespace
 
-    from mmtalker.train.peers import predictor
+    from mmtalker.inference.evaluate import checkpoint_predictor
 
     torch.manual_seed(0)
     config = VocaConfig(subjects=SUBJECTS)  # Whisper tiny.en features, 30 fps
@@ -318,7 +318,7 @@ def test_a_peer_is_scored_past_the_encoders_30_s_in_windows(tmp_path):
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(35 * 16000)).astype(np.float32)
     seq = SimpleNamespace(subject="a", num_frames=35 * 30, fps=30.0, audio=lambda: audio)
-    _, predict = predictor(tmp_path / "voca", dataset, window_s=20.0, overlap_s=3.0)
+    _, predict = checkpoint_predictor(tmp_path / "voca", dataset, window_s=20.0, overlap_s=3.0)
     (pred,) = predict(seq)
     assert pred.shape == (35 * 30, V, 3) and np.isfinite(pred).all()
     first = SimpleNamespace(subject="a", num_frames=20 * 30, fps=30.0, audio=lambda: audio[: 20 * 16000])

@@ -66,9 +66,9 @@ def _sources(args, dataset):
         sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
     loaded = []
     if args.checkpoint:  # scoring saved predictions alone needs no torch
-        from mmtalker.train.peers import predictor  # MMTalker or a peer, by the checkpoint's kind
+        from mmtalker.inference.evaluate import checkpoint_predictor  # MMTalker or a peer, by the checkpoint's kind
 
-        loaded = [(Path(ckpt), *predictor(ckpt, dataset, unseen_styles=args.unseen_styles)) for ckpt in args.checkpoint]
+        loaded = [(Path(ckpt), *checkpoint_predictor(ckpt, dataset, unseen_styles=args.unseen_styles)) for ckpt in args.checkpoint]
     counts = Counter(name for _, name, _ in loaded)
     for ckpt, name, predict in loaded:
         # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too

@@ -469,16 +469,6 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     return results
 
 
-# ----------------------------------------------------------------------------------------------- prediction
-def predictor(ckpt_dir, dataset, **options):
-    """Any kind's checkpoint as an evaluation source (:func:`mmtalker.inference.evaluate.checkpoint_predictor`:
-    the peers load through the same API); ``options``: ``window_s`` and ``overlap_s`` for long sequences,
-    ``unseen_styles`` ("mean" or "all")."""
-    from mmtalker.inference.evaluate import checkpoint_predictor
-
-    return checkpoint_predictor(ckpt_dir, dataset, **options)
-
-
 # ------------------------------------------------------------------------------------------ command line
 def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, overwrite: bool = False) -> dict:
     """What ``mmtalker train --config <peer config>`` runs."""
