@@ -97,7 +97,7 @@ def test_training_path_at_vertex_points_equals_inference():
 
 
 def test_features_of_the_wrong_width_are_refused():
-    with pytest.raises(MMTalkerError, match="two 12-wide streams"):
+    with pytest.raises(MMTalkerError, match="2 12-wide streams"):
         eye_model().predict_vertices(torch.randn(1, 5, C), torch.tensor([0]))
 
 

@@ -11,17 +11,18 @@
 
 Any of the pretrained ones may end in ``@N`` to read hidden state ``N`` instead of the last layer
 (``"whisper-tiny.en@2"``: the output of Whisper's second block; 0 is the embeddings, negative counts from the
-end): :class:`HiddenLayer`. The spec, suffix included, is what configs, checkpoints and the feature cache
-record, so features of different layers are never mixed up.
+end), or in ``@N+M…`` to read several side by side (``"whisper-tiny.en@3+2"``: (B, Ta, 2 × 384), block 3's
+channels first): :class:`HiddenLayer`. The spec, suffix included, is what configs, checkpoints and the
+feature cache record, so features of different layers are never mixed up.
 
 Every encoder takes ``audio`` as a Tensor of shape (B, N), float32 at 16 kHz, and returns (B, Ta, dim)
 with ``Ta = num_frames_for(N)`` frames at ``rate`` per second; ``hidden_states(audio)`` gives
-(B, L, Ta, dim), all layers (the last equal to ``forward``, unless ``@N`` chose another) for a model that
-learns a mix.
+(B, L, Ta, layer_dim), all layers (the last equal to ``forward``, unless ``@N`` chose others) for a model
+that learns a mix. ``dim`` is ``layer_dim`` times the number of hidden states ``forward`` puts side by side.
 
 A model that reads more than one layer (MMTalker's eye pathway reads Whisper's embeddings) gets its
 encoder from ``model_audio_encoder(config)``: :class:`StackedLayers` puts those hidden states beside the
-main one (the last, or the ``@N`` layer), so every caller (training features, the feature cache, inference, streaming) sees one
+main one(s) (the last, or the ``@N…`` layers), so every caller (training features, the feature cache, inference, streaming) sees one
 (B, Ta, dim × streams) tensor.
 """
 
@@ -37,6 +38,7 @@ from torch import nn
 
 from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.audio.mel import FRAME_RATE, N_MELS, LogMel, num_mel_frames
+from mmtalker.audio.spec import split_spec
 from mmtalker.audio.whisper import load_whisper_encoder
 from mmtalker.errors import MMTalkerError
 
@@ -50,7 +52,12 @@ class AudioEncoder(nn.Module):
     dim: int
     rate: float
     num_layers: int = 1
-    main_layer: int = -1  # the hidden state ``forward`` returns (-1: the last)
+    main_layers: tuple[int, ...] = (-1,)  # the hidden states ``forward`` returns side by side (-1: the last)
+
+    @property
+    def layer_dim(self) -> int:
+        """Width of one hidden state (``dim`` over the states ``forward`` puts side by side)."""
+        return self.dim // len(self.main_layers)
 
     def __init__(self, trainable: bool):
         super().__init__()
@@ -244,19 +251,23 @@ class HFAudioEncoder(AudioEncoder):
 
 
 class HiddenLayer(AudioEncoder):
-    """Another encoder reading hidden state ``layer`` instead of its last: (B, N) -> (B, Ta, dim) =
-    ``base.hidden_states(audio)[:, layer]``; ``hidden_states`` is the base's, all layers."""
+    """Another encoder reading hidden states ``layers`` instead of its last, side by side: (B, N) ->
+    (B, Ta, dim × len(layers)), channels [hidden_states[layers[0]] | …]; ``hidden_states`` is the base's."""
 
-    def __init__(self, base: AudioEncoder, layer: int, spec: str):
+    def __init__(self, base: AudioEncoder, layers: list[int], spec: str):
         super().__init__(base.trainable)
         L = base.num_layers
         if L < 2:
             raise MMTalkerError(f"audio encoder {spec!r}", "has one layer: there is no other to choose with '@'")
-        if not -L <= layer < L:
-            raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {layer}")
+        bad = [i for i in layers if not -L <= int(i) < L]
+        if bad or not layers:
+            raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {bad or 'none'}")
+        main = tuple(int(i) % L for i in layers)
+        if len(set(main)) != len(main):
+            raise MMTalkerError(f"audio encoder {spec!r}", f"names hidden state(s) twice: {list(layers)} are {list(main)}")
         self.base = base
-        self.main_layer = layer % L
-        self.dim, self.rate, self.num_layers = base.dim, base.rate, L
+        self.main_layers = main
+        self.dim, self.rate, self.num_layers = base.dim * len(main), base.rate, L
         self.max_samples = getattr(base, "max_samples", None)
         self.train(base.training)
 
@@ -267,15 +278,16 @@ class HiddenLayer(AudioEncoder):
         return self.base.num_frames_for(num_samples)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.base.hidden_states(audio, upto=self.main_layer)[:, self.main_layer]  # later blocks not run
+        states = self.base.hidden_states(audio, upto=max(self.main_layers))  # later blocks not run
+        return torch.cat([states[:, i] for i in self.main_layers], dim=-1)
 
     def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         return self.base.hidden_states(audio, upto)
 
 
 class StackedLayers(AudioEncoder):
-    """Another encoder's main layer (its ``forward``: the last, or the ``@N`` one) with some of its hidden
-    states beside it: (B, N) -> (B, Ta, dim × (1 + len(extra))), channels [main | hidden_states[extra[0]] | …]."""
+    """Another encoder's main layer(s) (its ``forward``: the last, or the ``@N…`` ones) with some of its hidden
+    states beside them: (B, N) -> (B, Ta, layer_dim × (streams)), channels [main | hidden_states[extra[0]] | …]."""
 
     def __init__(self, base: AudioEncoder, extra_layers: list[int], spec: str):
         super().__init__(base.trainable)
@@ -284,19 +296,24 @@ class StackedLayers(AudioEncoder):
         if bad:
             raise MMTalkerError(f"audio encoder {spec!r}", f"has hidden states 0 to {L - 1}; asked for {bad}")
         self.base = base
+        self.main_layers = tuple(int(i) % L for i in base.main_layers)
         self.extra = [int(i) % L for i in extra_layers]
-        self.dim = base.dim * (1 + len(self.extra))
+        self.dim = base.layer_dim * (len(self.main_layers) + len(self.extra))
         self.rate = base.rate
         self.num_layers = L
         self.max_samples = getattr(base, "max_samples", None)
+
+    @property
+    def layer_dim(self) -> int:
+        return self.base.layer_dim
 
     def num_frames_for(self, num_samples: int) -> int:
         return self.base.num_frames_for(num_samples)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        main = self.base.main_layer % self.num_layers
-        states = self.base.hidden_states(audio, upto=max(main, *self.extra))  # (B, ≤L, Ta, dim)
-        return torch.cat([states[:, main], *(states[:, i] for i in self.extra)], dim=-1)
+        picked = [*self.main_layers, *self.extra]
+        states = self.base.hidden_states(audio, upto=max(picked))  # (B, ≤L, Ta, layer_dim)
+        return torch.cat([states[:, i] for i in picked], dim=-1)
 
 
 def _extra_layers(config) -> list[int]:
@@ -320,23 +337,16 @@ def feature_name(config) -> str:
     return config.audio_encoder + (f"+layers{extra}" if extra else "")
 
 
-def split_spec(spec: str) -> tuple[str, int | None]:
-    """``"name@N"`` -> ``("name", N)``; a spec without an integer after its last ``@`` -> ``(spec, None)``."""
-    name, at, tail = spec.rpartition("@")
-    if at and name and tail.lstrip("-").isdigit():
-        return name, int(tail)
-    return spec, None
-
-
 def build_audio_encoder(spec: str = DEFAULT_ENCODER, **kw) -> AudioEncoder:
-    """Make the encoder named by ``spec`` (see the module docstring); ``@N`` at the end reads hidden state N.
+    """Make the encoder named by ``spec`` (see the module docstring); ``@N`` at the end reads hidden state N,
+    ``@N+M…`` several side by side.
 
     Keyword options: ``trainable`` (whisper, hf; default False), ``model_path`` (whisper: another
     CTranslate2 Whisper ``model.bin``), ``proj_dim`` (logmel).
     """
-    name, layer = split_spec(spec)
+    name, layers = split_spec(spec)
     encoder = _build_base(name, spec, **kw)
-    return encoder if layer is None else HiddenLayer(encoder, layer, spec)
+    return encoder if layers is None else HiddenLayer(encoder, layers, spec)
 
 
 def _build_base(name: str, spec: str, **kw) -> AudioEncoder:
@@ -353,7 +363,8 @@ def _build_base(name: str, spec: str, **kw) -> AudioEncoder:
             raise MMTalkerError(f"audio encoder {spec!r}", f"unknown options {sorted(unknown)}")
         return HFAudioEncoder(name[3:], **kw)
     raise MMTalkerError(f"audio encoder {spec!r}", "unknown",
-                        'use "whisper-tiny.en", "logmel" or "hf:/local/folder", optionally with "@N" for hidden state N')
+                        'use "whisper-tiny.en", "logmel" or "hf:/local/folder", optionally with "@N" for hidden state N '
+                        '(or "@N+M" for several side by side)')
 
 
 def features_at_fps(

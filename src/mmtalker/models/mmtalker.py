@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.audio.spec import main_streams
 from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
 from mmtalker.mesh.uv import barycentric_interpolate
@@ -80,9 +81,14 @@ class MMTalkerConfig:
                                  # (trials: the lips of a clip's first frames no longer pay; docs/results.md)
 
     @property
+    def main_streams(self) -> int:
+        """Hidden states the audio head reads side by side: the spec's (``@3+2``: two), by default the last alone."""
+        return main_streams(self.audio_encoder)
+
+    @property
     def feature_streams(self) -> int:
-        """Encoder hidden states the model reads side by side: the main one (the spec's, by default the last) and the extra ones."""
-        return 1 + len(self.extra_encoder_layers())
+        """Encoder hidden states the model reads side by side: the main ones (the spec's, by default the last) and the extra ones."""
+        return self.main_streams + len(self.extra_encoder_layers())
 
     def extra_encoder_layers(self) -> list[int]:
         """The hidden states read beside the encoder's main one (``mmtalker.audio.encoders.model_audio_encoder``)."""
@@ -161,7 +167,8 @@ class AudioEncoderHead(nn.Module):
     def __init__(self, config: MMTalkerConfig):
         super().__init__()
         d = config.d_model
-        self.proj = nn.Sequential(nn.LayerNorm(config.audio_dim), nn.Linear(config.audio_dim, d))
+        width = config.audio_dim * config.main_streams
+        self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d))
         self.local = nn.ModuleList(
             TemporalConvBlock(d, config.audio_kernel, dilation=2**i, dropout=config.dropout) for i in range(config.audio_layers)
         )
@@ -433,13 +440,15 @@ class MMTalker(nn.Module):
 
     def _split_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T, C) -> the main hidden state's features and the eye pathway's (None without it)."""
+        width, streams = self.config.audio_dim, self.config.feature_streams
+        if audio.shape[-1] != streams * width:
+            raise MMTalkerError("speech features", f"are {audio.shape[-1]} wide; this model reads {streams} {width}-wide "
+                                f"stream{'s' if streams > 1 else ''}",
+                                "build the encoder with mmtalker.audio.encoders.model_audio_encoder(config)")
         if self.eye is None:
             return audio, None
-        width = self.config.audio_dim
-        if audio.shape[-1] != 2 * width:
-            raise MMTalkerError("speech features", f"are {audio.shape[-1]} wide; this model reads two {width}-wide streams",
-                                "build the encoder with mmtalker.audio.encoders.model_audio_encoder(config)")
-        return audio[..., :width], audio[..., width:]
+        main = width * self.config.main_streams
+        return audio[..., :main], audio[..., main:]
 
     def encode_motion(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
