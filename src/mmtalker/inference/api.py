@@ -77,7 +77,7 @@ class MMTalker:
         from mmtalker.audio.encoders import model_audio_encoder
 
         encoder = model_audio_encoder(config)  # a peer's config names no extra layers: the plain encoder
-        expected = config.audio_dim * getattr(config, "feature_streams", 1)  # a peer reads one layer
+        expected = config.audio_dim * getattr(config, "feature_streams", 1)  # a peer's audio_dim is its whole feature width
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
                                 f"gives {encoder.dim}-wide features but the model expects {expected}")

@@ -439,7 +439,7 @@ class MMTalker(nn.Module):
         return torch.where(mean_style, torch.full_like(subject, UNSEEN_SUBJECT), subject)
 
     def _split_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, T, C) -> the main hidden state's features and the eye pathway's (None without it)."""
+        """(B, T, C) -> the main hidden states' features (the spec's, side by side) and the eye pathway's (None without it)."""
         width, streams = self.config.audio_dim, self.config.feature_streams
         if audio.shape[-1] != streams * width:
             raise MMTalkerError("speech features", f"are {audio.shape[-1]} wide; this model reads {streams} {width}-wide "
