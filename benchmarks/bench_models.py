@@ -58,6 +58,9 @@ def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
     section = read_config_dict(REPO / "configs" / f"{kind}_synth.yaml").get("model", {})
     config = build_dataclass(get_kind(kind).config_class(), section, f"configs/{kind}_synth.yaml: model")
     config.subjects = [f"s{i}" for i in range(6)]
+    encoder = model_audio_encoder(config)
+    # the widths the trainers give: MMTalker one hidden state's width per stream, a peer the whole stack's
+    config.audio_dim = int(encoder.layer_dim if kind == "mmtalker" else encoder.dim)
     torch.manual_seed(0)
     if kind == "mmtalker":
         model = build_random_model(mesh, config)
@@ -65,7 +68,7 @@ def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
         model = get_kind(kind).model_class()(config, mesh.vertices, None, 0.001, mesh.faces)
         if kind == "codetalker":
             model.stages_trained.fill_(2)
-    return model.to(device).eval(), model_audio_encoder(config)
+    return model.to(device).eval(), encoder
 
 
 def measure(kind: str, checkpoint: str | None, seconds: float, repeats: int, num_vertices: int, device: str) -> dict:
