@@ -37,6 +37,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first is not timed)")
     parser.add_argument("--audio-encoder", default="logmel", help="encoder spec (features are cached before timing)")
     args = parser.parse_args()
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.train.config import read_config_dict
+
+    try:
+        kind = read_config_dict(args.config).get("kind", "mmtalker")
+    except MMTalkerError as err:
+        parser.error(str(err))
+    if kind != "mmtalker":
+        parser.error(f"{args.config} trains {kind}; this benchmark measures MMTalker's training step "
+                     "(give an MMTalker config, e.g. configs/mmtalker_synth.yaml)")
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     # one folder for all processes of this launch (torchrun gives them one run id): rank 0 writes the data
