@@ -486,3 +486,17 @@ def test_codetalker_own_inputs_feed_its_codes_as_inputs_in_stage_two():
         build_dataclass(CodeTalkerConfig, {"own_inputs": -0.1}, "cfg.yaml")
     with pytest.raises(MMTalkerError, match="own_input_passes"):
         build_dataclass(CodeTalkerConfig, {"own_input_passes": 0}, "cfg.yaml")
+
+
+@pytest.mark.parametrize("dataset", ["synth", "vocaset", "biwi", "multiface"])
+def test_every_shipped_config_loads_and_all_four_models_hear_the_same_encoder(dataset):
+    from mmtalker.train.config import load_config
+    from mmtalker.train.peers import load_peer_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    specs = {"mmtalker": load_config(configs / f"mmtalker_{dataset}.yaml").model.audio_encoder}
+    for kind in ("voca", "faceformer", "codetalker"):
+        config = load_peer_config(configs / f"{kind}_{dataset}.yaml")
+        assert config.kind == kind
+        specs[kind] = config.model.audio_encoder
+    assert len(set(specs.values())) == 1, f"{dataset}: the four models would hear different features: {specs}"
