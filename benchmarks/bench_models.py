@@ -45,7 +45,7 @@ def _peak_rss_bytes() -> int:
 
 def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
     """A model of ``kind`` (eval mode) and its speech encoder."""
-    from mmtalker.audio.encoders import model_audio_encoder
+    from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
     from mmtalker.models.registry import get_kind, load_model
 
     if checkpoint:
@@ -59,8 +59,7 @@ def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
     config = build_dataclass(get_kind(kind).config_class(), section, f"configs/{kind}_synth.yaml: model")
     config.subjects = [f"s{i}" for i in range(6)]
     encoder = model_audio_encoder(config)
-    # the widths the trainers give: MMTalker one hidden state's width per stream, a peer the whole stack's
-    config.audio_dim = int(encoder.layer_dim if kind == "mmtalker" else encoder.dim)
+    config.audio_dim = model_audio_dim(config, encoder)  # the width the trainers give
     torch.manual_seed(0)
     if kind == "mmtalker":
         model = build_random_model(mesh, config)

@@ -38,10 +38,10 @@ def main() -> None:
     parser.add_argument("--audio-encoder", default="logmel", help="encoder spec (features are cached before timing)")
     args = parser.parse_args()
     from mmtalker.errors import MMTalkerError
-    from mmtalker.train.config import read_config_dict
+    from mmtalker.models.registry import config_kind
 
     try:
-        kind = read_config_dict(args.config).get("kind", "mmtalker")
+        kind = config_kind(args.config)
     except MMTalkerError as err:
         parser.error(str(err))
     if kind != "mmtalker":

@@ -5,12 +5,12 @@ figure. What they print is measured there, not asserted here (the CPU is shared 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE_AUDIO = REPO.parent / "shared" / "fixtures" / "audio"
+from conftest import FIXTURES, REPO
+
+FIXTURE_AUDIO = FIXTURES / "audio"
 
 CASES = {
     "bench_audio_encoder": (["--seconds", "1", "--repeats", "1", "--threads", "1"], False, "real time"),

@@ -330,6 +330,14 @@ def model_audio_encoder(config, **kw) -> AudioEncoder:
     return StackedLayers(encoder, extra, config.audio_encoder) if extra else encoder
 
 
+def model_audio_dim(config, encoder: AudioEncoder) -> int:
+    """The ``audio_dim`` a model config gets from ``model_audio_encoder(config)``: the width of each of the
+    ``feature_streams`` hidden states an MMTalker reads side by side, or the whole width for a peer (its config
+    has no ``feature_streams``: it reads all the features as one block). The inverse of the check in
+    ``mmtalker.inference.api``."""
+    return int(encoder.dim) // getattr(config, "feature_streams", 1)
+
+
 def feature_name(config) -> str:
     """What a model config's speech features are, for the feature cache's key: the encoder's spec, plus the
     extra hidden states read beside its last layer."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mmtalker.audio.encoders import feature_name, model_audio_encoder
+from mmtalker.audio.encoders import feature_name, model_audio_dim, model_audio_encoder
 from mmtalker.data.dataset import open_dataset
 from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
@@ -164,7 +164,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
         raise MMTalkerError(config.data.path, f"has no region '{lw.eye_region}' (loss.eye_region), which model.eye_pathway needs",
                             "set model.eye_pathway: false, as configs/mmtalker_biwi.yaml does, or name the dataset's eye region in loss.eye_region")
     encoder = model_audio_encoder(config.model)
-    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.layer_dim))
+    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
     aug = config.augment
     common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache)

@@ -122,7 +122,7 @@ class PeerSetup:
 
 def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSetup:
     """Dataset, cached clip features (MMTalker's pipeline), the model with its mesh facts, region weights."""
-    from mmtalker.audio.encoders import build_audio_encoder
+    from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
@@ -133,8 +133,8 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
-    encoder = build_audio_encoder(config.model.audio_encoder)
-    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=int(encoder.dim))
+    encoder = model_audio_encoder(config.model)
+    model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config))
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
