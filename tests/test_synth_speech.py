@@ -238,3 +238,25 @@ def test_both_engines_give_the_same_phones_and_words():
         ours = [(p.symbol, p.word) for p in synthesize(text, espeak_voice).phones if p.symbol != ipa.PAUSE]
         theirs = [(p.symbol, p.word) for p in synthesize(text, piper_voice).phones if p.symbol != ipa.PAUSE]
         assert difflib.SequenceMatcher(a=ours, b=theirs).ratio() >= 0.95, (ours, theirs)
+
+
+@pytest.mark.synth
+def test_espeak_gives_the_same_bytes_in_another_process_later():
+    """espeak-ng seeds the noise of breathy variants (f3) from the clock when it starts; the benchmark's
+    "same seed, same bytes" needs that seed fixed (two processes, more than a second apart)."""
+    pytest.importorskip("espeakng_loader")
+    import subprocess
+    import sys
+    import time
+
+    code = ("import hashlib; from mmtalker.synth.speech import Voice, synthesize; "
+            "print(hashlib.sha1(synthesize('Bob fed the cat at noon.', Voice('espeak', 'en-gb-x-rp', 38, 1.13, 'f3'))"
+            ".audio.tobytes()).hexdigest())")
+    digests = []
+    for i in range(2):
+        if i:
+            time.sleep(1.1)
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        digests.append(run.stdout.strip())
+    assert digests[0] == digests[1]

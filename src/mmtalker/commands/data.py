@@ -34,7 +34,9 @@ def _add_synth(sub) -> None:
                     "oracle's error floor.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
-    p.add_argument("--preset", default="default", help="dataset size: tiny (tests, seconds), default (about 1 minute) or large (4x the training sentences)")
+    p.add_argument("--preset", default="default",
+                   help="dataset size: tiny (tests, seconds), default (about 1 minute), large (4x the training sentences) "
+                   "or wide-test (default with 5x the test sentences: score models trained on default on more clips)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default 0)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second of the motion (default 30)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")

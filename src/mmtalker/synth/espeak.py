@@ -95,6 +95,12 @@ def _fresh_library():
     if rate <= 0:
         raise MMTalkerError(espeakng_loader.get_library_path(), "espeak-ng failed to initialise",
                             "reinstall espeakng-loader")
+    # espeak-ng seeds the noise of its breathy variants (f3, ...) from the clock when it initialises, so
+    # the same voice and text gave other samples in every run: a fixed seed makes them the same bytes
+    set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+    if set_seed is not None:
+        set_seed.argtypes = [ctypes.c_long]
+        set_seed(0)
     callback = _CALLBACK(_collect)  # kept referenced in _STATE so it is never garbage-collected
     lib.espeak_SetSynthCallback(callback)
     _STATE.update(lib=lib, sample_rate=rate, callback=callback)
