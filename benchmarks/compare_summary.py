@@ -2,6 +2,8 @@
 
     python benchmarks/compare_summary.py --data data/synth --runs runs/compare_synth --seeds 0 1 2 \\
         --minutes 15 --models mmtalker voca faceformer codetalker
+    # the same runs on five times the test sentences (`mmtalker data synth --preset wide-test --out data/synth_wide`):
+    python benchmarks/compare_summary.py --data data/synth_wide --runs runs/compare_synth --out runs/compare_wide ...
 
 Per split and model: mean ± standard deviation over the seeds of LVE, EVE, FDD, |FDD| and MVE, beside the
 benchmark's oracle floor, on the two test splits and, as a third set of sentences no model trained on, the
@@ -63,8 +65,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", required=True)
     ap.add_argument("--models", nargs="+", required=True, help="the first one is compared with each of the others")
     ap.add_argument("--minutes", type=float, required=True, help="the runs' time budget (to say cap or clock)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for compare_synth.md and .json (default: RUNS); give one to score finished runs on "
+                    "another dataset, such as `mmtalker data synth --preset wide-test`, without replacing their table")
     args = ap.parse_args(argv)
     runs, seeds, models, minutes = args.runs, args.seeds, args.models, args.minutes
+    out_dir = runs if args.out is None else args.out
 
     dataset = open_dataset(args.data)
     regions = regions_for(dataset)
@@ -79,7 +85,8 @@ def main(argv=None) -> int:
         return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
 
     report = [f"# mmtalker and peers on {dataset.manifest.name}", "",
-              f"Same data, speech encoder, budget and seeds ({', '.join(seeds)}) for every model; runs in {runs}.",
+              f"Same data, speech encoder, budget and seeds ({', '.join(seeds)}) for every model; runs in {runs}, "
+              f"scored on {args.data}.",
               "With several seeds: mean ± standard deviation over seeds; **bold**: the lowest mean among the models.", ""]
     out = {"seeds": seeds, "splits": {}}
     for split, title in SPLITS:
@@ -126,10 +133,11 @@ def main(argv=None) -> int:
                          + (f", {r['train_minutes']} min" if "train_minutes" in r else "") + f" ({why})")
         report.append(f"- {m}: " + "; ".join(parts))
     text = "\n".join(report) + "\n"
-    (runs / "compare_synth.md").write_text(text)
-    (runs / "compare_synth.json").write_text(json.dumps(out, indent=2) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "compare_synth.md").write_text(text)
+    (out_dir / "compare_synth.json").write_text(json.dumps(out, indent=2) + "\n")
     print(text)
-    print(f"wrote {runs / 'compare_synth.md'} and {runs / 'compare_synth.json'}")
+    print(f"wrote {out_dir / 'compare_synth.md'} and {out_dir / 'compare_synth.json'}")
     return 0
 
 

@@ -265,3 +265,16 @@ def test_long_audio_benchmark_rebuilds_the_generators_speakers(ds):
         assert lve(c.oracle, c.truth, lips) < 0.5 * lve(still, c.truth, lips)
     with pytest.raises(MMTalkerError, match="has no speaker nobody"):
         make_long_clips(ds, ["nobody"], 1)
+
+
+def test_wide_test_plan_is_default_with_five_times_the_test_sentences():
+    """Models trained on `default` are scored on `wide-test`: the same train and val jobs (so the same bytes),
+    default's test jobs first among its test jobs, and no test sentence among the training ones."""
+    default, wide = make_plan(load_preset("default"), seed=0), make_plan(load_preset("wide-test"), seed=0)
+    for split in ("train", "val"):
+        assert wide.sentences[split] == default.sentences[split] and wide.splits[split] == default.splits[split]
+    assert wide.sentences["test"][:4] == default.sentences["test"] and len(wide.sentences["test"]) == 20
+    train = {t for _, _, t in wide.sentences["train"]}
+    assert not train & {t for _, _, t in wide.sentences["test"]}
+    assert set(default.jobs) <= set(wide.jobs) and len(wide.jobs) == 6 * (32 + 4 + 20) + 2 * 20
+    assert wide.splits["test_unseen_subjects"]["subjects"] == default.splits["test_unseen_subjects"]["subjects"]
