@@ -17,7 +17,9 @@
 # MODELS, PARALLEL (trainings at a time, default 1; each gets nproc/PARALLEL threads. Runs then share the
 # CPU, so give MINUTES room: the summary says whether each run stopped at its epoch cap or on the clock),
 # OVERWRITE=1 (retrain into existing run folders), LONG=1 (then also score every run on 50 s clips of continuous
-# speech: benchmarks/long_audio_accuracy.py, written to RUNS/long_speech.json; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
+# speech: benchmarks/long_audio_accuracy.py, written to RUNS/long_speech.json; needs the synth extra), WIDE=1 (then
+# also score every run on five times the test sentences: the `wide-test` preset of DATA's seed, made in
+# WIDE_DATA, default DATA_wide, when absent; table in RUNS/wide; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
 # the configs are <model>_synth.yaml), TRAIN (the training command; default `python -m mmtalker train`).
 # A run folder with a finished run (results.json) is kept and only scored again.
 set -euo pipefail
@@ -70,6 +72,20 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 echo "== scoring"
 "$PY" benchmarks/compare_summary.py --data "$DATA" --runs "$RUNS" --seeds $SEEDS --minutes "$MINUTES" --models $MODELS
+
+if [ "${WIDE:-0}" = 1 ]; then
+  WIDE_DATA=${WIDE_DATA:-${DATA%/}_wide}
+  if [ ! -f "$WIDE_DATA/manifest.json" ]; then
+    seed=$("$PY" -c 'import json, sys
+try: print(json.load(open(sys.argv[1]))["extra"]["generator"]["seed"])
+except (KeyError, TypeError): sys.exit(f"{sys.argv[1]}: not made by `mmtalker data synth`; WIDE=1 needs the synthetic benchmark")' "$DATA/manifest.json")
+    echo "== making the wide test sets (preset wide-test, seed $seed) in $WIDE_DATA"
+    "$PY" -m mmtalker data synth --out "$WIDE_DATA" --preset wide-test --seed "$seed"
+  fi
+  echo "== scoring on five times the test sentences ($WIDE_DATA)"
+  "$PY" benchmarks/compare_summary.py --data "$WIDE_DATA" --runs "$RUNS" --out "$RUNS/wide" --seeds $SEEDS \
+    --minutes "$MINUTES" --models $MODELS
+fi
 
 if [ "${LONG:-0}" = 1 ]; then
   echo "== long speech (benchmarks/long_audio_accuracy.py)"
