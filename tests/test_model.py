@@ -269,19 +269,3 @@ def test_template_jitter_scales_templates_in_training_only():
     g1, _ = model.encode_geometry(torch.cat([t, t]))
     assert torch.equal(g1[0], g1[1])  # one draw per distinct template: a subject's clips share it
     assert not torch.allclose(g1[0], g0, atol=1e-5)
-
-
-@pytest.mark.parametrize("dilation,padding,length", [(2, 4, 65), (4, 8, 7), (2, 1, 30), (1, 2, 20)])
-def test_dilated_convolution_without_gradients_matches_torch(dilation, padding, length):
-    """The matrix-product form of a dilated convolution used for one clip at inference gives conv1d's output
-    (also for padding other than 'same', and for a clip shorter than the receptive field)."""
-    from mmtalker.models.blocks import _conv1d
-
-    torch.manual_seed(0)
-    conv = torch.nn.Conv1d(16, 12, 5, padding=padding, dilation=dilation)
-    x = torch.randn(1, 16, length)
-    with torch.inference_mode():
-        got, want = _conv1d(conv, x), conv(x)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(_conv1d(conv, x), conv(x))  # with gradients: conv itself
