@@ -39,7 +39,7 @@ REPORT_SCALE = 1e5
 # ----------------------------------------------------------------------------- plan
 
 def load_preset(name: str) -> dict:
-    """The size table of preset ``name`` (``tiny``, ``default``) from ``dataset_presets.json``."""
+    """The size table of preset ``name`` (``tiny``, ``default``, ``large``, ``wide-test``) from ``dataset_presets.json``."""
     presets = {k: v for k, v in json.loads(PRESETS_FILE.read_text(encoding="utf-8")).items() if not k.startswith("_")}
     if name not in presets:
         raise MMTalkerError(f"--preset {name}", "no such dataset preset", f"choose one of: {', '.join(presets)}")
@@ -297,7 +297,7 @@ def generate(out, *, preset: str = "default", seed: int = 0, fps: float = 30.0, 
 
     Args:
         out: a new or empty folder (a previous dataset of ours with ``overwrite``).
-        preset: a size from ``dataset_presets.json`` (``tiny``, ``default``).
+        preset: a size from ``dataset_presets.json`` (``tiny``, ``default``, ``large``, ``wide-test``).
         seed: every random draw derives from it; the same seed gives the same bytes.
         fps: frames per second of the motion; audio is 16 kHz.
         workers: processes synthesising sequences in parallel.
