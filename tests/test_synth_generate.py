@@ -270,7 +270,11 @@ def test_long_audio_benchmark_rebuilds_the_generators_speakers(ds):
 def test_wide_test_plan_is_default_with_five_times_the_test_sentences():
     """Models trained on `default` are scored on `wide-test`: the same train and val jobs (so the same bytes),
     default's test jobs first among its test jobs, and no test sentence among the training ones."""
-    default, wide = make_plan(load_preset("default"), seed=0), make_plan(load_preset("wide-test"), seed=0)
+    sizes = {name: load_preset(name) for name in ("default", "wide-test")}
+    assert {k: v for k, v in sizes["wide-test"].items() if k != "sentences"} == {
+        k: v for k, v in sizes["default"].items() if k != "sentences"}, "wide-test must follow default's other sizes"
+    assert {**sizes["wide-test"]["sentences"], "test": 4} == sizes["default"]["sentences"]
+    default, wide = make_plan(sizes["default"], seed=0), make_plan(sizes["wide-test"], seed=0)
     for split in ("train", "val"):
         assert wide.sentences[split] == default.sentences[split] and wide.splits[split] == default.splits[split]
     assert wide.sentences["test"][:4] == default.sentences["test"] and len(wide.sentences["test"]) == 20
