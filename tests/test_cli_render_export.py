@@ -43,6 +43,33 @@ def test_render_side_by_side_heatmap(tmp_path, fixtures_dir, animation):
     assert code == 0
     info = video_info(out)
     assert info["size"][0] > 2 * 64 - 2 and info["audio_codec"] is None
+    assert info["size"][1] > 64 + 30  # the caption band and the colour bar under the panels
+
+
+def test_render_heatmap_scale_options(tmp_path, fixtures_dir, animation, capsys):
+    path, _ = animation
+    template = str(fixtures_dir / "meshes" / "flame_sample.ply")
+    out = tmp_path / "cmp.mp4"
+    assert main(["render", str(path), str(path), "--heatmap-max", "0.001", "--template", template, "--out", str(out)]) == 1
+    assert "only applies with --heatmap" in capsys.readouterr().err
+    assert main(["render", str(path), str(path), "--heatmap", "--heatmap-max", "-1", "--template", template,
+                 "--out", str(out)]) == 1
+    assert "--heatmap-max" in capsys.readouterr().err and not out.exists()
+    assert main(["render", str(path), str(path), "--heatmap", "--heatmap-max", "0.001", "--unit", "m", "--template",
+                 template, "--out", str(out), "--size", "64"]) == 0
+
+
+def test_colour_bar_runs_from_dark_blue_to_dark_red():
+    from matplotlib import colormaps
+
+    from mmtalker.render.compose import colour_bar
+
+    bar = colour_bar(300, 0.002, "error (m)")
+    assert bar.shape[0] % 2 == 0 and bar.shape[1] == 300 and bar.dtype == np.uint8
+    row = bar[10]  # through the ramp
+    ramp = [x for x in range(300) if int(row[x].max()) - int(row[x].min()) > 30]  # coloured, not the grey label
+    lo, hi = (np.asarray(colormaps["turbo"](v)[:3]) * 255 for v in (0.0, 1.0))
+    assert np.abs(row[ramp[0]] - lo).max() <= 2 and np.abs(row[ramp[-1]] - hi).max() <= 2
 
 
 def test_export_formats(tmp_path, fixtures_dir, animation, capsys):

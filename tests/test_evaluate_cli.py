@@ -95,6 +95,38 @@ def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     heat = np.asarray(Image.open(out / "heatmap_test.png").convert("RGB"))
     assert heat.std() > 10  # a rendered face, not a blank image
     assert main(["report", str(scores), "--out", str(out)]) == 1  # no silent overwrite
+    # the colour bar under the faces: its scale ends at the 99th percentile of the per-vertex RMS error (0.002·√3)
+    from mmtalker.render.compose import colour_bar
+
+    bar = colour_bar(heat.shape[1], float(np.sqrt(3) * 0.002), "root mean squared error per vertex (m)")
+    assert np.array_equal(heat[-bar.shape[0]:], bar)
+    # per-subject tables at the report scale, one column per model
+    per_subject = json.loads(scores.read_text())["models"]["model"]["per_subject"]
+    assert ds.manifest.units.get("report_scale", 1.0) == 1.0  # this dataset's scores print as they are, in m²
+    for subject, o in per_subject.items():
+        assert f"| {subject} | {o['lve']:.4g} |" in md and o["lve"] > 0
+    assert "| subject (LVE, m²) | model |" in md and "| subject (EVE, m²) | model |" in md
+
+
+def test_per_subject_table_marks_the_lowest(capsys):
+    from mmtalker.eval.report import per_subject_table
+
+    data = {"units": {"length": "mm", "report_scale": 1.0}, "models": {
+        "A": {"per_subject": {"s1": {"lve": 2.0}, "s2": {"lve": 1.0}}},
+        "B": {"per_subject": {"s1": {"lve": 1.5}}},
+    }}
+    table = per_subject_table(data, "lve").splitlines()
+    assert table[0] == "| subject (LVE, mm²) | A | B |"
+    assert table[2:] == ["| s1 | 2.0000 | **1.5000** |", "| s2 | **1.0000** | – |"]
+    assert per_subject_table({"models": {"A": {}}}, "lve") is None
+
+
+def test_small_scores_keep_their_digits():
+    from mmtalker.eval.report import number, score_table
+
+    assert number(0.71404) == "0.7140" and number(0.0) == "0.0000" and number(1.2345e-5) == "1.234e-05"
+    table = score_table([("m", {"lve": 1.2345e-5, "mve": 3e-4})], {"length": "m"})
+    assert "| m | 1.234e-05 | – | – | – | 0.0003 |" in table
 
 
 def test_recorded_oracle_floor_in_table_and_report(dataset_dir, tmp_path, capsys):
@@ -118,7 +150,7 @@ def test_recorded_oracle_floor_in_table_and_report(dataset_dir, tmp_path, capsys
     lve = 3 * 0.003**2  # squared distance of every vertex, so every frame's max over the lips
     scale = ds.manifest.units["report_scale"]
     row = next(line for line in printed.splitlines() if line.startswith("| oracle floor"))
-    assert f"| {floor['lve'] * scale:.4f} |" in row and row.endswith("| 1.0× |")
+    assert f"| {floor['lve'] * scale:.4g} |" in row and row.endswith("| 1.0× |")
     model_row = next(line for line in printed.splitlines() if line.startswith("| ours |"))
     assert model_row.endswith(f"| {lve / floor['lve']:.1f}× |")
     assert json.loads(scores.read_text())["oracle_floor"]["lve"] == floor["lve"]

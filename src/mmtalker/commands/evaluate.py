@@ -9,7 +9,6 @@ from pathlib import Path
 
 from mmtalker.errors import MMTalkerError
 
-METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
 
 
 def register(sub) -> None:
@@ -101,6 +100,7 @@ def format_table(results, units: dict, floor: dict | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     from mmtalker.data.dataset import open_dataset
     from mmtalker.eval.protocol import regions_for, score
+    from mmtalker.eval.report import score_table
 
     if args.json and args.json.exists() and not args.overwrite:
         raise MMTalkerError(args.json, "already exists", "pass --overwrite to replace it")
@@ -123,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {r.name} has no prediction for {len(r.missing)} sequences (e.g. {r.missing[0]})")
         if args.per_subject:
             print(f"\n{r.name}, per subject:")
-            for subject, o in r.per_subject.items():
-                print(f"  {subject}: " + ", ".join(f"{k} {o[k]:.4g}" for k in METRICS if k in o))
+            print(score_table(list(r.per_subject.items()), units, sequences=True, label="subject"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--captions", nargs="+", help="one caption per animation, e.g. truth MMTalker FaceFormer")
     p.add_argument("--heatmap", action="store_true",
                    help="colour every panel after the first by its per-vertex error against the first")
+    p.add_argument("--heatmap-max", type=float, metavar="ERROR",
+                   help="the error shown red with --heatmap, in the meshes' unit (default: the 99th percentile of all "
+                        "errors; give the same value to compare several videos on one scale)")
+    p.add_argument("--unit", help="the meshes' length unit, written on the heatmap's colour bar (e.g. m or mm)")
     p.add_argument("--size", type=int, default=384, help="panel width and height in pixels (default 384)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
@@ -51,13 +55,16 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError("--captions", f"gives {len(args.captions)} captions for {len(args.animations)} animations")
     if args.heatmap and len(args.animations) < 2:
         raise MMTalkerError("--heatmap", "needs a reference animation first and at least one more to colour")
+    if args.heatmap_max is not None and not args.heatmap:
+        raise MMTalkerError("--heatmap-max", "only applies with --heatmap")
+    vmax = require_positive("--heatmap-max", args.heatmap_max)
     template = load_mesh(args.template)
     loaded = [load_animation(path, num_vertices=len(template.vertices)) for path in args.animations]
     fps = require_positive("--fps", args.fps) or next((f for _, f in loaded if f), None) or 30.0
     animations = [v for v, _ in loaded]
     frames = side_by_side_frames(
         animations, template.faces, captions=args.captions, width=args.size, height=args.size,
-        heatmap_against=animations[0] if args.heatmap else None,
+        heatmap_against=animations[0] if args.heatmap else None, vmax=vmax, unit=args.unit,
     )
     total = min(len(a) for a in animations)
     audio_path = None

@@ -3,8 +3,9 @@
 Each JSON file holds one split's scores of several models (the oracle's too when it was asked for) and, for
 the synthetic benchmark, the oracle floor it recorded for the split. The report writes ``report.md`` (one
 table per split, units stated, the floor as a last row with each model's LVE as a multiple of it),
-``metrics_<split>.png`` (bar charts of LVE, EVE and |FDD|, the floor dashed) and ``heatmap_<split>.png``
-(each model's mean squared error per vertex rendered on the face, one colour scale for all models).
+per-subject LVE and EVE tables, ``metrics_<split>.png`` (bar charts of LVE, EVE and |FDD|, the floor dashed) and
+``heatmap_<split>.png`` (each model's root mean squared error per vertex rendered on the face, one colour scale
+for all models, shown in a colour bar with the dataset's unit).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def load_scores(path: Path) -> dict:
 FLOOR_NAME = "oracle floor (recorded with the benchmark)"
 
 
+def number(value: float) -> str:
+    """A score at the report scale: 4 decimals, or 4 significant digits when that would show 0.0000 (a dataset
+    whose manifest gives no ``report_scale``)."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.4g}"
+
+
 def recorded_floor(data: dict) -> dict | None:
     """The benchmark's own oracle scores for the split (written by ``evaluate --json`` from the manifest), or
     None when there are none or the oracle was scored as one of the models."""
@@ -42,19 +49,20 @@ def recorded_floor(data: dict) -> dict | None:
     return floor
 
 
-def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = None, *, sequences: bool = False) -> str:
+def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = None, *, sequences: bool = False,
+                label: str = "model") -> str:
     """A Markdown table of overall scores (``rows``: (name, overall scores)) at the report scale of ``units``,
     the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
-    multiple of it; ``sequences``: a column of each row's sequence count."""
+    multiple of it; ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
     scale = float(units.get("report_scale", 1.0))
     length = units.get("length", "unit")
     exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
     ratio = bool(floor) and floor.get("lve", 0) > 0
-    header = f"| model | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
+    header = f"| {label} | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
     header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
     lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
     for name, o in rows + ([(FLOOR_NAME, floor)] if floor else []):
-        cell = lambda k: f"{o[k] * scale:.4f}" if k in o else "–"  # noqa: E731
+        cell = lambda k: number(o[k] * scale) if k in o else "–"  # noqa: E731
         line = f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |"
         if sequences:
             line += f" {o.get('sequences', '–')} |"
@@ -71,6 +79,26 @@ def markdown_table(data: dict) -> str:
     return score_table(rows, data.get("units", {}), recorded_floor(data))
 
 
+def per_subject_table(data: dict, metric: str) -> str | None:
+    """One metric per subject (rows) and model (columns) at the report scale, the lowest of each row in bold;
+    None when no model has per-subject scores."""
+    models = {n: s.get("per_subject") or {} for n, s in data["models"].items()}
+    subjects = sorted({subject for per in models.values() for subject in per})
+    if not subjects:
+        return None
+    units = data.get("units", {})
+    scale = float(units.get("report_scale", 1.0))
+    unit = f"{units.get('length', 'unit')}²" + (f" ×{1 / scale:.0e}" if scale != 1 else "")
+    lines = [f"| subject ({metric.upper()}, {unit}) | " + " | ".join(models) + " |", "|" + " --- |" * (len(models) + 1)]
+    for subject in subjects:
+        values = [per.get(subject, {}).get(metric) for per in models.values()]
+        best = min((v for v in values if v is not None), default=None)
+        cells = ["–" if v is None else (f"**{number(v * scale)}**" if v == best and len(models) > 1 else number(v * scale))
+                 for v in values]
+        lines.append(f"| {subject} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def bar_chart(data: dict, path: Path) -> Path:
     """Bar charts of LVE, EVE and |FDD| per model (report scale), with the recorded oracle floor as a dashed
     line when there is one; saved as PNG."""
@@ -80,6 +108,7 @@ def bar_chart(data: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     scale = float(data.get("units", {}).get("report_scale", 1.0))
+    length = data.get("units", {}).get("length", "unit")
     names = list(data["models"])
     floor = recorded_floor(data)
     fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(4 * len(BAR_METRICS), 3.2))
@@ -90,7 +119,8 @@ def bar_chart(data: dict, path: Path) -> Path:
         if floor is not None and key in floor:
             ax.axhline(floor[key] * scale, color="#555555", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{label} (×{1 / scale:.0e})" if scale != 1 else label)
+        ax.set_title(label)
+        ax.set_ylabel(f"{length}²" + (f" ×{1 / scale:.0e}" if scale != 1 else ""))
     fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'" + ("  (dashed: the oracle floor)" if floor else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -102,7 +132,7 @@ def heatmap_sheet(data: dict, vertices: np.ndarray, faces: np.ndarray, path: Pat
     """Each model's per-vertex mean squared error on the face, one shared colour scale; None without data."""
     from PIL import Image
 
-    from mmtalker.render.compose import caption
+    from mmtalker.render.compose import caption, colour_bar
     from mmtalker.render.renderer import MeshRenderer
 
     entries = [(n, np.asarray(s["per_vertex_sq_error"])) for n, s in data["models"].items() if s.get("per_vertex_sq_error")]
@@ -120,7 +150,10 @@ def heatmap_sheet(data: dict, vertices: np.ndarray, faces: np.ndarray, path: Pat
             panels.append(caption(renderer.render(vertices, colors), name))
     finally:
         renderer.release()
-    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+    length = data.get("units", {}).get("length", "dataset units")
+    sheet = np.concatenate(panels, axis=1)
+    bar = colour_bar(sheet.shape[1], vmax, f"root mean squared error per vertex ({length})")
+    Image.fromarray(np.concatenate([sheet, bar], axis=0)).save(path)
     return path
 
 
@@ -134,11 +167,15 @@ def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
         parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From `{file}`.", "", markdown_table(data), ""]
         bars = bar_chart(data, out / f"metrics_{split}.png")
         parts += [f"![metrics]({bars.name})", ""]
+        for metric in ("lve", "eve"):
+            table = per_subject_table(data, metric)
+            if table is not None:
+                parts += [table, ""]
         if dataset is not None:
             topo = dataset.topology()
             heat = heatmap_sheet(data, dataset.template(dataset.subjects[0]), topo.faces, out / f"heatmap_{split}.png")
             if heat is not None:
-                parts += ["Root mean squared error per vertex (shared colour scale, blue low, red high):", "",
+                parts += ["Root mean squared error per vertex over the split's frames (one colour scale for all):", "",
                           f"![heatmap]({heat.name})", ""]
     md = out / "report.md"
     md.write_text("\n".join(parts))

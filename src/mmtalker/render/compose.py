@@ -28,6 +28,31 @@ def label_font(size: int):
     return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
 
 
+def colour_bar(width: int, vmax: float, label: str) -> np.ndarray:
+    """A white band (H, ``width``, 3) uint8 with the 'turbo' scale of :func:`error_colors` from 0 to ``vmax``,
+    its ends and middle labelled, and ``label`` (what the colours measure, with its unit) beside it; the
+    height is even, so the band can sit under h264 frames."""
+    from matplotlib import colormaps
+
+    height = 40
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = label_font(11)
+    label_w = min(int(draw.textlength(label, font=font)) + 12, width // 2)
+    x0, x1 = 10, max(width - label_w - 10, 60)
+    ramp = colormaps["turbo"](np.linspace(0, 1, x1 - x0))[:, :3]
+    bar = (np.repeat(ramp[None], 12, axis=0) * 255).astype(np.uint8)
+    canvas.paste(Image.fromarray(bar), (x0, 6))
+    for frac in (0.0, 0.5, 1.0):
+        text = "0" if frac == 0 else f"{vmax * frac:.3g}"
+        tw = draw.textlength(text, font=font)
+        x = x0 + frac * (x1 - x0)
+        draw.line([(x, 18), (x, 21)], fill="black")
+        draw.text((min(max(x - tw / 2, 0), width - tw), 22), text, fill="black", font=font)
+    draw.text((x1 + 8, 6), label, fill="black", font=font)
+    return np.asarray(canvas)
+
+
 def caption(image: np.ndarray, text: str) -> np.ndarray:
     """The image with ``text`` written on a white band above it."""
     h, w = image.shape[:2]
@@ -45,11 +70,13 @@ def caption(image: np.ndarray, text: str) -> np.ndarray:
 def side_by_side_frames(
     animations: Sequence[np.ndarray], faces: np.ndarray, *, captions: Sequence[str] | None = None,
     width: int = 384, height: int = 384, heatmap_against: np.ndarray | None = None, vmax: float | None = None,
+    unit: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields one composite frame per time step: each animation (T_i, V, 3) rendered side by side.
 
     With ``heatmap_against`` (T, V, 3), every panel but the reference itself is coloured by its
-    per-vertex error against it (scale 0..``vmax``, by default the 99th percentile of all errors).
+    per-vertex error against it (scale 0..``vmax``, by default the 99th percentile of all errors), and a
+    :func:`colour_bar` under the panels gives the scale (in ``unit``, the meshes' length unit, when given).
     Animations of slightly different lengths are cut to the shortest.
     """
     length = min(len(a) for a in animations)
@@ -58,6 +85,9 @@ def side_by_side_frames(
     if heatmap_against is not None and vmax is None:
         errs = [np.linalg.norm(a[:length] - heatmap_against[:length], axis=-1) for a in animations]
         vmax = float(np.percentile(np.concatenate([e.ravel() for e in errs]), 99)) or 1e-6
+    bar = None
+    if heatmap_against is not None:
+        bar = colour_bar(width * len(animations), vmax, f"error ({unit})" if unit else "error (mesh units)")
     try:
         for t in range(length):
             panels = []
@@ -67,6 +97,7 @@ def side_by_side_frames(
                     colors = error_colors(anim[t], heatmap_against[t], vmax)
                 image = renderer.render(anim[t], colors)
                 panels.append(caption(image, captions[k]) if captions else image)
-            yield np.concatenate(panels, axis=1)
+            frame = np.concatenate(panels, axis=1)
+            yield frame if bar is None else np.concatenate([frame, bar], axis=0)
     finally:
         renderer.release()
