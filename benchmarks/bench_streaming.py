@@ -1,14 +1,16 @@
 """Streaming latency and speed: speech fed in microphone-sized chunks, frames out as they are due.
 
     .venv/bin/python benchmarks/bench_streaming.py [--checkpoint DIR] [--chunk-ms 160] [--context 2]
-        [--encoder-context 0.5] [--lookahead 0.06]
+        [--lookahead 0.06] [--reencode [--encoder-context 0.5]]
 
 Feeds --seconds of speech (the fixtures) chunk by chunk into ``MMTalker.stream`` as fast as it can (no
 sleeping) in a fresh 2-thread process, and reports per chunk the compute time of ``push`` (the latency a
 chunk adds once it has arrived), the real-time factor (audio duration / total compute), and the latency of
 a frame: lookahead + push time (+ up to one chunk of buffering). Without --checkpoint a random model
 with the shipped config's network runs on the default face. Also reports how close the streamed frames
-are to the offline animation of the same audio, after the first --context seconds.
+are to the offline animation of the same audio, after the first --context seconds. A Whisper encoder
+runs incrementally (each encoder frame computed about once); --reencode measures the other way, re-encoding
+--encoder-context seconds of audio with every chunk.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     audio = speech(args.seconds)
     talker = MMTalker.from_pretrained(args.checkpoint)
-    opts = dict(context_s=args.context, encoder_context_s=args.encoder_context, lookahead_s=args.lookahead)
+    opts = dict(context_s=args.context, encoder_context_s=args.encoder_context, lookahead_s=args.lookahead,
+                incremental=not args.reencode)
     anim = talker.stream(**opts)
     step = int(args.chunk_ms / 1000 * SAMPLE_RATE)
     for s in range(0, 20 * step, step):  # warm-up: the first calls allocate
@@ -66,6 +69,8 @@ def main() -> None:
     p.add_argument("--context", type=float, default=2.0, help="seconds of past speech features the model sees")
     p.add_argument("--encoder-context", type=float, default=0.5, help="seconds of past audio the speech encoder re-encodes per chunk")
     p.add_argument("--lookahead", type=float, default=0.06, help="seconds of future audio a frame waits for")
+    p.add_argument("--reencode", action="store_true",
+                   help="re-encode --encoder-context seconds with every chunk instead of running Whisper incrementally")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vertices", type=int, default=5000, help="default face size when no checkpoint is given")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -77,13 +82,13 @@ def main() -> None:
     print(machine_note(args.threads))
     r = run_worker(__file__, ["--checkpoint", checkpoint, "--seconds", str(args.seconds), "--chunk-ms", str(args.chunk_ms),
                               "--context", str(args.context), "--encoder-context", str(args.encoder_context),
-                              "--lookahead", str(args.lookahead),
+                              "--lookahead", str(args.lookahead), *(["--reencode"] if args.reencode else []),
                               "--threads", str(args.threads)], args.threads)
     ms = lambda xs: " / ".join(f"{1000 * x:.0f}" for x in xs)  # noqa: E731
     n = args.threads
+    encoder = f"encoder context {args.encoder_context} s re-encoded per chunk" if args.reencode else "incremental encoder"
     print(f"{r['seconds']:.0f} s of speech in {r['chunks']} chunks of {args.chunk_ms:.0f} ms -> {r['frames']} frames x "
-          f"{r['vertices']} vertices; context {args.context} s, encoder context {args.encoder_context} s, "
-          f"lookahead {args.lookahead} s")
+          f"{r['vertices']} vertices; context {args.context} s, {encoder}, lookahead {args.lookahead} s")
     print(f"push time per chunk, median / p95 / max: wall {ms(r['wall_s'])} ms; CPU/threads "
           f"{ms([c / n for c in r['cpu_s']])} ms")
     print(f"real-time factor: {r['seconds'] / r['total_wall']:.1f}x by wall time, "

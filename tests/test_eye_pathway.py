@@ -205,3 +205,20 @@ def test_own_style_keeps_the_eye_pathway_out_of_the_main_speaker_embedding():
     model.eval()
     assert_close(model.eye_style_vectors(torch.tensor([-1]))[0].detach().numpy(),
                  model.eye_style.weight.mean(0).detach().numpy(), atol=1e-7, what="unseen speaker's eye style")
+
+
+@pytest.mark.parametrize("fusion_layers", [1, 2])
+@pytest.mark.parametrize("last", [1, 4, 20])
+def test_last_frames_part_equals_the_whole_sequences_tail(fusion_layers, last):
+    """Streaming computes the per-frame stages for the new frames only: the same values as the whole sequence's tail."""
+    model = eye_model(fusion_layers=fusion_layers)
+    audio = torch.randn(1, 20, 2 * C)
+    subject = torch.tensor([1])
+    with torch.no_grad():
+        g, tokens = model.encode_geometry(model.templates_for(subject))
+        whole = model.frame_part(audio, subject, tokens)
+        tail = model.frame_part(audio, subject, tokens, last=last)
+    assert tail.shape == (1, last, whole.shape[-1])
+    assert_close(tail.numpy(), whole[:, -last:].numpy(), atol=1e-5, what=f"last {last} frames")
+    with pytest.raises(MMTalkerError, match="last=21 for 20 frames"):
+        model.frame_part(audio, subject, tokens, last=21)

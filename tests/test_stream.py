@@ -25,8 +25,8 @@ class LocalEngine:
     def features(self, audio, num_frames):
         return torch.from_numpy(_local_frames(audio, num_frames)[None])
 
-    def motion(self, face, features):
-        return features
+    def motion(self, face, features, last=None):
+        return features if last is None else features[:, -last:]
 
     def decode(self, face, part):
         return part[0].numpy().astype(np.float32)
@@ -78,6 +78,24 @@ def test_whisper_stream_runs_on_real_speech(fixtures_dir):
     streamed = stream_array(talker.stream(style="alice"), audio, chunk_s=0.2)
     assert streamed.shape == (talker.num_frames_for(len(audio)), talker.num_vertices, 3)
     assert np.isfinite(streamed).all()
+
+
+def test_whisper_runs_incrementally_unless_told_otherwise(fixtures_dir):
+    audio = load_audio(fixtures_dir / "audio" / "voca_test_sentence_22k.wav")[: 16000 * 4]
+    talker = MMTalker.from_model(tiny_model(seed=4, encoder="whisper-tiny.en"))
+    offline = talker.animate(audio, style="alice")
+    rest, skip = talker.template_mesh.vertices, int(2.0 * talker.fps)
+    for incremental in (True, False):
+        anim = talker.stream(style="alice", incremental=incremental)
+        assert (anim._whisper is not None) == incremental
+        streamed = stream_array(anim, audio, chunk_s=0.16)
+        assert streamed.shape == offline.shape
+        a, b = (offline - rest)[skip:].ravel(), (streamed - rest)[skip:].ravel()
+        assert np.corrcoef(a, b)[0, 1] > 0.8
+    # a stream shorter than one STFT window still ends in its frames
+    anim = talker.stream(style="alice")
+    assert anim.push(audio[:200]).shape[0] == 0
+    assert anim.flush().shape == (1, talker.num_vertices, 3)  # at least one frame, as offline
 
 
 def test_bad_settings_and_chunks_are_refused():

@@ -17,7 +17,8 @@ def register(sub) -> None:
         help="animate live speech chunk by chunk (stdin PCM or a file), reporting latency",
         description=(
             "Animate speech as it arrives, the way a live application would: audio comes in chunks, and every "
-            "frame is emitted as soon as its audio plus --lookahead has arrived (the speech encoder re-encodes the "
+            "frame is emitted as soon as its audio plus --lookahead has arrived (a Whisper speech encoder runs "
+            "incrementally, each of its frames computed about once; other encoders, or --reencode, re-encode the "
             "last --encoder-context seconds with each chunk; the model sees the last --context seconds of "
             "features). --audio - reads raw 16-bit little-endian mono PCM at 16 kHz from stdin "
             "(e.g. arecord -f S16_LE -r 16000 -c 1 | mmtalker stream ...); a file is fed in --chunk-ms chunks as "
@@ -34,7 +35,10 @@ def register(sub) -> None:
     p.add_argument("--chunk-ms", type=float, default=160.0, help="chunk length in milliseconds (default 160)")
     p.add_argument("--context", type=float, default=2.0, help="seconds of past speech features the model sees (default 2)")
     p.add_argument("--encoder-context", type=float, default=0.5,
-                   help="seconds of past audio the speech encoder re-encodes per chunk (default 0.5; longer: closer to offline, slower)")
+                   help="seconds of past audio a non-incremental speech encoder re-encodes per chunk (default 0.5; "
+                        "longer: closer to offline, slower)")
+    p.add_argument("--reencode", action="store_true",
+                   help="re-encode --encoder-context seconds per chunk even with a Whisper encoder (slower, further from offline)")
     p.add_argument("--lookahead", type=float, default=0.06, help="seconds of future audio a frame waits for (default 0.06)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
     talker = MMTalker.from_pretrained(args.checkpoint)
     stream = talker.stream(style=args.style, template=args.template, context_s=args.context,
-                           encoder_context_s=args.encoder_context, lookahead_s=args.lookahead)
+                           encoder_context_s=args.encoder_context, lookahead_s=args.lookahead,
+                           incremental=not args.reencode)
     step = max(1, int(round(args.chunk_ms / 1000 * SAMPLE_RATE)))
     blocks = [stream.push(chunk) for chunk in _chunks(args, talker, step)]
     blocks.append(stream.flush())

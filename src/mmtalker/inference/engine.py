@@ -90,9 +90,10 @@ class Engine(_SpeechEngine):
                             eye_weight)
 
     @torch.inference_mode()
-    def motion(self, face: PreparedFace, features: torch.Tensor) -> torch.Tensor:
-        """features (1, T, C) -> the regressor's per-frame part (1, T, H), (1, T, 2H) with the eye pathway."""
-        return self.model.frame_part(features, face.subject, face.tokens)
+    def motion(self, face: PreparedFace, features: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """features (1, T, C) -> the regressor's per-frame part (1, T, H), (1, T, 2H) with the eye pathway;
+        ``last``: only the last frames' part, (1, last, H[·2]) (the others still give their context)."""
+        return self.model.frame_part(features, face.subject, face.tokens, last=last)
 
     @torch.inference_mode()
     def decode(self, face: PreparedFace, frame_part: torch.Tensor) -> np.ndarray:

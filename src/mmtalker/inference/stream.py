@@ -4,14 +4,17 @@ Each :meth:`StreamingAnimator.push` appends a chunk to a rolling buffer and emit
 interval ends (``(t + ½) / fps``) at least ``lookahead_s`` before the newest sample (so a clip of duration d
 gives round(d × fps) frames, as offline). Two contexts make the new frames:
 
-- the speech encoder re-encodes only the last ``encoder_context_s`` seconds of audio before the first new
-  frame plus everything received since, and keeps the features of the new frames;
+- the speech encoder. A Whisper encoder (every shipped config's) runs incrementally
+  (:class:`mmtalker.audio.whisper_stream.IncrementalWhisper`): each of its frames is computed once its keys and
+  values are settled, attending to every earlier frame of a session of up to 20 s (a new session re-encodes
+  the last ``context_s`` seconds). Other encoders re-encode the last ``encoder_context_s`` seconds of audio
+  before the first new frame plus everything received since, with every push;
 - the model's audio and fusion stages see the cached features of the last ``context_s`` seconds of emitted
-  frames plus the new ones (its temporal layers and utterance-level pooling reach that far back).
+  frames plus the new ones (its temporal layers and utterance-level pooling reach that far back); the
+  per-frame stages after them run on the new frames only.
 
 Only the new frames are decoded. Frames come out in order, exactly one per 1/fps of audio (``flush`` emits
-the rest). The encoder's share is what a push costs, so a short ``encoder_context_s`` makes streaming cheap;
-each frame's features are computed once, when the frame is emitted, from the audio up to then.
+the rest). Each frame's features are computed once, when the frame is emitted, from the audio up to then.
 
 Latency of a frame = ``lookahead_s`` (waiting for future audio) + the time a push takes (computing), plus
 up to one chunk's duration when audio arrives in chunks. ``benchmarks/bench_streaming.py`` measures them.
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 from mmtalker.audio.io import SAMPLE_RATE
+from mmtalker.audio.whisper_stream import IncrementalWhisper, supports
 from mmtalker.errors import MMTalkerError
 
 
@@ -39,11 +43,14 @@ class StreamingAnimator:
         face: the prepared face (``MMTalker.prepare_face``).
         context_s: seconds of past speech features the model's audio and fusion stages see (cached).
         encoder_context_s: seconds of past audio the speech encoder re-encodes with each push (longer:
-            features closer to offline ones, slower).
+            features closer to offline ones, slower); not used by Whisper encoders, which run incrementally.
         lookahead_s: seconds of future audio a frame waits for (the model's local context reaches ahead).
+        incremental: run a Whisper encoder incrementally (False: re-encode ``encoder_context_s`` with every
+            push, as other encoders do; slower, and further from offline).
     """
 
-    def __init__(self, engine, face, *, context_s: float = 2.0, encoder_context_s: float = 0.5, lookahead_s: float = 0.06):
+    def __init__(self, engine, face, *, context_s: float = 2.0, encoder_context_s: float = 0.5, lookahead_s: float = 0.06,
+                 incremental: bool = True):
         for name, value, least in (("context_s", context_s, None), ("encoder_context_s", encoder_context_s, 0.0),
                                    ("lookahead_s", lookahead_s, 0.0)):
             if not np.isfinite(value) or (value <= 0 if least is None else value < least):
@@ -59,6 +66,9 @@ class StreamingAnimator:
         self.lookahead_s = float(lookahead_s)
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # sample index of _buffer[0]
+        encoder = getattr(engine, "encoder", None)
+        self._whisper = (IncrementalWhisper(encoder, restart_s=min(context_s, 8.0))
+                         if incremental and encoder is not None and supports(encoder) else None)
         self._features = None  # (1, ≤ context_frames, C): features of the last emitted frames
         self.received = 0  # samples pushed so far
         self.emitted = 0  # frames emitted so far
@@ -74,7 +84,10 @@ class StreamingAnimator:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if not np.isfinite(chunk).all():
             raise MMTalkerError("audio chunk", "contains NaN or infinite samples")
-        self._buffer = np.concatenate([self._buffer, chunk])
+        if self._whisper is not None:
+            self._whisper.push(chunk)
+        else:
+            self._buffer = np.concatenate([self._buffer, chunk])
         self.received += len(chunk)
         due = math.floor((self.received / SAMPLE_RATE - self.lookahead_s) * self.fps - 0.5 + 1e-9) + 1
         frames = self._emit(max(0, due), pad=False)
@@ -89,21 +102,46 @@ class StreamingAnimator:
     def _emit(self, upto: int, pad: bool) -> np.ndarray:
         if upto <= self.emitted:
             return np.zeros((0, self.face.num_points, 3), np.float32)
+        new = self._new_features(upto, pad)
+        if new is None:
+            return np.zeros((0, self.face.num_points, 3), np.float32)
+        feats = new if self._features is None else torch.cat([self._features, new], dim=1)
+        part = self.engine.motion(self.face, feats, last=new.shape[1])  # (1, n, H): the cached frames are context only
+        frames = self.engine.decode(self.face, part)
+        self._features = feats[:, -self.context_frames :]
+        self.emitted = upto
+        self._trim()
+        return frames
+
+    def _new_features(self, upto: int, pad: bool) -> torch.Tensor | None:
+        """Speech features of frames [emitted, upto), (1, n, C), or None while there is too little audio."""
+        if self._whisper is not None:
+            return self._whisper_features(upto, pad)
         first = max(0, self.emitted - self.encoder_context_frames)  # first frame of the re-encoded stretch
         a = int(round(first * SAMPLE_RATE / self.fps)) - self._buffer_start
         segment = self._buffer[a:]
         if len(segment) < self.engine.min_samples:
             if not pad:
-                return np.zeros((0, self.face.num_points, 3), np.float32)
+                return None
             segment = np.pad(segment, (0, self.engine.min_samples - len(segment)))
-        new = self.engine.features(segment, upto - first)[:, self.emitted - first :]  # (1, n, C)
-        feats = new if self._features is None else torch.cat([self._features, new], dim=1)
-        part = self.engine.motion(self.face, feats)  # (1, cached + n, H)
-        frames = self.engine.decode(self.face, part[:, -new.shape[1] :])
-        self._features = feats[:, -self.context_frames :]
-        self.emitted = upto
-        self._trim()
-        return frames
+        return self.engine.features(segment, upto - first)[:, self.emitted - first :]  # (1, n, C)
+
+    def _whisper_features(self, upto: int, pad: bool) -> torch.Tensor | None:
+        """The incremental encoder's frames resampled to frames [emitted, upto) as ``features_at_fps`` does."""
+        enc = self._whisper
+        if enc.num_frames == 0:
+            if not pad:
+                return None
+            enc.push(np.zeros(self.engine.min_samples - enc.received, np.float32))  # a stream shorter than one STFT window
+        rate = enc.rate
+        pos = torch.arange(self.emitted, upto, dtype=torch.float64) * (rate / self.fps)
+        pos = pos.clamp(max=enc.num_frames - 1)  # the last frames hold the last encoder frame, as offline
+        i0 = pos.floor().long()
+        i1 = (i0 + 1).clamp(max=enc.num_frames - 1)
+        start = int(i0[0])
+        states = enc.states(start, int(i1[-1]) + 1)
+        w = (pos - i0).float()[:, None]
+        return (states[i0 - start] * (1 - w) + states[i1 - start] * w)[None]
 
     def _trim(self) -> None:
         """Drop audio no later push will re-encode."""

@@ -238,12 +238,16 @@ class DualCrossAttention(nn.Module):
         self.ff = FeedForward(dim, dropout=dropout)
 
     def forward(self, h: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``keep`` (B,) in {0, 1}: whether each clip's tokens read the utterance (None: all)."""
-        audio_to_geometry = self.a2g(h, tokens)  # (B, T, D)
+                keep: torch.Tensor | None = None, last: int | None = None) -> torch.Tensor:
+        """``keep`` (B,) in {0, 1}: whether each clip's tokens read the utterance (None: all). ``last``: only
+        the last ``last`` frames' outputs, (B, last, D), the same values as ``forward(...)[:, -last:]`` (the
+        tokens still read every frame; only the per-frame work is skipped for the others)."""
         read = self.g2a(tokens, h, mask)  # (B, K, D)
         if keep is not None:
             read = read * keep[:, None, None]
+        if last is not None:
+            h = h[:, -last:]
+        audio_to_geometry = self.a2g(h, tokens)  # (B, T, D)
         tokens_in_context = tokens + read
         geometry_to_audio = self.readback(h, tokens_in_context)  # (B, T, D)
         return self.ff(h + audio_to_geometry + geometry_to_audio)
@@ -454,26 +458,36 @@ class MMTalker(nn.Module):
         """audio (B, T, C) encoder features at the mesh fps, subject (B,), tokens (B, K, D) -> z (B, T, D)."""
         return self._encode_motion(self._split_features(audio)[0], self._training_style(subject), tokens, mask)
 
-    def _encode_motion(self, audio, subject, tokens, mask):
+    def _encode_motion(self, audio, subject, tokens, mask, last: int | None = None):
         keep = None
         if self.training and self.config.utterance_dropout > 0:
             keep = (torch.rand(audio.shape[0], device=audio.device) >= self.config.utterance_dropout).to(audio.dtype)
         h = self.audio(audio, subject, mask, keep)
-        for block in self.fusion:
-            h = block(h, tokens, mask, keep)
+        for k, block in enumerate(self.fusion):
+            h = block(h, tokens, mask, keep, last=last if k == len(self.fusion) - 1 else None)
         return h
 
-    def frame_part(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
+    def frame_part(self, audio: torch.Tensor, subject: torch.Tensor, tokens: torch.Tensor, mask=None,
+                   last: int | None = None) -> torch.Tensor:
         """The regressor's per-frame input: audio (B, T, C), subject (B,), tokens (B, K, D) -> (B, T, H), or
-        with the eye pathway the main and the eye pathway's side by side, (B, T, 2H), for :meth:`decode`."""
+        with the eye pathway the main and the eye pathway's side by side, (B, T, 2H), for :meth:`decode`.
+
+        ``last``: only the last ``last`` frames, (B, last, H[·2]), the same values as ``frame_part(...)[:,
+        -last:]``: the stages that see the whole sequence (temporal convolutions, utterance pooling, the tokens'
+        reading) still run on every frame, the per-frame ones only on those (streaming's new frames)."""
+        if last is not None and not 0 < last <= audio.shape[1]:
+            raise MMTalkerError("frame_part", f"last={last} for {audio.shape[1]} frames")
         main, eye = self._split_features(audio)
         subject = self._training_style(subject)
-        part = self.regressor.frame_part(self._encode_motion(main, subject, tokens, mask))
+        part = self.regressor.frame_part(self._encode_motion(main, subject, tokens, mask, last))
         if self.eye is None:
             return part
         style = self.eye_style_vectors(subject) if self.config.eye_own_style else self.audio.style_vectors(subject)
+        if last is not None:  # the eye pathway sees eye_past frames back: no frame before those reaches the last ones
+            eye = eye[:, -min(eye.shape[1], last + self.config.eye_past):]
+            mask = None if mask is None else mask[:, -eye.shape[1]:]
         eye_part = self.eye_frame_in(self.eye(eye, style, mask))
-        return torch.cat([part, eye_part], dim=-1)
+        return torch.cat([part, eye_part if last is None else eye_part[:, -last:]], dim=-1)
 
     def decode(self, prepared: torch.Tensor, frame_part: torch.Tensor, eye_weight: torch.Tensor | None = None) -> torch.Tensor:
         """Displacements in motion units (B, T, P, 3) from the points' ``regressor.prepare_points`` result and

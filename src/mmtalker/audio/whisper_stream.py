@@ -1,0 +1,156 @@
+"""Whisper's encoder over audio that arrives in pieces, each encoder frame computed (about) once.
+
+Re-encoding a window of past audio with every chunk, as streaming must with an encoder whose frames all
+attend to each other, spends most of a push on frames it has encoded before. This keeps, for every
+transformer layer, the keys and values of the frames already encoded, and with each chunk runs the layers
+on the new frames only (plus a few at the edges): a frame attends to every frame of its *session* so far
+and to itself and the frames after it that have arrived.
+
+- A frame stays *provisional* (recomputed with the next chunk) until ``provisional`` frames (20 ms each)
+  follow it, so the frames a push emits see a little future; after that its keys and values are fixed.
+- The conv stem needs a few frames of audio to its left: ``MARGIN`` frames before the first recomputed one
+  are recomputed too and dropped.
+- Positions count from the session's start. A session lasts at most ``session_s`` seconds (Whisper's
+  table holds 30 s; offline animation uses 20 s windows); the next one starts ``restart_s`` seconds before
+  the first provisional frame and re-encodes those in one go.
+- The log-mel's 80 dB floor is taken from the loudest bin heard so far (offline: in the whole clip).
+
+Only Whisper-based encoders (``whisper-*``, with or without ``@N…`` hidden states) support this;
+:func:`supports` says whether an encoder does. Shapes: ``C`` the encoder's output width (its hidden states
+side by side, as its ``forward`` gives them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmtalker.audio.mel import HOP_LENGTH, N_FFT
+
+MARGIN = 3
+"""Encoder frames recomputed (and dropped) left of the first needed one, for the conv stem and the STFT's padding."""
+
+
+def _whisper_parts(encoder):
+    """(WhisperAudioEncoder, the hidden-state indices ``encoder`` puts side by side), or None for other encoders."""
+    from mmtalker.audio.encoders import WhisperAudioEncoder
+
+    picked = list(getattr(encoder, "main_layers", (-1,))) + list(getattr(encoder, "extra", []))
+    base = encoder
+    while not isinstance(base, WhisperAudioEncoder):
+        base = getattr(base, "base", None)
+        if base is None:
+            return None
+    return base, [int(i) % base.num_layers for i in picked]
+
+
+def supports(encoder) -> bool:
+    """Whether :class:`IncrementalWhisper` can encode for ``encoder`` (a frozen or trained Whisper encoder)."""
+    return _whisper_parts(encoder) is not None
+
+
+class IncrementalWhisper:
+    """Encoder frames (50 per second) of a stream, as ``encoder`` gives them, computed as audio arrives.
+
+    Args:
+        encoder: a Whisper-based :class:`mmtalker.audio.encoders.AudioEncoder` (see :func:`supports`).
+        provisional: frames after a frame before its keys and values are fixed.
+        session_s: longest session, seconds (at most Whisper's 30 s).
+        restart_s: seconds of audio before the first provisional frame that a new session re-encodes.
+    """
+
+    def __init__(self, encoder, *, provisional: int = 4, session_s: float = 20.0, restart_s: float = 2.0):
+        parts = _whisper_parts(encoder)
+        if parts is None:
+            raise ValueError(f"{type(encoder).__name__} is not a Whisper encoder")
+        base, self.picked = parts
+        self.mel, self.whisper = base.mel, base.encoder
+        cfg = self.whisper.cfg
+        self.rate = base.rate
+        self.provisional = int(provisional)
+        self.session_frames = min(int(round(session_s * self.rate)), cfg.max_positions)
+        self.restart_frames = int(round(restart_s * self.rate))
+        if self.provisional < 0 or not 0 < self.restart_frames + MARGIN < self.session_frames // 2:
+            raise ValueError(f"restart_s {restart_s} s must be well under session_s {session_s} s, provisional ≥ 0")
+        self.upto = max(self.picked)  # the last hidden state needed: later layers are not run
+        self.dim = cfg.d_model * len(self.picked)
+        heads, head_dim = cfg.n_heads, cfg.d_model // cfg.n_heads
+        shape = (1, heads, self.session_frames, head_dim)
+        self._keys = [torch.zeros(shape) for _ in range(min(self.upto, cfg.n_layers))]
+        self._values = [torch.zeros(shape) for _ in range(min(self.upto, cfg.n_layers))]
+        self._states = torch.zeros(self.session_frames, self.dim)
+        # each layer's weights transposed once: a chunk's dozen rows multiply ~1.7x faster by (in, out) matrices
+        # than through F.linear's (out, in) ones (MKL, 1 thread, 12 x 384 by 384 x 1536)
+        with torch.no_grad():
+            self._weights = [
+                {name: (lin.weight.detach().t().contiguous(), lin.bias.detach())
+                 for name, lin in (("qkv", layer.attn.qkv), ("out", layer.attn.out), ("fc1", layer.ffn[0]), ("fc2", layer.ffn[2]))}
+                for layer in self.whisper.layers[: len(self._keys)]
+            ]
+        self._audio = np.zeros(0, np.float32)
+        self._audio_start = 0  # sample index of _audio[0]
+        self._peak = -np.inf  # loudest log-mel bin so far
+        self.session_start = 0  # global index of the session's first frame (position 0)
+        self.final = 0  # global index of the first frame still to (re)compute
+        self.num_frames = 0  # frames encoded so far (global), provisional ones included
+        self.received = 0
+
+    def push(self, chunk: np.ndarray) -> None:
+        """Append 16 kHz samples (n,) and encode every frame they complete."""
+        self._audio = np.concatenate([self._audio, np.asarray(chunk, np.float32).reshape(-1)])
+        self.received += int(np.asarray(chunk).size)
+        if self.received < N_FFT:
+            return
+        frames = (self.received // HOP_LENGTH + 1) // 2  # as WhisperAudioEncoder.num_frames_for
+        if frames <= self.final:
+            return
+        if frames - self.session_start > self.session_frames:
+            self.session_start = max(0, self.final - self.restart_frames)
+            self.final = self.session_start
+        self._encode(self.final, frames)
+        self.num_frames = frames
+        self.final = max(self.final, frames - self.provisional)
+        keep = max(0, 2 * (self.final - self.restart_frames - MARGIN) * HOP_LENGTH)  # what a restart would re-encode
+        if keep > self._audio_start:
+            self._audio = self._audio[keep - self._audio_start:]
+            self._audio_start = keep
+
+    @torch.inference_mode()
+    def _encode(self, first: int, stop: int) -> None:
+        """Run frames [first, stop) (global) through the stem and the layers, reading the session's cache."""
+        w = self.whisper
+        mel_first = 2 * max(0, first - MARGIN)  # even: encoder frame j is mel frames 2j, 2j + 1
+        a = mel_first * HOP_LENGTH - self._audio_start
+        audio = torch.from_numpy(self._audio[a : (self.received // HOP_LENGTH) * HOP_LENGTH - self._audio_start])
+        spec = torch.stft(audio[None], N_FFT, HOP_LENGTH, window=self.mel.window, center=True, pad_mode="reflect",
+                          return_complex=True)
+        log_spec = torch.clamp(self.mel.filters @ (spec[..., :-1].abs() ** 2), min=1e-10).log10()  # (1, n_mels, Tm)
+        self._peak = max(self._peak, float(log_spec.max()))
+        mel = (torch.clamp(log_spec, min=self._peak - 8.0) + 4.0) / 4.0
+        x = F.gelu(w.conv2(F.gelu(w.conv1(mel)))).transpose(1, 2)  # frames mel_first / 2 ..
+        x = x[:, first - mel_first // 2 : stop - mel_first // 2]
+        lo, hi = first - self.session_start, stop - self.session_start
+        x = x + w.positions[lo:hi]
+        states = [x[0]]
+        x = x[0]  # (T, C): one stream
+        T, C = x.shape
+        for k, (layer, weights) in enumerate(zip(w.layers, self._weights)):
+            linear = lambda name, v: torch.addmm(weights[name][1], v, weights[name][0])  # noqa: E731
+            qkv = linear("qkv", layer.attn_ln(x))
+            q, key, value = (t.view(T, layer.attn.n_heads, -1).transpose(0, 1)[None] for t in qkv.split(C, dim=-1))
+            self._keys[k][:, :, lo:hi] = key
+            self._values[k][:, :, lo:hi] = value
+            y = F.scaled_dot_product_attention(q, self._keys[k][:, :, :hi], self._values[k][:, :, :hi])
+            x = x + linear("out", y[0].transpose(0, 1).reshape(T, C))
+            x = x + linear("fc2", F.gelu(linear("fc1", layer.ffn_ln(x))))
+            states.append(x)
+        if self.upto == w.cfg.n_layers:
+            states[-1] = w.ln_post(states[-1])
+        self._states[lo:hi] = torch.cat([states[i] for i in self.picked], dim=-1)
+
+    def states(self, start: int, stop: int) -> torch.Tensor:
+        """Encoder output of frames [start, stop) (global indices, within the current session), (stop − start, C)."""
+        if not self.session_start <= start <= stop <= self.num_frames:
+            raise IndexError(f"frames {start}..{stop} are outside {self.session_start}..{self.num_frames}")
+        return self._states[start - self.session_start : stop - self.session_start]
