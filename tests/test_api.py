@@ -234,3 +234,32 @@ def test_checkpoint_predictor_for_evaluate(tmp_path, model_fps, capsys):
                      "--checkpoint", str(tmp_path / "run_b" / "ck")]) == 0
         out = capsys.readouterr().out
         assert "| MMTalker (ck) [run_a] |" in out and "| MMTalker (ck) [run_b] |" in out
+
+
+def test_device_is_checked_before_loading(tmp_path):
+    from mmtalker.inference.api import inference_device
+
+    assert inference_device("cpu") == "cpu"
+    assert inference_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MMTalkerError, match="not one of cpu, cuda, cuda:N, auto"):
+        inference_device("gpu")
+    with pytest.raises(MMTalkerError, match="not available on this machine"):
+        inference_device(f"cuda:{torch.cuda.device_count()}")  # one past the last GPU (cuda:0 without any)
+    tiny_checkpoint(tmp_path / "ckpt")
+    talker = MMTalker.from_pretrained(tmp_path / "ckpt", device="auto")
+    assert talker.engine.device.type == inference_device("auto")
+
+
+def test_animate_command_refuses_a_missing_gpu(tmp_path, capsys):
+    from mmtalker.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    tiny_checkpoint(tmp_path / "ckpt")
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", speechlike(1.0), SAMPLE_RATE)
+    code = main(["animate", "--checkpoint", str(tmp_path / "ckpt"), "--audio", str(tmp_path / "a.wav"),
+                 "--out", str(tmp_path / "a.npy"), "--device", "cuda"])
+    assert code == 1 and "device 'cuda': is not available on this machine" in capsys.readouterr().err
+    assert not (tmp_path / "a.npy").exists()

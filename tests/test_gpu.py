@@ -80,3 +80,28 @@ def test_peers_train_on_gpu(kind, tmp_path):
     assert np.isfinite(results["test"]["mve"]) and results["test"]["mve"] > 0
     model = registry.load_model(tmp_path / "run" / "best", "cpu", expect=kind)[0]
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_api_animates_and_streams_on_gpu_as_on_cpu(tmp_path):
+    """``MMTalker.from_pretrained(device="cuda")``: the encoder follows the network, outputs come back as numpy."""
+    from mmtalker.inference.api import MMTalker
+    from mmtalker.inference.stream import stream_array
+    from test_api import speechlike, tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "ckpt", seed=3, encoder="whisper-tiny.en")
+    audio = speechlike(3.0, seed=1)
+    cpu, gpu = (MMTalker.from_pretrained(tmp_path / "ckpt", device=d) for d in ("cpu", "cuda"))
+    assert gpu.engine.device.type == "cuda" and next(gpu.engine.encoder.parameters()).device.type == "cuda"
+    rest = cpu.template_mesh.vertices
+    scale = float(np.abs(cpu.animate(audio, style="alice") - rest).max())
+    for a, b in ((cpu.animate(audio, style="alice"), gpu.animate(audio, style="alice")),
+                 (stream_array(cpu.stream(style="alice"), audio), stream_array(gpu.stream(style="alice"), audio))):
+        assert isinstance(b, np.ndarray) and b.shape == a.shape
+        np.testing.assert_allclose(b, a, atol=2e-2 * scale, rtol=0)  # TF32 matmuls on the GPU
+    sub = tmp_path / "fine.obj"  # retargeting to another resolution on the GPU
+    import trimesh
+
+    mesh = cpu.template_mesh
+    fine = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
+    trimesh.Trimesh(*fine, process=False).export(sub)
+    assert gpu.animate(audio, template=sub).shape[1] == len(fine[0])

@@ -77,9 +77,10 @@ class IncrementalWhisper:
         self.dim = cfg.d_model * len(self.picked)
         heads, head_dim = cfg.n_heads, cfg.d_model // cfg.n_heads
         shape = (1, heads, self.session_frames, head_dim)
-        self._keys = [torch.zeros(shape) for _ in range(min(self.upto, cfg.n_layers))]
-        self._values = [torch.zeros(shape) for _ in range(min(self.upto, cfg.n_layers))]
-        self._states = torch.zeros(self.session_frames, self.dim)
+        self.device = self.whisper.positions.device  # the caches live where the encoder runs
+        self._keys = [torch.zeros(shape, device=self.device) for _ in range(min(self.upto, cfg.n_layers))]
+        self._values = [torch.zeros(shape, device=self.device) for _ in range(min(self.upto, cfg.n_layers))]
+        self._states = torch.zeros(self.session_frames, self.dim, device=self.device)
         # each layer's weights transposed once: a chunk's dozen rows multiply ~1.7x faster by (in, out) matrices
         # than through F.linear's (out, in) ones (MKL, 1 thread, 12 x 384 by 384 x 1536)
         with torch.no_grad():
@@ -122,7 +123,7 @@ class IncrementalWhisper:
         w = self.whisper
         mel_first = 2 * max(0, first - MARGIN)  # even: encoder frame j is mel frames 2j, 2j + 1
         a = mel_first * HOP_LENGTH - self._audio_start
-        audio = torch.from_numpy(self._audio[a : (self.received // HOP_LENGTH) * HOP_LENGTH - self._audio_start])
+        audio = torch.from_numpy(self._audio[a : (self.received // HOP_LENGTH) * HOP_LENGTH - self._audio_start]).to(self.device)
         spec = torch.stft(audio[None], N_FFT, HOP_LENGTH, window=self.mel.window, center=True, pad_mode="reflect",
                           return_complex=True)
         log_spec = torch.clamp(self.mel.filters @ (spec[..., :-1].abs() ** 2), min=1e-10).log10()  # (1, n_mels, Tm)

@@ -37,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=512, help="video width and height in pixels (default 512)")
     p.add_argument("--window", type=float, default=20.0, help="window length for long audio, seconds (default 20, at most 30)")
     p.add_argument("--overlap", type=float, default=3.0, help="crossfade between windows, seconds (default 3)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where the network and speech encoder run")
     p.add_argument("--overwrite", action="store_true", help="replace --out and --video if they exist")
     p.set_defaults(func=run)
 
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from mmtalker.inference.api import MMTalker
 
     _check_outputs(args)
-    talker = MMTalker.from_pretrained(args.checkpoint)
+    talker = MMTalker.from_pretrained(args.checkpoint, device=args.device)
     talker.subject_index(args.style)  # an unknown style fails before any work
     samples = talker.read_audio(args.audio)
     T = talker.num_frames_for(len(samples))

@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--preset", help="dataset preset for a processed folder without manifest (vocaset, biwi, multiface)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained model's folder (repeatable)")
+    p.add_argument("--device", default="cpu", help="where --checkpoint models run: cpu (default), cuda, cuda:N or auto")
     p.add_argument("--unseen-styles", choices=("mean", "all"), default="mean",
                    help="how a --checkpoint animates a subject it did not train on: 'mean' (default) once, in the mean of "
                         "its training styles; 'all' once per training style, each scored as its own sequence, as "
@@ -67,7 +68,8 @@ def _sources(args, dataset):
     if args.checkpoint:  # scoring saved predictions alone needs no torch
         from mmtalker.inference.evaluate import checkpoint_predictor  # MMTalker or a peer, by the checkpoint's kind
 
-        loaded = [(Path(ckpt), *checkpoint_predictor(ckpt, dataset, unseen_styles=args.unseen_styles)) for ckpt in args.checkpoint]
+        loaded = [(Path(ckpt), *checkpoint_predictor(ckpt, dataset, unseen_styles=args.unseen_styles, device=args.device))
+                  for ckpt in args.checkpoint]
     counts = Counter(name for _, name, _ in loaded)
     for ckpt, name, predict in loaded:
         # several checkpoints of one kind ("CodeTalker (best)" twice): name each by its run folder too

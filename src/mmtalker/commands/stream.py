@@ -40,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--reencode", action="store_true",
                    help="re-encode --encoder-context seconds per chunk even with a Whisper encoder (slower, further from offline)")
     p.add_argument("--lookahead", type=float, default=0.06, help="seconds of future audio a frame waits for (default 0.06)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where the network and speech encoder run")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError(args.out, f"unsupported output type '{args.out.suffix}'", "use .npy or .npz")
     if args.out.exists() and not args.overwrite:
         raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
-    talker = MMTalker.from_pretrained(args.checkpoint)
+    talker = MMTalker.from_pretrained(args.checkpoint, device=args.device)
     stream = talker.stream(style=args.style, template=args.template, context_s=args.context,
                            encoder_context_s=args.encoder_context, lookahead_s=args.lookahead,
                            incremental=not args.reencode)

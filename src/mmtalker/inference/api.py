@@ -30,6 +30,23 @@ AudioLike = str | os.PathLike | np.ndarray
 TemplateLike = str | os.PathLike | Mesh | np.ndarray | None
 
 
+def inference_device(device: str) -> str:
+    """``device`` checked: ``cpu``, ``cuda``, ``cuda:N`` (a GPU this machine has) or ``auto`` (cuda if any, else cpu)."""
+    import torch
+
+    text = str(device)
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text != "cpu" and not (text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise MMTalkerError(f"device {text!r}", "is not one of cpu, cuda, cuda:N, auto")
+    if text.startswith("cuda"):
+        index = int(text[5:]) if ":" in text else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise MMTalkerError(f"device {text!r}", "is not available on this machine (no CUDA GPU with that index)",
+                                "use cpu")
+    return text
+
+
 class MMTalker:
     """A trained MMTalker ready to animate. Build it with :meth:`from_pretrained` (or :meth:`from_model`)."""
 
@@ -47,13 +64,15 @@ class MMTalker:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, device: str = "cpu") -> MMTalker:
         """Load a checkpoint folder written by ``mmtalker train`` (model.safetensors + config.json), of
-        MMTalker or of a peer.
+        MMTalker or of a peer, onto ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``: the GPU when
+        there is one; the speech encoder goes there too; outputs come back as numpy arrays whatever the device).
 
         Raises MMTalkerError when the folder is missing, not an mmtalker checkpoint, or truncated.
         """
         from mmtalker.models.registry import load_model
 
         directory = Path(directory)
+        device = inference_device(device)
         try:
             model, config, extras = load_model(directory, device=device)
         except MMTalkerError:
@@ -101,7 +120,7 @@ class MMTalker:
     @property
     def template_mesh(self) -> Mesh:
         """The checkpoint's neutral template (its topology; the default face to animate)."""
-        return Mesh(vertices=self.model.template.numpy().copy(), faces=self.model.faces.numpy().copy())
+        return Mesh(vertices=self.model.template.cpu().numpy().copy(), faces=self.model.faces.cpu().numpy().copy())
 
     # -- inputs ---------------------------------------------------------------------------------------
     def subject_index(self, style: str | None) -> int:
@@ -142,11 +161,11 @@ class MMTalker:
         subject = self.subject_index(style)
         if template is None:
             if style not in self._faces:
-                geometry = self.model.templates_for(torch.tensor([subject]))[0]
+                geometry = self.model.templates_for(torch.tensor([subject], device=self.engine.device))[0]
                 self._faces[style] = self.engine.prepare(subject, geometry)
             return self._faces[style]
         mesh = self._as_mesh(template)
-        ckpt_faces = self.model.faces.numpy()
+        ckpt_faces = self.model.faces.cpu().numpy()
         same = mesh.vertices.shape[0] == self.num_vertices and (
             mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
         if same:
@@ -157,8 +176,8 @@ class MMTalker:
         if mesh.faces is None:
             raise MMTalkerError(mesh.path or "template", f"has {mesh.vertices.shape[0]} vertices, the checkpoint "
                                 f"{self.num_vertices}", "give a mesh file (with faces) to retarget to another resolution")
-        retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.numpy(), ckpt_faces,
-                                      self.model.vertex_uv.numpy(), what=mesh.path or "template")
+        retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.cpu().numpy(), ckpt_faces,
+                                      self.model.vertex_uv.cpu().numpy(), what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
 
     def _as_mesh(self, template) -> Mesh:
@@ -170,7 +189,7 @@ class MMTalker:
         if verts.shape != (self.num_vertices, 3) or not np.isfinite(verts).all():
             raise MMTalkerError("template array", f"must be finite ({self.num_vertices}, 3), got {verts.shape}",
                                 "pass a mesh file or Mesh to use another resolution")
-        return Mesh(vertices=verts, faces=self.model.faces.numpy())
+        return Mesh(vertices=verts, faces=self.model.faces.cpu().numpy())
 
     # -- animation ------------------------------------------------------------------------------------
     def num_frames_for(self, num_samples: int) -> int:

@@ -51,7 +51,8 @@ class _SpeechEngine:
 
     def __init__(self, model, encoder):
         self.model = model.eval()
-        self.encoder = encoder.eval()
+        self.device = next(model.parameters()).device  # the encoder follows the network; outputs come back as numpy
+        self.encoder = encoder.to(self.device).eval()
         self.fps = float(model.config.fps)
         self.min_samples = N_FFT  # the encoders' shortest input (one STFT frame)
         self.max_samples = getattr(encoder, "max_samples", None)  # Whisper: 30 s
@@ -59,7 +60,7 @@ class _SpeechEngine:
     @torch.inference_mode()
     def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
         """audio (n,) float32 16 kHz whose start is frame 0's time -> speech features (1, num_frames, C) at the model fps."""
-        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])  # (1, Ta, C)
+        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(self.device))  # (1, Ta, C)
         return features_at_fps(feats, self.encoder.rate, self.fps, num_frames)
 
 
@@ -73,21 +74,23 @@ class Engine(_SpeechEngine):
         without ``retarget`` the output points are the checkpoint's vertices and ``rest`` (V, 3) (default:
         ``geometry_template``) the positions displacements are added to."""
         model = self.model
-        templates = torch.as_tensor(np.asarray(geometry_template, np.float32))[None]  # (1, V, 3)
+        dev = self.device
+        templates = torch.as_tensor(geometry_template, dtype=torch.float32, device=dev)[None]  # (1, V, 3)
         g, tokens = model.encode_geometry(templates)
         if retarget is None:
             feats = model.vertex_features(g)  # (1, V, Cp)
-            rest = np.asarray(templates[0] if rest is None else rest, np.float32)
-            faces = model.faces.numpy()
+            rest = np.asarray(templates[0].cpu() if rest is None else rest, np.float32)
+            faces = model.faces.cpu().numpy()
             eye_weight = model.eye_weight if model.eye is not None else None
         else:
             p = retarget.points
-            feats = model.point_features(g, torch.from_numpy(p.face_idx), torch.from_numpy(p.bary), torch.from_numpy(retarget.uv))
+            face_idx, bary = torch.from_numpy(p.face_idx).to(dev), torch.from_numpy(p.bary).to(dev)
+            feats = model.point_features(g, face_idx, bary, torch.from_numpy(retarget.uv).to(dev))
             rest, faces = retarget.rest, retarget.faces
-            eye_weight = None if model.eye is None else model.eye_weight_at(torch.from_numpy(p.face_idx), torch.from_numpy(p.bary).float())
+            eye_weight = None if model.eye is None else model.eye_weight_at(face_idx, bary.float())
         point_part = model.regressor.prepare_points(model.regressor.point_part(feats))  # decode's per-point half
-        return PreparedFace(torch.tensor([subject], dtype=torch.long), tokens, point_part, np.ascontiguousarray(rest), faces,
-                            eye_weight)
+        return PreparedFace(torch.tensor([subject], dtype=torch.long, device=dev), tokens, point_part,
+                            np.ascontiguousarray(rest), faces, eye_weight)
 
     @torch.inference_mode()
     def motion(self, face: PreparedFace, features: torch.Tensor, last: int | None = None) -> torch.Tensor:
@@ -104,7 +107,7 @@ class Engine(_SpeechEngine):
         scale = float(self.model.motion_scale)
         for s in range(0, T, chunk):
             disp = self.model.decode(face.point_part, frame_part[:, s : s + chunk], face.eye_weight)[0]  # (c, P, 3)
-            out[s : s + chunk] = disp.numpy() * scale + face.rest
+            out[s : s + chunk] = disp.float().cpu().numpy() * scale + face.rest
         return out
 
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
@@ -122,11 +125,11 @@ class PeerEngine(_SpeechEngine):
         if retarget is not None:
             raise ValueError("the peers animate their training topology only")
         rest = np.asarray(geometry_template if rest is None else rest, np.float32)
-        return PreparedFace(torch.tensor([subject], dtype=torch.long), None, None, np.ascontiguousarray(rest),
-                            self.model.faces.numpy())
+        return PreparedFace(torch.tensor([subject], dtype=torch.long, device=self.device), None, None,
+                            np.ascontiguousarray(rest), self.model.faces.cpu().numpy())
 
     @torch.inference_mode()
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
         """audio (n,) -> positions (num_frames, V, 3) = rest + the model's offsets."""
         disp = self.model.predict_vertices(self.features(audio, num_frames), face.subject)[0]
-        return disp.numpy().astype(np.float32) + face.rest
+        return disp.float().cpu().numpy() + face.rest

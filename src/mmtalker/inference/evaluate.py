@@ -31,16 +31,17 @@ UNSEEN_STYLES = ("mean", "all")
 
 
 def checkpoint_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S,
-                         unseen_styles: str = "mean"):
+                         unseen_styles: str = "mean", device: str = "cpu"):
     """Returns ``(name, predict)`` with ``predict(seq) -> [pred (T, V, 3) float32, ...]`` for ``dataset``'s sequences:
-    one prediction, or with ``unseen_styles="all"`` one per training style for a subject outside them."""
+    one prediction, or with ``unseen_styles="all"`` one per training style for a subject outside them; the
+    network runs on ``device``."""
     if unseen_styles not in UNSEEN_STYLES:
         raise MMTalkerError("unseen styles", f"{unseen_styles!r} is not one of {', '.join(UNSEEN_STYLES)}")
     from mmtalker.data.fps import num_frames as frames_at_rate, resample_frames
     from mmtalker.inference.api import MMTalker
 
     ckpt_dir = Path(ckpt_dir)
-    talker = MMTalker.from_pretrained(ckpt_dir)
+    talker = MMTalker.from_pretrained(ckpt_dir, device=device)
     V = dataset.manifest.num_vertices
     topology = None
     if V != talker.num_vertices and talker.kind != "mmtalker":

@@ -140,8 +140,8 @@ class StreamingAnimator:
         i1 = (i0 + 1).clamp(max=enc.num_frames - 1)
         start = int(i0[0])
         states = enc.states(start, int(i1[-1]) + 1)
-        w = (pos - i0).float()[:, None]
-        return (states[i0 - start] * (1 - w) + states[i1 - start] * w)[None]
+        i0, i1, w = (i0 - start).to(states.device), (i1 - start).to(states.device), (pos - i0).float()[:, None].to(states.device)
+        return (states[i0] * (1 - w) + states[i1] * w)[None]
 
     def _trim(self) -> None:
         """Drop audio no later push will re-encode."""
