@@ -94,3 +94,14 @@ def test_too_little_audio_gives_no_frames_yet(whisper):
     assert enc.num_frames == 0
     enc.push(np.zeros(200, np.float32))
     assert enc.num_frames == 2
+
+
+def test_a_new_session_forgets_an_old_loud_burst(whisper):
+    """The 80 dB floor follows the session's own audio: a burst 3 s back does not mute the quiet speech after it."""
+    quiet = speechlike(5.0, seed=3) * 0.01
+    loud = quiet.copy()
+    loud[:1600] = np.random.default_rng(0).standard_normal(1600).astype(np.float32)  # 0.1 s of loud noise at the start
+    a = pushed(whisper, quiet, 1600, session_s=2.0, restart_s=0.5)
+    b = pushed(whisper, loud, 1600, session_s=2.0, restart_s=0.5)
+    assert a.session_start == b.session_start > 50  # both restarted after the burst
+    assert b._peak == pytest.approx(a._peak)

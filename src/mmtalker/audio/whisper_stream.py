@@ -13,7 +13,8 @@ and to itself and the frames after it that have arrived.
 - Positions count from the session's start. A session lasts at most ``session_s`` seconds (Whisper's
   table holds 30 s; offline animation uses 20 s windows); the next one starts ``restart_s`` seconds before
   the first provisional frame and re-encodes those in one go.
-- The log-mel's 80 dB floor is taken from the loudest bin heard so far (offline: in the whole clip).
+- The log-mel's 80 dB floor is taken from the loudest bin heard so far in the session (offline: in the
+  window).
 
 Only Whisper-based encoders (``whisper-*``, with or without ``@N…`` hidden states) support this;
 :func:`supports` says whether an encoder does. Shapes: ``C`` the encoder's output width (its hidden states
@@ -109,6 +110,7 @@ class IncrementalWhisper:
         if frames - self.session_start > self.session_frames:
             self.session_start = max(0, self.final - self.restart_frames)
             self.final = self.session_start
+            self._peak = -np.inf  # the floor follows the session's own audio, as offline each window's
         self._encode(self.final, frames)
         self.num_frames = frames
         self.final = max(self.final, frames - self.provisional)
