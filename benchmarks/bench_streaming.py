@@ -58,6 +58,7 @@ def worker(args) -> None:
         "wall_s": np.percentile(walls, [50, 95, 100]).tolist(), "cpu_s": np.percentile(cpus, [50, 95, 100]).tolist(),
         "total_wall": float(np.sum(walls)), "total_cpu": float(np.sum(cpus)), "corr": float(np.corrcoef(a, b)[0, 1]),
         "rel_err": float(np.abs(a - b).mean() / np.abs(a).mean()), "peak_rss_mb": peak_rss_mb(),
+        "stages_s": {k: float(np.median(v)) for k, v in anim.stage_seconds.items()},
     }))
 
 
@@ -91,6 +92,7 @@ def main() -> None:
           f"{r['vertices']} vertices; context {args.context} s, {encoder}, lookahead {args.lookahead} s")
     print(f"push time per chunk, median / p95 / max: wall {ms(r['wall_s'])} ms; CPU/threads "
           f"{ms([c / n for c in r['cpu_s']])} ms")
+    print("median per push by stage (wall): " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in r["stages_s"].items()))
     print(f"real-time factor: {r['seconds'] / r['total_wall']:.1f}x by wall time, "
           f"{r['seconds'] / (r['total_cpu'] / n):.1f}x by CPU/threads")
     print(f"frame latency (median): lookahead {1000 * args.lookahead:.0f} ms + push {1000 * r['wall_s'][0]:.0f} ms wall "

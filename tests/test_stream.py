@@ -92,6 +92,12 @@ def test_whisper_runs_incrementally_unless_told_otherwise(fixtures_dir):
         assert streamed.shape == offline.shape
         a, b = (offline - rest)[skip:].ravel(), (streamed - rest)[skip:].ravel()
         assert np.corrcoef(a, b)[0, 1] > 0.8
+    # each push's time split by stage: one entry per push, the parts within the whole
+    anim = talker.stream(style="alice")
+    stream_array(anim, audio[: 16000 * 2], chunk_s=0.16)
+    parts = np.array([anim.stage_seconds[k] for k in ("encoder", "model", "decode")])
+    assert parts.shape == (3, len(anim.push_seconds)) and (parts >= 0).all()
+    assert (parts.sum(0) <= np.array(anim.push_seconds) + 1e-9).all() and parts[1].max() > 0
     # a stream shorter than one STFT window still ends in its frames
     anim = talker.stream(style="alice")
     assert anim.push(audio[:200]).shape[0] == 0

@@ -73,6 +73,9 @@ class StreamingAnimator:
         self.received = 0  # samples pushed so far
         self.emitted = 0  # frames emitted so far
         self.push_seconds: list[float] = []  # compute time of every push (for latency reports)
+        # and of its stages: the speech encoder, the model's audio/fusion stages, decoding (0 where a push skipped one)
+        self.stage_seconds: dict[str, list[float]] = {"encoder": [], "model": [], "decode": []}
+        self._stages = dict.fromkeys(self.stage_seconds, 0.0)  # the current push's
 
     @property
     def faces(self) -> np.ndarray:
@@ -84,14 +87,18 @@ class StreamingAnimator:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if not np.isfinite(chunk).all():
             raise MMTalkerError("audio chunk", "contains NaN or infinite samples")
+        self._stages = dict.fromkeys(self.stage_seconds, 0.0)
         if self._whisper is not None:
             self._whisper.push(chunk)
+            self._stages["encoder"] = time.perf_counter() - started
         else:
             self._buffer = np.concatenate([self._buffer, chunk])
         self.received += len(chunk)
         due = math.floor((self.received / SAMPLE_RATE - self.lookahead_s) * self.fps - 0.5 + 1e-9) + 1
         frames = self._emit(max(0, due), pad=False)
         self.push_seconds.append(time.perf_counter() - started)
+        for name, seconds in self._stages.items():
+            self.stage_seconds[name].append(seconds)
         return frames
 
     def flush(self) -> np.ndarray:
@@ -102,12 +109,18 @@ class StreamingAnimator:
     def _emit(self, upto: int, pad: bool) -> np.ndarray:
         if upto <= self.emitted:
             return np.zeros((0, self.face.num_points, 3), np.float32)
+        t0 = time.perf_counter()
         new = self._new_features(upto, pad)
         if new is None:
             return np.zeros((0, self.face.num_points, 3), np.float32)
+        t1 = time.perf_counter()
         feats = new if self._features is None else torch.cat([self._features, new], dim=1)
         part = self.engine.motion(self.face, feats, last=new.shape[1])  # (1, n, H): the cached frames are context only
+        t2 = time.perf_counter()
         frames = self.engine.decode(self.face, part)
+        self._stages["encoder"] += t1 - t0
+        self._stages["model"] += t2 - t1
+        self._stages["decode"] += time.perf_counter() - t2
         self._features = feats[:, -self.context_frames :]
         self.emitted = upto
         self._trim()
