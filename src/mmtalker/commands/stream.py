@@ -87,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({len(verts)} frames at {talker.fps:g} fps); compute per {args.chunk_ms:.0f} ms chunk: "
           f"median {np.median(times):.0f} ms, max {times.max():.0f} ms; frame latency = lookahead "
           f"{args.lookahead * 1000:.0f} ms + compute (+ up to one chunk)")
+    print("median compute per chunk by stage: " + ", ".join(
+        f"{name} {1000 * np.median(seconds):.1f} ms" for name, seconds in stream.stage_seconds.items()))
     return 0
