@@ -74,15 +74,26 @@ class LogMel(nn.Module):
         self.register_buffer("filters", torch.from_numpy(mel_filters()).float(), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        if audio.dim() == 1:
-            audio = audio[None]
         if audio.shape[-1] < N_FFT:
             raise MMTalkerError("audio", f"is {audio.shape[-1]} samples long; the log-mel needs at least {N_FFT}")
+        log_spec = self.log_power(audio)
+        return self.scale(log_spec, log_spec.amax(dim=(1, 2), keepdim=True))
+
+    def log_power(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, N) or (N,) -> log10 mel power (B, N_MELS, N // HOP_LENGTH), before the floor and scaling. Unlike
+        :meth:`forward` it takes a stretch shorter than one window (more than half of one: the reflect padding),
+        as a stream's first pieces are."""
+        if audio.dim() == 1:
+            audio = audio[None]
         spec = torch.stft(
             audio.float(), N_FFT, HOP_LENGTH, window=self.window, center=True, pad_mode="reflect", return_complex=True
         )
         power = spec[..., :-1].abs() ** 2  # (B, N_FFT/2+1, N//HOP): Whisper drops the last frame
-        log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()  # (B, N_MELS, T)
-        peak = log_spec.amax(dim=(1, 2), keepdim=True)
-        log_spec = torch.maximum(log_spec, peak - 8.0)
-        return (log_spec + 4.0) / 4.0
+        return torch.clamp(self.filters @ power, min=1e-10).log10()  # (B, N_MELS, T)
+
+    @staticmethod
+    def scale(log_spec: torch.Tensor, peak) -> torch.Tensor:
+        """:meth:`log_power`'s output floored at 8 (80 dB) below ``peak`` (the loudest bin, a number or a
+        broadcastable Tensor) and mapped by ``(x + 4) / 4``."""
+        floor = torch.as_tensor(peak - 8.0, dtype=log_spec.dtype, device=log_spec.device)
+        return (torch.maximum(log_spec, floor) + 4.0) / 4.0

@@ -98,9 +98,11 @@ class WhisperEncoder(nn.Module):
                 "audio", f"gives {T} encoder frames, more than Whisper's {self.cfg.max_positions} (30 s)",
                 "split long audio into windows of at most 30 s",
             )
-        x = F.gelu(self.conv1(mel))
-        x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, T, C)
-        return x + self.positions[:T]
+        return self.stem(mel) + self.positions[:T]
+
+    def stem(self, mel: torch.Tensor) -> torch.Tensor:
+        """The convolutions alone: (B, n_mels, Tm) -> (B, ceil(Tm/2), d_model), no positions."""
+        return F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.embed(mel)

@@ -126,12 +126,9 @@ class IncrementalWhisper:
         mel_first = 2 * max(0, first - MARGIN)  # even: encoder frame j is mel frames 2j, 2j + 1
         a = mel_first * HOP_LENGTH - self._audio_start
         audio = torch.from_numpy(self._audio[a : (self.received // HOP_LENGTH) * HOP_LENGTH - self._audio_start]).to(self.device)
-        spec = torch.stft(audio[None], N_FFT, HOP_LENGTH, window=self.mel.window, center=True, pad_mode="reflect",
-                          return_complex=True)
-        log_spec = torch.clamp(self.mel.filters @ (spec[..., :-1].abs() ** 2), min=1e-10).log10()  # (1, n_mels, Tm)
+        log_spec = self.mel.log_power(audio)  # (1, n_mels, Tm)
         self._peak = max(self._peak, float(log_spec.max()))
-        mel = (torch.clamp(log_spec, min=self._peak - 8.0) + 4.0) / 4.0
-        x = F.gelu(w.conv2(F.gelu(w.conv1(mel)))).transpose(1, 2)  # frames mel_first / 2 ..
+        x = w.stem(self.mel.scale(log_spec, self._peak))  # frames mel_first / 2 ..
         x = x[:, first - mel_first // 2 : stop - mel_first // 2]
         lo, hi = first - self.session_start, stop - self.session_start
         x = x + w.positions[lo:hi]
