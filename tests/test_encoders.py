@@ -224,3 +224,14 @@ def test_features_at_fps_refuses_missing_audio():
     assert_close(ok[0, -1], feats[0, -1], what="held frame")
     with pytest.raises(MMTalkerError, match="cover 1.000 s"):
         features_at_fps(feats, 50, 30, 60)  # 2 s of motion for 1 s of audio
+
+
+@pytest.mark.parametrize("fps", [30.0, 25.0, 29.97, 60.0])
+def test_features_at_fps_for_a_stretch_of_frames_from_a_tail_of_the_features(fps):
+    """Streaming's call: frames [first, first + n) from features that start at ``offset``, as the whole call gives them."""
+    feats = torch.randn(1, 200, 3)
+    whole = features_at_fps(feats, 50.0, fps, int(200 / 50 * fps) - 2)
+    for first in range(0, whole.shape[1] - 5, 3):
+        offset = math.floor(first * (50.0 / fps))
+        part = features_at_fps(feats[:, offset:], 50.0, fps, 5, first_frame=first, offset=offset)
+        assert_close(part, whole[:, first : first + 5], atol=1e-6, what=f"frames {first}..{first + 5} at {fps} fps")

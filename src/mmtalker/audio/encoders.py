@@ -376,7 +376,8 @@ def _build_base(name: str, spec: str, **kw) -> AudioEncoder:
 
 
 def features_at_fps(
-    features: torch.Tensor, rate: float, fps: float, num_frames: int, *, max_hold_s: float = 0.1
+    features: torch.Tensor, rate: float, fps: float, num_frames: int, *, max_hold_s: float = 0.1,
+    first_frame: int = 0, offset: int = 0,
 ) -> torch.Tensor:
     """Resample features to the mesh frame rate by linear interpolation on time.
 
@@ -390,6 +391,8 @@ def features_at_fps(
         rate: feature frames per second.
         fps: mesh frames per second.
         num_frames: T, the number of mesh frames wanted.
+        first_frame: the first mesh frame wanted (streaming asks for frames [first_frame, first_frame + T)).
+        offset: the feature index of ``features[:, 0]`` (a stream's features hold only its recent frames).
 
     Returns:
         Tensor of shape (B, T, C), differentiable with respect to ``features``.
@@ -399,7 +402,8 @@ def features_at_fps(
         return features.new_zeros(B, 0, C)
     if Ta == 0:
         raise MMTalkerError("audio features", "are empty", "the audio is too short for the encoder")
-    pos = torch.arange(num_frames, dtype=torch.float64, device=features.device) * (rate / fps)
+    frames = torch.arange(first_frame, first_frame + num_frames, dtype=torch.float64, device=features.device)
+    pos = frames * (rate / fps) - offset
     covered = Ta + max_hold_s * rate  # in feature frames
     if pos[-1] > covered:
         raise MMTalkerError(

@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from mmtalker.audio.encoders import features_at_fps
 from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.audio.whisper_stream import IncrementalWhisper, supports
 from mmtalker.errors import MMTalkerError
@@ -140,21 +141,16 @@ class StreamingAnimator:
         return self.engine.features(segment, upto - first)[:, self.emitted - first :]  # (1, n, C)
 
     def _whisper_features(self, upto: int, pad: bool) -> torch.Tensor | None:
-        """The incremental encoder's frames resampled to frames [emitted, upto) as ``features_at_fps`` does."""
+        """The incremental encoder's frames resampled to frames [emitted, upto) by ``features_at_fps``."""
         enc = self._whisper
         if enc.num_frames == 0:
             if not pad:
                 return None
             enc.push(np.zeros(self.engine.min_samples - enc.received, np.float32))  # a stream shorter than one STFT window
-        rate = enc.rate
-        pos = torch.arange(self.emitted, upto, dtype=torch.float64) * (rate / self.fps)
-        pos = pos.clamp(max=enc.num_frames - 1)  # the last frames hold the last encoder frame, as offline
-        i0 = pos.floor().long()
-        i1 = (i0 + 1).clamp(max=enc.num_frames - 1)
-        start = int(i0[0])
-        states = enc.states(start, int(i1[-1]) + 1)
-        i0, i1, w = (i0 - start).to(states.device), (i1 - start).to(states.device), (pos - i0).float()[:, None].to(states.device)
-        return (states[i0] * (1 - w) + states[i1] * w)[None]
+        # the first encoder frame read: features_at_fps's own position of frame `emitted` (same float product), floored
+        start = min(math.floor(self.emitted * (enc.rate / self.fps)), enc.num_frames - 1)
+        return features_at_fps(enc.states(start, enc.num_frames)[None], enc.rate, self.fps, upto - self.emitted,
+                               first_frame=self.emitted, offset=start)
 
     def _trim(self) -> None:
         """Drop audio no later push will re-encode."""
