@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtalker.commands.options import add_device_option
 from mmtalker.errors import MMTalkerError
 
 OUTPUT_SUFFIXES = (".npy", ".npz")
@@ -37,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=512, help="video width and height in pixels (default 512)")
     p.add_argument("--window", type=float, default=20.0, help="window length for long audio, seconds (default 20, at most 30)")
     p.add_argument("--overlap", type=float, default=3.0, help="crossfade between windows, seconds (default 3)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where the network and speech encoder run")
+    add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out and --video if they exist")
     p.set_defaults(func=run)
 

@@ -7,8 +7,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from mmtalker.commands.options import add_device_option
 from mmtalker.errors import MMTalkerError
-
 
 
 def register(sub) -> None:
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--preset", help="dataset preset for a processed folder without manifest (vocaset, biwi, multiface)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained model's folder (repeatable)")
-    p.add_argument("--device", default="cpu", help="where --checkpoint models run: cpu (default), cuda, cuda:N or auto")
+    add_device_option(p, "--checkpoint models")
     p.add_argument("--unseen-styles", choices=("mean", "all"), default="mean",
                    help="how a --checkpoint animates a subject it did not train on: 'mean' (default) once, in the mean of "
                         "its training styles; 'all' once per training style, each scored as its own sequence, as "

@@ -12,3 +12,8 @@ def require_positive(option: str, value: float | None) -> float | None:
     if value is not None and not (value > 0 and math.isfinite(value)):
         raise MMTalkerError(option, f"must be a positive number, got {value:g}")
     return value
+
+
+def add_device_option(parser, what: str = "the network and speech encoder") -> None:
+    """``--device`` (checked when the model loads, by ``mmtalker.inference.api.inference_device``)."""
+    parser.add_argument("--device", default="cpu", help=f"where {what} run: cpu (default), cuda, cuda:N or auto")

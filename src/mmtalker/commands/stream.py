@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtalker.commands.options import add_device_option
 from mmtalker.errors import MMTalkerError
 
 
@@ -40,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--reencode", action="store_true",
                    help="re-encode --encoder-context seconds per chunk even with a Whisper encoder (slower, further from offline)")
     p.add_argument("--lookahead", type=float, default=0.06, help="seconds of future audio a frame waits for (default 0.06)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where the network and speech encoder run")
+    add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 

@@ -40,6 +40,12 @@ def number(value: float) -> str:
     return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.4g}"
 
 
+def squared_unit(units: dict) -> str:
+    """How squared scores at the report scale of ``units`` are labelled, e.g. ``m² ×1e-05``."""
+    scale = float(units.get("report_scale", 1.0))
+    return f"{units.get('length', 'unit')}²" + (f" ×{1 / scale:.0e}" if scale != 1 else "")
+
+
 def recorded_floor(data: dict) -> dict | None:
     """The benchmark's own oracle scores for the split (written by ``evaluate --json`` from the manifest), or
     None when there are none or the oracle was scored as one of the models."""
@@ -55,10 +61,9 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
     the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
     multiple of it; ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
     scale = float(units.get("report_scale", 1.0))
-    length = units.get("length", "unit")
-    exp = f" ×{1 / scale:.0e}" if scale != 1 else ""
+    sq = squared_unit(units)
     ratio = bool(floor) and floor.get("lve", 0) > 0
-    header = f"| {label} | LVE ({length}²{exp}) | EVE ({length}²{exp}) | FDD ({length}²{exp}) | |FDD| | MVE ({length}) |"
+    header = f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({sq}) | |FDD| | MVE ({units.get('length', 'unit')}) |"
     header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
     lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
     for name, o in rows + ([(FLOOR_NAME, floor)] if floor else []):
@@ -88,8 +93,7 @@ def per_subject_table(data: dict, metric: str) -> str | None:
         return None
     units = data.get("units", {})
     scale = float(units.get("report_scale", 1.0))
-    unit = f"{units.get('length', 'unit')}²" + (f" ×{1 / scale:.0e}" if scale != 1 else "")
-    lines = [f"| subject ({metric.upper()}, {unit}) | " + " | ".join(models) + " |", "|" + " --- |" * (len(models) + 1)]
+    lines = [f"| subject ({metric.upper()}, {squared_unit(units)}) | " + " | ".join(models) + " |", "|" + " --- |" * (len(models) + 1)]
     for subject in subjects:
         values = [per.get(subject, {}).get(metric) for per in models.values()]
         best = min((v for v in values if v is not None), default=None)
@@ -108,7 +112,6 @@ def bar_chart(data: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     scale = float(data.get("units", {}).get("report_scale", 1.0))
-    length = data.get("units", {}).get("length", "unit")
     names = list(data["models"])
     floor = recorded_floor(data)
     fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(4 * len(BAR_METRICS), 3.2))
@@ -120,7 +123,7 @@ def bar_chart(data: dict, path: Path) -> Path:
             ax.axhline(floor[key] * scale, color="#555555", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
-        ax.set_ylabel(f"{length}²" + (f" ×{1 / scale:.0e}" if scale != 1 else ""))
+        ax.set_ylabel(squared_unit(data.get("units", {})))
     fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'" + ("  (dashed: the oracle floor)" if floor else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
