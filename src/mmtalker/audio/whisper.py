@@ -34,6 +34,25 @@ class WhisperEncoderConfig:
     max_positions: int = 1500  # 30 s at 50 Hz: the length of the stored position table
 
 
+class KVCache:
+    """One layer's keys and values over a stream (batch 1), for frames that attend to all earlier ones.
+
+    ``keys`` and ``values`` are (1, n_heads, capacity, head_dim); frame ``i`` of the stream sits at index ``i``.
+    """
+
+    def __init__(self, n_heads: int, head_dim: int, capacity: int, device=None):
+        self.keys = torch.zeros(1, n_heads, capacity, head_dim, device=device)
+        self.values = torch.zeros_like(self.keys)
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor, at: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k``, ``v`` (1, n_heads, T, head_dim) as frames ``at .. at + T`` (overwriting what was there);
+        return the keys and values of frames ``0 .. at + T``."""
+        stop = at + k.shape[2]
+        self.keys[:, :, at:stop] = k
+        self.values[:, :, at:stop] = v
+        return self.keys[:, :, :stop], self.values[:, :, :stop]
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with q, k, v stacked in one projection (CTranslate2's layout)."""
 
@@ -43,10 +62,15 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)  # k's bias is zero in Whisper
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, at: int = 0) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). With a ``cache`` (B = 1) the frames of ``x`` are frames ``at .. at + T`` of
+        a stream: their keys and values go into the cache and they attend to every frame before them
+        there too (streaming, :mod:`mmtalker.audio.whisper_stream`)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=-1)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.extend(k, v, at)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
@@ -61,8 +85,9 @@ class EncoderLayer(nn.Module):
         self.ffn_ln = nn.LayerNorm(cfg.d_model)
         self.ffn = nn.Sequential(nn.Linear(cfg.d_model, cfg.ffn_dim), nn.GELU(), nn.Linear(cfg.ffn_dim, cfg.d_model))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_ln(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, at: int = 0) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); ``cache`` and ``at`` as :meth:`SelfAttention.forward`."""
+        x = x + self.attn(self.attn_ln(x), cache, at)
         return x + self.ffn(self.ffn_ln(x))
 
 
