@@ -237,17 +237,23 @@ def test_checkpoint_predictor_for_evaluate(tmp_path, model_fps, capsys):
 
 
 def test_device_is_checked_before_loading(tmp_path):
-    from mmtalker.inference.api import inference_device
+    from mmtalker.devices import resolve_device
+    from mmtalker.train.loop import setup_distributed
 
-    assert inference_device("cpu") == "cpu"
-    assert inference_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(MMTalkerError, match="not one of cpu, cuda, cuda:N, auto"):
-        inference_device("gpu")
+        resolve_device("gpu")
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU (cuda:0 without any)
     with pytest.raises(MMTalkerError, match="not available on this machine"):
-        inference_device(f"cuda:{torch.cuda.device_count()}")  # one past the last GPU (cuda:0 without any)
+        resolve_device(missing)
+    # the trainer reads optim.device through the same check (it used to take cuda:0 for any cuda:N)
+    with pytest.raises(MMTalkerError, match="not available on this machine"):
+        setup_distributed(missing)
+    assert setup_distributed("cpu")[1] == torch.device("cpu")
     tiny_checkpoint(tmp_path / "ckpt")
     talker = MMTalker.from_pretrained(tmp_path / "ckpt", device="auto")
-    assert talker.engine.device.type == inference_device("auto")
+    assert talker.engine.device.type == resolve_device("auto")
 
 
 def test_animate_command_refuses_a_missing_gpu(tmp_path, capsys):

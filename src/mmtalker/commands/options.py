@@ -15,5 +15,5 @@ def require_positive(option: str, value: float | None) -> float | None:
 
 
 def add_device_option(parser, what: str = "the network and speech encoder") -> None:
-    """``--device`` (checked when the model loads, by ``mmtalker.inference.api.inference_device``)."""
+    """``--device`` (checked when the model loads, by ``mmtalker.devices.resolve_device``)."""
     parser.add_argument("--device", default="cpu", help=f"where {what} run: cpu (default), cuda, cuda:N or auto")

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="clips per step and process")
     p.add_argument("--seed", type=int, help="random seed (default: the config's)")
     p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
-    p.add_argument("--device", help="cpu, cuda or auto (default: the config's optim.device)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's optim.device; under torchrun each process takes its local rank's GPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (files there are replaced)")
     p.set_defaults(func=run)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtalker.audio.io import SAMPLE_RATE, load_audio, resample_audio
+from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
@@ -28,23 +29,6 @@ from mmtalker.mesh.io import Mesh, load_mesh
 
 AudioLike = str | os.PathLike | np.ndarray
 TemplateLike = str | os.PathLike | Mesh | np.ndarray | None
-
-
-def inference_device(device: str) -> str:
-    """``device`` checked: ``cpu``, ``cuda``, ``cuda:N`` (a GPU this machine has) or ``auto`` (cuda if any, else cpu)."""
-    import torch
-
-    text = str(device)
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text != "cpu" and not (text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
-        raise MMTalkerError(f"device {text!r}", "is not one of cpu, cuda, cuda:N, auto")
-    if text.startswith("cuda"):
-        index = int(text[5:]) if ":" in text else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise MMTalkerError(f"device {text!r}", "is not available on this machine (no CUDA GPU with that index)",
-                                "use cpu")
-    return text
 
 
 class MMTalker:
@@ -72,7 +56,7 @@ class MMTalker:
         from mmtalker.models.registry import load_model
 
         directory = Path(directory)
-        device = inference_device(device)
+        device = resolve_device(device)
         try:
             model, config, extras = load_model(directory, device=device)
         except MMTalkerError:

@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from mmtalker.audio.encoders import feature_name, model_audio_dim, model_audio_encoder
 from mmtalker.data.dataset import open_dataset
+from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
 from mmtalker.mesh.sampling import NonUniformSampler, variance_loss
@@ -69,14 +70,16 @@ class Dist:
 
 
 def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
-    """Process group from torchrun's environment (if any) and this process's device."""
+    """Process group from torchrun's environment (if any) and this process's device: ``device_pref`` as
+    :func:`mmtalker.devices.resolve_device` checks it, except that under torchrun on CUDA each process takes
+    its local rank's GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise MMTalkerError(f"device {device_pref!r}", "CUDA is not available on this machine", "use --device cpu")
-    device = torch.device(f"cuda:{info.local_rank}") if use_cuda else torch.device("cpu")
-    if use_cuda:
+    name = resolve_device(device_pref)
+    use_cuda = name.startswith("cuda")
+    device = torch.device("cpu")
+    if use_cuda:  # torchrun: the local rank's GPU; else the one named (cuda: the first)
+        device = torch.device("cuda", info.local_rank if world > 1 else int(name.partition(":")[2] or 0))
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
