@@ -105,3 +105,12 @@ def test_api_animates_and_streams_on_gpu_as_on_cpu(tmp_path):
     fine = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
     trimesh.Trimesh(*fine, process=False).export(sub)
     assert gpu.animate(audio, template=sub).shape[1] == len(fine[0])
+
+
+def test_trainer_takes_the_gpu_named():
+    from mmtalker.train.loop import setup_distributed
+
+    last = torch.cuda.device_count() - 1
+    assert setup_distributed("cuda")[1] == torch.device("cuda", 0)
+    assert setup_distributed(f"cuda:{last}")[1] == torch.device("cuda", last)
+    torch.cuda.set_device(0)
