@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import assert_close
 from mmtalker.train.losses import (
+    frame_max_loss,
     point_errors,
     reconstruction_loss,
     region_point_weight,
     velocity_loss,
+    vertex_points,
     vertex_region_weight,
 )
 
@@ -100,3 +103,26 @@ def test_region_weights_hand_case():
     bary = torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
     got = region_point_weight(w, faces, torch.tensor([0, 1]), bary)
     assert_close(got.numpy(), np.array([0.2 * 1 + 0.3 * 2 + 0.5 * 2.5, 2.5]), what="point weights")
+
+
+def test_frame_max_loss_hand_case():
+    pred = torch.zeros(2, 2, 3, 3)
+    target = torch.zeros(2, 2, 3, 3)
+    target[0, 0, 1, 0] = 2.0  # clip 0, frame 0: errors 0, 4, 0 -> 4
+    target[0, 1, :, 2] = torch.tensor([1.0, 3.0, 2.0])  # frame 1: 1, 9, 4 -> 9
+    target[1, 0, 2, 1] = 1.0  # clip 1, frame 0: -> 1
+    target[1, 1, 0, 0] = 10.0  # clip 1, frame 1 is padding
+    mask = torch.tensor([[True, True], [True, False]])
+    assert frame_max_loss(pred, target, mask).item() == pytest.approx((4 + 9 + 1) / 3)
+    assert frame_max_loss(pred, target).item() == pytest.approx((4 + 9 + 1 + 100) / 4)
+
+
+def test_vertex_points_land_on_their_vertices():
+    faces = torch.tensor([[0, 1, 2], [2, 1, 3], [3, 4, 2]])
+    face_of, bary = vertex_points(faces, 5)
+    assert bary.sum(1).tolist() == [1.0] * 5 and (bary.max(1).values == 1).all()
+    assert (faces[face_of][bary.bool()] == torch.arange(5)).all()  # the corner with weight 1 is the vertex
+    positions = torch.randn(5, 3)
+    assert_close((positions[faces[face_of]] * bary[..., None]).sum(1).numpy(), positions.numpy(), what="vertex points")
+    with pytest.raises(ValueError, match="1 vertices lie in no face"):
+        vertex_points(faces, 6)

@@ -325,3 +325,44 @@ def test_mmtalker_step_takes_its_loss_on_the_window_not_the_context(tmp_path):
     window = truth.copy()
     window[6:14] += 0.01
     assert loss_with(window)["recon"] > base["recon"]
+
+
+def test_lip_max_term_is_lves_form_on_the_models_dense_prediction(tmp_path):
+    """loss.lip_max: per frame the worst lip vertex's squared error, as LVE; with every lip vertex drawn it
+    equals that computed from the model's own prediction at the vertices (predict_vertices), and the loss
+    grows by lip_max times it."""
+    import torch
+
+    from mmtalker.train.data import Window
+    from mmtalker.train.loop import Dist, build_setup, training_step
+
+    root = write_fake_dataset(tmp_path / "data")
+    overrides = {
+        "data": {"path": str(root), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0},
+        "model": {"audio_encoder": "logmel", "dropout": 0.0, "feature_dropout": 0.0}, "optim": {"device": "cpu"},
+        "loss": {"lip_max": 0.5, "lip_max_points": 10_000}}
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml", overrides)
+    setup = build_setup(config, torch.device("cpu"), Dist())
+    setup.model.eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fresh model predicts no motion at all: move every weight so points differ
+        for p in setup.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    clip = min(setup.train_clips, key=lambda c: c.num_frames)
+    config.data.window_frames = clip.num_frames  # the whole clip: the same audio as the dense prediction
+    terms = training_step(setup, setup.model, config, [clip], [Window(0, 0)], torch.Generator().manual_seed(0), torch.device("cpu"))
+
+    lips = setup.regions[config.loss.lip_region]
+    with torch.no_grad():
+        audio = torch.from_numpy(clip.variants[0].features.astype(np.float32))[None]
+        dense = setup.model.predict_vertices(audio, torch.tensor([clip.subject_index]), torch.from_numpy(clip.template)[None])[0]
+    error = ((dense.numpy() - clip.displacement()) / float(setup.model.motion_scale)) ** 2
+    expected = error[:, lips].sum(-1).max(-1).mean()
+    assert np.abs(dense.numpy()[:, lips]).max() > 1e-3 * np.abs(clip.displacement()[:, lips]).max()  # it moves
+    assert terms["lip_max"] == pytest.approx(expected, rel=1e-4)
+    rest = terms["recon"] + config.loss.velocity * terms["velocity"] + config.loss.sampler * terms["sampler_var"]
+    assert terms["loss"] == pytest.approx(rest + 0.5 * terms["lip_max"], rel=1e-5)
+
+    config.loss.lip_max_points = 0
+    with pytest.raises(MMTalkerError, match="lip_max_points"):
+        build_setup(config, torch.device("cpu"), Dist())

@@ -46,10 +46,12 @@ from mmtalker.train.curves import plot_curves
 from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
 from mmtalker.train.joined import training_sequences
 from mmtalker.train.losses import (
+    frame_max_loss,
     point_errors,
     reconstruction_loss,
     region_point_weight,
     velocity_loss,
+    vertex_points,
     vertex_region_weight,
 )
 
@@ -129,6 +131,7 @@ class Setup:
     encoder: object
     fps: float
     averager: WeightAverage | None = None  # optim.ema > 0: the weights validated, selected and saved
+    lip_points: tuple | None = None  # loss.lip_max > 0: the lip vertices as surface points (face (L,), bary (L, 3))
 
     @property
     def scored_model(self) -> MMTalker:
@@ -187,7 +190,15 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in regions.items() if k in weights}, weights)
     test_seqs = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(config.data.test_split)}
-    return Setup(dataset, train_clips, val_clips, test_seqs, model, sampler, regions, vertex_weight.to(device), encoder, fps)
+    lip_points = None
+    if lw.lip_max > 0:
+        if lw.lip_max_points < 1:
+            raise MMTalkerError("loss.lip_max_points", f"must be at least 1 when loss.lip_max > 0, got {lw.lip_max_points}")
+        face_of, bary = vertex_points(model.faces.cpu(), model.num_vertices)
+        lips = torch.from_numpy(regions[lw.lip_region]).long()
+        lip_points = (face_of[lips].to(device), bary[lips].to(device))
+    return Setup(dataset, train_clips, val_clips, test_seqs, model, sampler, regions, vertex_weight.to(device), encoder, fps,
+                 lip_points=lip_points)
 
 
 def _maybe_preload(clips: list, max_gb: float) -> None:
@@ -204,26 +215,38 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
     model, lw = setup.model, config.loss
     pts = setup.sampler.sample(config.sampler.points, generator=gen)
     face_idx, bary = pts.face_idx.to(device), pts.bary.to(device=device, dtype=torch.float32)
+    uv = pts.uv.to(device=device, dtype=torch.float32)
     weight = pts.weight.to(device=device, dtype=torch.float32)
     if not config.sampler.learnable:
         weight = weight.detach()
+    P = face_idx.shape[0]
+    if setup.lip_points is not None:  # lip vertices appended after the sampled points, for the worst-vertex term
+        lip_face, lip_bary = setup.lip_points
+        pick = torch.randperm(lip_face.shape[0], generator=gen)[: lw.lip_max_points].to(device)
+        face_idx, bary = torch.cat([face_idx, lip_face[pick]]), torch.cat([bary, lip_bary[pick]])
+        uv = torch.cat([uv, (model.vertex_uv[model.faces[lip_face[pick]]] * lip_bary[pick].unsqueeze(-1)).sum(1)])
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
     batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), context=config.data.context_frames).to(device)
     target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
-    region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pred = net(batch.audio, batch.subject, batch.templates, face_idx, bary, pts.uv.to(device=device, dtype=torch.float32), batch.mask)
+        pred = net(batch.audio, batch.subject, batch.templates, face_idx, bary, uv, batch.mask)
     pred = pred.float()
     on = batch.loss_mask  # the window's frames (context frames around it only inform the prediction)
+    worst = frame_max_loss(pred[:, :, P:], target[:, :, P:], on) if P < face_idx.shape[0] else pred.new_zeros(())
+    pred, target, face_idx, bary = pred[:, :, :P], target[:, :, :P], face_idx[:P], bary[:P]
+    region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
     recon = reconstruction_loss(pred, target, weight, on, region_w)
     vel = velocity_loss(pred, target, weight, on, region_w)
     per_point = (point_errors(pred, target, region_w) * on.unsqueeze(-1)).sum((0, 1)) / on.sum()
     var = variance_loss(weight, per_point) if weight.requires_grad else pred.new_zeros(())
-    loss = lw.reconstruction * recon + lw.velocity * vel + lw.sampler * var
+    loss = lw.reconstruction * recon + lw.velocity * vel + lw.sampler * var + lw.lip_max * worst
     loss.backward()
-    return {"loss": loss.item(), "recon": recon.item(), "velocity": vel.item(), "sampler_var": var.item()}
+    terms = {"loss": loss.item(), "recon": recon.item(), "velocity": vel.item(), "sampler_var": var.item()}
+    if setup.lip_points is not None:
+        terms["lip_max"] = worst.item()
+    return terms
 
 
 # ---------------------------------------------------------------------------------------------- validation

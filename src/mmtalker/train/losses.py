@@ -27,6 +27,8 @@ class LossWeights:
     lips: float = 1.0  # extra weight on lip vertices (0 = none); point weight 1 + lips·[lip]
     eyes: float = 0.5  # extra weight on eye-region vertices
     sampler: float = 0.1  # weight of the sampler's variance objective (trains only its logits)
+    lip_max: float = 0.0  # weight of the per-frame worst lip vertex's squared error (LVE's own form; 0 = off)
+    lip_max_points: int = 128  # lip vertices drawn per step for that maximum
     lip_region: str = "lips"  # region names in the dataset manifest
     eye_region: str = "eye_region"
 
@@ -59,6 +61,28 @@ def velocity_loss(pred, target, weight, mask=None, region_weight=None) -> torch.
     pair_mask = None if mask is None else mask[:, 1:] & mask[:, :-1]
     per_pair = (point_errors(dp, dt, region_weight) * weight.detach()).mean(-1)  # (B, T-1)
     return _frame_mean(per_pair, pair_mask)
+
+
+def frame_max_loss(pred, target, mask=None) -> torch.Tensor:
+    """Per frame the largest squared error over the points (B, T, P, 3), averaged over real frames (scalar):
+    LVE's form when the points are lip vertices."""
+    return _frame_mean(point_errors(pred, target).amax(-1), mask)
+
+
+def vertex_points(faces: torch.Tensor, num_vertices: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each vertex as a surface point: (V,) the index of a face that holds it, (V, 3) barycentric
+    coordinates in that face (1 at the vertex's corner)."""
+    flat = faces.reshape(-1).long()  # corner j of face i at 3i + j
+    order = torch.argsort(flat, stable=True)
+    first = torch.ones_like(flat, dtype=torch.bool)
+    first[1:] = flat[order][1:] != flat[order][:-1]
+    face_of = torch.full((num_vertices,), -1, dtype=torch.long)
+    corner_of = torch.zeros(num_vertices, dtype=torch.long)
+    face_of[flat[order][first]] = order[first] // 3  # each vertex's first face
+    corner_of[flat[order][first]] = order[first] % 3
+    if (face_of < 0).any():
+        raise ValueError(f"{int((face_of < 0).sum())} vertices lie in no face")
+    return face_of, torch.nn.functional.one_hot(corner_of, 3).float()
 
 
 def region_point_weight(vertex_weight: torch.Tensor, faces: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
