@@ -105,3 +105,27 @@ def test_a_new_session_forgets_an_old_loud_burst(whisper):
     b = pushed(whisper, loud, 1600, session_s=2.0, restart_s=0.5)
     assert a.session_start == b.session_start > 50  # both restarted after the burst
     assert b._peak == pytest.approx(a._peak)
+
+
+def test_a_layer_with_a_cache_attends_to_the_frames_before_its_piece():
+    """EncoderLayer(x, cache, at): one piece is the plain layer; of two pieces the second sees all frames, so its
+    output is the plain layer's, the first sees only its own; the row-major copy computes the same."""
+    from mmtalker.audio.whisper import EncoderLayer, KVCache, WhisperEncoderConfig
+    from mmtalker.audio.whisper_stream import RowMajorLinear, _rows_first
+
+    cfg = WhisperEncoderConfig(d_model=16, n_heads=2, ffn_dim=32)
+    torch.manual_seed(0)
+    layer = EncoderLayer(cfg).eval()
+    x = torch.randn(1, 10, 16)
+    with torch.no_grad():
+        whole = layer(x)
+        assert_close(layer(x, KVCache(2, 8, 12), 0).numpy(), whole.numpy(), atol=1e-5, what="one piece")
+        cache = KVCache(2, 8, 12)
+        first, second = layer(x[:, :6], cache, 0), layer(x[:, 6:], cache, 6)
+        assert_close(second.numpy(), whole[:, 6:].numpy(), atol=1e-5, what="second piece")
+        assert not torch.allclose(first, whole[:, :6], atol=1e-3)  # it could not see frames 6..9
+        fast = _rows_first(layer)
+        assert sum(isinstance(m, RowMajorLinear) for m in fast.modules()) == 4
+        assert not any(isinstance(m, torch.nn.Linear) for m in fast.modules())
+        assert_close(fast(x, KVCache(2, 8, 12), 0).numpy(), whole.numpy(), atol=1e-5, what="row-major copy")
+        assert any(isinstance(m, torch.nn.Linear) for m in layer.modules())  # the original is left as it was

@@ -57,7 +57,8 @@ class RowMajorLinear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.weight_t = linear.weight.detach().t().contiguous()
-        self.bias = linear.bias.detach()
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features, device=linear.weight.device)
+        self.bias = bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight_t).view(*x.shape[:-1], -1)
