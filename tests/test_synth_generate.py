@@ -282,3 +282,18 @@ def test_wide_test_plan_is_default_with_five_times_the_test_sentences():
     assert not train & {t for _, _, t in wide.sentences["test"]}
     assert set(default.jobs) <= set(wide.jobs) and len(wide.jobs) == 6 * (32 + 4 + 20) + 2 * 20
     assert wide.splits["test_unseen_subjects"]["subjects"] == default.splits["test_unseen_subjects"]["subjects"]
+
+
+def test_phonetic_ceiling_runs_on_the_tiny_preset(tiny, capsys):
+    """benchmarks/phonetic_ceiling.py end to end (two epochs): one row per scored split, its settings in the header."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from phonetic_ceiling import main as ceiling
+
+    assert ceiling(["--data", str(tiny), "--epochs", "2", "--threads", "1", "--components", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "(displacement loss, cosine rate, dropout 0.2)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| test") or line.startswith("| train")]
+    assert [r.split("|")[1].strip() for r in rows] == ["train", "test", "test_unseen_subjects"]
+    assert all(float(r.split("|")[2]) > 0 for r in rows)
