@@ -131,7 +131,7 @@ class Setup:
     encoder: object
     fps: float
     averager: WeightAverage | None = None  # optim.ema > 0: the weights validated, selected and saved
-    lip_points: tuple | None = None  # loss.lip_max > 0: the lip vertices as surface points (face (L,), bary (L, 3))
+    lip_points: tuple | None = None  # loss.lip_max > 0: the lip vertices (L,) and, as surface points, face (L,), bary (L, 3)
 
     @property
     def scored_model(self) -> MMTalker:
@@ -196,7 +196,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
             raise MMTalkerError("loss.lip_max_points", f"must be at least 1 when loss.lip_max > 0, got {lw.lip_max_points}")
         face_of, bary = vertex_points(model.faces.cpu(), model.num_vertices)
         lips = torch.from_numpy(regions[lw.lip_region]).long()
-        lip_points = (face_of[lips].to(device), bary[lips].to(device))
+        lip_points = (lips.to(device), face_of[lips].to(device), bary[lips].to(device))
     return Setup(dataset, train_clips, val_clips, test_seqs, model, sampler, regions, vertex_weight.to(device), encoder, fps,
                  lip_points=lip_points)
 
@@ -221,10 +221,10 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
         weight = weight.detach()
     P = face_idx.shape[0]
     if setup.lip_points is not None:  # lip vertices appended after the sampled points, for the worst-vertex term
-        lip_face, lip_bary = setup.lip_points
-        pick = torch.randperm(lip_face.shape[0], generator=gen)[: lw.lip_max_points].to(device)
+        lips, lip_face, lip_bary = setup.lip_points
+        pick = torch.randperm(lips.shape[0], generator=gen)[: lw.lip_max_points].to(device)
         face_idx, bary = torch.cat([face_idx, lip_face[pick]]), torch.cat([bary, lip_bary[pick]])
-        uv = torch.cat([uv, (model.vertex_uv[model.faces[lip_face[pick]]] * lip_bary[pick].unsqueeze(-1)).sum(1)])
+        uv = torch.cat([uv, model.vertex_uv[lips[pick]]])
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
     batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), context=config.data.context_frames).to(device)
@@ -234,7 +234,7 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
         pred = net(batch.audio, batch.subject, batch.templates, face_idx, bary, uv, batch.mask)
     pred = pred.float()
     on = batch.loss_mask  # the window's frames (context frames around it only inform the prediction)
-    worst = frame_max_loss(pred[:, :, P:], target[:, :, P:], on) if P < face_idx.shape[0] else pred.new_zeros(())
+    worst = frame_max_loss(pred[:, :, P:], target[:, :, P:], on) if setup.lip_points is not None else pred.new_zeros(())
     pred, target, face_idx, bary = pred[:, :, :P], target[:, :, :P], face_idx[:P], bary[:P]
     region_w = region_point_weight(setup.vertex_weight, model.faces, face_idx, bary)  # (P,)
     recon = reconstruction_loss(pred, target, weight, on, region_w)
