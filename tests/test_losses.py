@@ -15,9 +15,9 @@ from mmtalker.train.losses import (
     reconstruction_loss,
     region_point_weight,
     velocity_loss,
-    vertex_points,
     vertex_region_weight,
 )
+from mmtalker.mesh.sampling import vertex_points
 
 
 def _naive_recon(pred, target, weight, mask, region_w):

@@ -103,6 +103,22 @@ def face_measure(face_area: np.ndarray, faces: np.ndarray, measure: str = "area"
     raise ValueError(f"unknown surface measure {measure!r}; use one of {', '.join(MEASURES)}")
 
 
+def vertex_points(faces: torch.Tensor, num_vertices: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each vertex as a surface point: (V,) the index of a face that holds it, (V, 3) barycentric
+    coordinates in that face (1 at the vertex's corner)."""
+    flat = faces.reshape(-1).long()  # corner j of face i at 3i + j
+    order = torch.argsort(flat, stable=True)
+    first = torch.ones_like(flat, dtype=torch.bool)
+    first[1:] = flat[order][1:] != flat[order][:-1]
+    face_of = torch.full((num_vertices,), -1, dtype=torch.long)
+    corner_of = torch.zeros(num_vertices, dtype=torch.long)
+    face_of[flat[order][first]] = order[first] // 3  # each vertex's first face
+    corner_of[flat[order][first]] = order[first] % 3
+    if (face_of < 0).any():
+        raise ValueError(f"{int((face_of < 0).sum())} vertices lie in no face")
+    return face_of, torch.nn.functional.one_hot(corner_of, 3).float()
+
+
 def uniform_barycentrics(n: int, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
     """(n,3) barycentrics uniform over a triangle (square-root trick)."""
     r = torch.rand(n, 2, generator=generator, device=device, dtype=dtype)

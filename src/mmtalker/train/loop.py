@@ -34,7 +34,7 @@ from mmtalker.data.dataset import open_dataset
 from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MetricAccumulator
-from mmtalker.mesh.sampling import NonUniformSampler, variance_loss
+from mmtalker.mesh.sampling import NonUniformSampler, variance_loss, vertex_points
 from mmtalker.mesh.uv import parameterize
 from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.paths import cache_dir
@@ -51,7 +51,6 @@ from mmtalker.train.losses import (
     reconstruction_loss,
     region_point_weight,
     velocity_loss,
-    vertex_points,
     vertex_region_weight,
 )
 

@@ -69,22 +69,6 @@ def frame_max_loss(pred, target, mask=None) -> torch.Tensor:
     return _frame_mean(point_errors(pred, target).amax(-1), mask)
 
 
-def vertex_points(faces: torch.Tensor, num_vertices: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each vertex as a surface point: (V,) the index of a face that holds it, (V, 3) barycentric
-    coordinates in that face (1 at the vertex's corner)."""
-    flat = faces.reshape(-1).long()  # corner j of face i at 3i + j
-    order = torch.argsort(flat, stable=True)
-    first = torch.ones_like(flat, dtype=torch.bool)
-    first[1:] = flat[order][1:] != flat[order][:-1]
-    face_of = torch.full((num_vertices,), -1, dtype=torch.long)
-    corner_of = torch.zeros(num_vertices, dtype=torch.long)
-    face_of[flat[order][first]] = order[first] // 3  # each vertex's first face
-    corner_of[flat[order][first]] = order[first] % 3
-    if (face_of < 0).any():
-        raise ValueError(f"{int((face_of < 0).sum())} vertices lie in no face")
-    return face_of, torch.nn.functional.one_hot(corner_of, 3).float()
-
-
 def region_point_weight(vertex_weight: torch.Tensor, faces: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
     """Per-point weight (P,) as the barycentric mix of a per-vertex weight (V,)."""
     return (vertex_weight[faces[face_idx]] * bary).sum(-1)
