@@ -9,6 +9,7 @@ phone's centre lies and how long it is, and the subject) and learns
 speaker gives even with perfect phone recognition; the gap from it to the floor is not the speech encoder's.
 
     python benchmarks/phonetic_ceiling.py --data data/synth      # a few minutes on 2 CPU cores
+    python benchmarks/phonetic_ceiling.py --data data/synth --input speech     # the same network hearing speech
 
 Measured on the default benchmark: docs/results.md ("How far the floor is").
 
@@ -17,6 +18,12 @@ convolutions (kernel 5, dilations 1, 2, 4: ±14 frames, as MMTalker's audio head
 displacement (PCA of the training frames), dropout 0.2 after each convolution, trained with AdamW (cosine decay
 from 2e-3 to 5 %) on the squared error of the displacement the coefficients make (each component by its size).
 Unseen subjects get the mean subject vector. Scores use mmtalker's metrics (LVE in the manifest's report units).
+
+What hearing costs (`--input`, the fifteenth round): the same network and training fed the speech features
+every shipped config reads (`speech`), only the phones' shares (`shares`), or those shares as a second network
+of the same kind hears them from the speech (`heard`); `--phone-bottleneck` trains speech → phone posteriors →
+motion as one. The other options (`--bottleneck`, `--input-dropout`, `--variants`, `--clip-norm`,
+`--phone-aux`) are the trials of that round, kept so that its table can be measured again.
 
 Until the fourteenth round it trained at a constant rate, without dropout, on the *whitened* coefficients (every
 component alike, the noise-sized ones too), and fitted its own training sentences only to 3x their floor: its 4x
@@ -38,7 +45,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mmtalker.audio.encoders import build_audio_encoder  # noqa: E402
 from mmtalker.data.dataset import open_dataset  # noqa: E402
+from mmtalker.paths import cache_dir  # noqa: E402
+from mmtalker.progress import progress  # noqa: E402
+from mmtalker.audio.augment import AugmentConfig  # noqa: E402
+from mmtalker.train.data import FeatureCache, _variant_features, frames_at  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 from mmtalker.eval.metrics import lve  # noqa: E402
 from mmtalker.synth.visemes import PAUSE, normalize  # noqa: E402
@@ -75,18 +87,36 @@ def _key(symbol: str) -> str:
 
 
 class Net(nn.Module):
-    def __init__(self, inputs: int, outputs: int, width: int = 128, dropout: float = 0.0):
+    def __init__(self, inputs: int, outputs: int, width: int = 128, dropout: float = 0.0, bottleneck: int = 0):
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.inp = nn.Conv1d(inputs, width, 1)
+        if bottleneck:  # a narrow linear map first: the input's information squeezed to `bottleneck` channels
+            self.inp = nn.Sequential(nn.Conv1d(inputs, bottleneck, 1), nn.Conv1d(bottleneck, width, 1))
         self.convs = nn.ModuleList(nn.Conv1d(width, width, 5, padding=2 * d, dilation=d) for d in (1, 2, 4))
         self.out = nn.Conv1d(width, outputs, 1)
 
-    def forward(self, x):  # (B, C, T) -> (B, K, T)
+    def forward(self, x, hidden=False):  # (B, C, T) -> (B, K, T) [and the last hidden state (B, width, T)]
         h = self.inp(x)
         for conv in self.convs:
             h = h + self.drop(nn.functional.gelu(conv(h)))
-        return self.out(h)
+        return (self.out(h), h) if hidden else self.out(h)
+
+
+class Bottleneck(nn.Module):
+    """Speech -> phone posteriors -> motion, trained as one (--phone-bottleneck): the motion network sees only
+    the posteriors a first network gives (and the subject), so what reaches it is what names the phones."""
+
+    def __init__(self, speech: int, phones: int, subjects: int, outputs: int, width: int, dropout: float):
+        super().__init__()
+        self.speech = speech
+        self.hear = Net(speech, phones, width, dropout)
+        self.move = Net(phones + subjects, outputs, width, dropout)
+
+    def forward(self, x, hidden=False):  # x (B, speech + subjects, T)
+        logits = self.hear(x[:, : self.speech])
+        out = self.move(torch.cat([logits.softmax(1), x[:, self.speech:]], 1))
+        return (out, logits) if hidden else out
 
 
 def main(argv=None) -> int:
@@ -104,6 +134,34 @@ def main(argv=None) -> int:
                          "default) or of the whitened coefficients (every component alike; the figures before the "
                          "fourteenth round)")
     ap.add_argument("--dropout", type=float, default=0.2, help="dropout after each temporal convolution (default 0.2)")
+    ap.add_argument("--input", choices=["phones", "speech", "shares", "heard"], default="phones",
+                    help="what the network is told per frame: the generator's exact phones (default); the speech "
+                         "encoder's features of the clip's audio (speech; --encoder), standardised per channel: the "
+                         "same network and training, so the gap between the two is what hearing the phones costs; "
+                         "only the phones' shares of each frame (shares: no stress, centre or length); or, trained as "
+                         "`shares`, scored on the shares a second network of the same kind *hears* from the speech "
+                         "features (heard: trained to name each frame's phones on the training clips)")
+    ap.add_argument("--encoder", default="whisper-tiny.en@3+1+2",
+                    help="speech encoder for --input speech (default: the shipped configs' whisper-tiny.en@3+1+2)")
+    ap.add_argument("--variants", type=int, default=0,
+                    help="--input speech or heard: augmented copies of each training clip beside the clean one (the "
+                         "trainer's augmentation, its default ranges; default 0); `heard` trains its phone namer on them")
+    ap.add_argument("--input-dropout", type=float, default=0.0,
+                    help="share of input channels zeroed per training clip (the models' feature_dropout; default 0)")
+    ap.add_argument("--phone-aux", type=float, default=0.0,
+                    help="--input speech: weight of an auxiliary loss naming each frame's phones (cross-entropy "
+                         "against the phones' shares of the frame) from the network's last hidden state (default 0)")
+    ap.add_argument("--bottleneck", type=int, default=0,
+                    help="the input first mapped linearly to this many channels (0: none, the default)")
+    ap.add_argument("--clip-norm", action="store_true",
+                    help="--input speech: standardise each feature channel over the clip itself rather than over "
+                         "the training clips (removes what is constant over a clip: much of the voice)")
+    ap.add_argument("--cache-dir", default=None,
+                    help="where speech features are cached (default: $MMTALKER_HOME/features, shared with the trainer)")
+    ap.add_argument("--phone-bottleneck", action="store_true",
+                    help="--input speech: one network names each frame's phones from the speech, a second turns "
+                         "their posteriors (and the subject) into motion, trained together; --phone-aux weighs the "
+                         "naming loss (required)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -122,8 +180,38 @@ def main(argv=None) -> int:
                 vocab.setdefault(_key(p["symbol"]), len(vocab))
         subjects = sorted({s.subject for s in train})
 
-        def inputs(seq):
-            track = phone_track(seq, vocab, fps)
+        if args.input in ("speech", "heard"):
+            encoder = build_audio_encoder(args.encoder)
+            cache = FeatureCache(Path(args.cache_dir) if args.cache_dir else cache_dir() / "features")
+            feats = {}
+
+            aug = AugmentConfig()
+
+            def speech(seq, variant=0):
+                if (seq.key, variant) not in feats:
+                    v = _variant_features(seq, encoder, args.encoder, fps, variant, aug, cache)
+                    feats[seq.key, variant] = (v.features.astype(np.float32), v.stretch)
+                return feats[seq.key, variant][0]
+
+            stacked = np.concatenate([speech(s) for s in progress(train, desc="speech features", unit="clip")])
+            mu, sd = stacked.mean(0), stacked.std(0) + 1e-3
+            del stacked
+
+        heard = None  # the phone-naming network, once trained (--input heard)
+
+        def inputs(seq, variant=0):
+            if args.input == "phones":
+                track = phone_track(seq, vocab, fps)
+            elif args.input == "speech" and args.clip_norm:  # each channel standardised over the clip itself
+                f = speech(seq, variant)
+                track = (f - f.mean(0)) / (f.std(0) + 1e-3)
+            elif args.input == "speech":
+                track = (speech(seq, variant) - mu) / sd
+            elif heard is not None:
+                with torch.no_grad():
+                    track = heard(torch.from_numpy(((speech(seq) - mu) / sd).T)[None])[0].softmax(0).numpy().T
+            else:
+                track = phone_track(seq, vocab, fps)[:, : len(vocab)]
             who = np.full(len(subjects), 1.0 / len(subjects), np.float32)
             if seq.subject in subjects:
                 who[:] = 0.0
@@ -150,13 +238,68 @@ def main(argv=None) -> int:
         basis = vt[: args.components].astype(np.float32)
         scale = (sv[: args.components] / np.sqrt(len(sample))).astype(np.float32)
         del sample
-        data = [(torch.from_numpy(inputs(s).T), torch.from_numpy((((displacement(s) - mean) @ basis.T) / scale).T.astype(np.float32)))
-                for s in train]
+        data = []
+        for s in train:
+            coef = (((displacement(s) - mean) @ basis.T) / scale).astype(np.float32)  # (T, K)
+            for v in range(1 + (args.variants if args.input == "speech" else 0)):
+                x = inputs(s, v)
+                if v:  # a stretched variant's frame t shows the motion at frame t / stretch
+                    coef_v = frames_at(coef, np.arange(len(x)) / feats[s.key, v][1])
+                else:
+                    coef_v = coef
+                if args.phone_aux:  # each frame's phones, the naming loss's target (the only use of alignments here)
+                    shares = phone_track(s, vocab, fps)[:, : len(vocab)]
+                    if v:
+                        shares = frames_at(shares, np.arange(len(x)) / feats[s.key, v][1])
+                    shares = shares / np.maximum(shares.sum(1, keepdims=True), 1e-6)
+                else:
+                    shares = np.zeros((len(x), 0), np.float32)
+                data.append((torch.from_numpy(x.T.copy()), torch.from_numpy(np.ascontiguousarray(coef_v.T)),
+                             torch.from_numpy(np.ascontiguousarray(shares.T))))
     except MMTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    net = Net(data[0][0].shape[0], args.components, args.width, args.dropout)
+    if args.input == "heard":  # a network of the same kind learns to name each frame's phones from the speech
+        heard = Net(len(mu), len(vocab), args.width, args.dropout)
+        opt = torch.optim.AdamW(heard.parameters(), 2e-3, weight_decay=0.01)
+        steps = args.epochs * len(train) * (1 + args.variants)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k / steps, 1.0))))
+        pairs = []  # (speech features, phone shares) of every training clip, and of its augmented copies (--variants)
+        for s in train:
+            shares = phone_track(s, vocab, fps)[:, : len(vocab)]
+            for v in range(1 + args.variants):
+                x = (speech(s, v) - mu) / sd
+                sv = frames_at(shares, np.arange(len(x)) / feats[s.key, v][1]) if v else shares
+                sv = sv / np.maximum(sv.sum(1, keepdims=True), 1e-6)
+                pairs.append((torch.from_numpy(x.T.copy()), torch.from_numpy(np.ascontiguousarray(sv.T))))
+        for epoch in range(args.epochs):
+            heard.train()
+            for i in rng.permutation(len(pairs)):
+                x, shares = pairs[i]
+                loss = -(shares * heard(x[None])[0].log_softmax(0)).sum(0).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        heard.eval()
+        for split in ["train", *[n for n in ds.split_names if n.startswith("test")]]:
+            hit = total = 0
+            for seq in ds.sequences(split):
+                truth = phone_track(seq, vocab, fps)[:, : len(vocab)].argmax(1)
+                hit += int((inputs(seq)[:, : len(vocab)].argmax(1) == truth).sum())
+                total += len(truth)
+            print(f"phones heard on {split}: {hit / total:.1%} of frames (the frame's largest share)")
+
+    if args.phone_bottleneck:
+        if args.input != "speech" or not args.phone_aux:
+            print("error: --phone-bottleneck needs --input speech and a --phone-aux weight", file=sys.stderr)
+            return 2
+        net = Bottleneck(len(mu), len(vocab), len(subjects), args.components, args.width, args.dropout)
+    else:
+        net = Net(data[0][0].shape[0], args.components, args.width, args.dropout, args.bottleneck)
+    if args.phone_aux and not args.phone_bottleneck:
+        net.phones = nn.Conv1d(args.width, len(vocab), 1)
     # whitened: every coefficient counts alike; displacement: as its share of the motion (the squared vertex error)
     weight = torch.ones(args.components, 1) if args.loss == "whitened" else torch.from_numpy(scale / scale[0])[:, None]
     opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.01)
@@ -166,8 +309,14 @@ def main(argv=None) -> int:
     for epoch in range(args.epochs):
         net.train()
         for i in rng.permutation(len(data)):
-            x, y = data[i]
-            loss = (((net(x[None])[0] - y) * weight) ** 2).mean()
+            x, y, shares = data[i]
+            if args.input_dropout:
+                x = x * (torch.rand(x.shape[0], 1) >= args.input_dropout) / (1 - args.input_dropout)
+            out, h = net(x[None], hidden=True)
+            loss = (((out[0] - y) * weight) ** 2).mean()
+            if args.phone_aux:
+                logits = h if args.phone_bottleneck else net.phones(h)
+                loss = loss - args.phone_aux * (shares * logits[0].log_softmax(0)).sum(0).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -177,7 +326,9 @@ def main(argv=None) -> int:
     units = ds.manifest.units or {}
     report = float(units.get("report_scale", 1.0))
     floor = (getattr(ds.manifest, "extra", None) or {}).get("oracle_floor", {})
-    print(f"phone-informed network, {len(train)} training clips, {args.epochs} epochs ({args.loss} loss, {args.schedule} "
+    told = {"phones": "phone-informed", "speech": f"speech-fed ({args.encoder})", "shares": "phone-share-informed",
+            "heard": f"phone-share-informed, scored on phones heard from {args.encoder},"}[args.input]
+    print(f"{told} network, {len(train)} training clips, {args.epochs} epochs ({args.loss} loss, {args.schedule} "
           f"rate, dropout {args.dropout:g}), seed {args.seed} "
           f"({time.time() - t0:.0f} s); LVE ×{1 / report:g} {units.get('length', '')}²")
     print("| split | LVE | oracle floor LVE | ÷ floor |")

@@ -297,3 +297,34 @@ def test_phonetic_ceiling_runs_on_the_tiny_preset(tiny, capsys):
     rows = [line for line in out.splitlines() if line.startswith("| test") or line.startswith("| train")]
     assert [r.split("|")[1].strip() for r in rows] == ["train", "test", "test_unseen_subjects"]
     assert all(float(r.split("|")[2]) > 0 for r in rows)
+
+
+def test_phonetic_ceiling_hears_the_phones_from_speech(tiny, tmp_path, capsys):
+    """The same script fed speech instead of phones (`--input speech`, every option it has), and the cascade
+    (`--input heard`): a second network names each frame's phones from the speech, its accuracy printed per split."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from phonetic_ceiling import main as ceiling
+
+    common = ["--data", str(tiny), "--epochs", "1", "--threads", "1", "--components", "8", "--width", "16",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert ceiling([*common, "--input", "speech", "--variants", "1", "--clip-norm", "--bottleneck", "4",
+                    "--phone-aux", "0.01", "--input-dropout", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "speech-fed (whisper-tiny.en@3+1+2) network" in out
+    rows = [line for line in out.splitlines() if line.startswith("| test") or line.startswith("| train")]
+    assert [r.split("|")[1].strip() for r in rows] == ["train", "test", "test_unseen_subjects"]
+
+    assert ceiling([*common, "--input", "speech", "--phone-bottleneck", "--phone-aux", "1"]) == 0
+    assert "| test |" in capsys.readouterr().out
+    assert ceiling([*common, "--input", "speech", "--phone-bottleneck"]) == 2  # no naming loss: refused
+    assert "--phone-aux" in capsys.readouterr().err
+
+    assert ceiling([*common, "--input", "heard", "--variants", "1"]) == 0
+    out = capsys.readouterr().out
+    heard = [line for line in out.splitlines() if line.startswith("phones heard on ")]
+    assert [h.split()[3].rstrip(":") for h in heard] == ["train", "test", "test_unseen_subjects"]
+    assert all(0.0 <= float(h.split()[4].rstrip("%")) <= 100.0 for h in heard)
+    rows = [line for line in out.splitlines() if line.startswith("| test")]
+    assert len(rows) == 2 and all(float(r.split("|")[2]) > 0 for r in rows)
