@@ -45,15 +45,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mmtalker.audio.augment import AugmentConfig  # noqa: E402
 from mmtalker.audio.encoders import build_audio_encoder  # noqa: E402
 from mmtalker.data.dataset import open_dataset  # noqa: E402
-from mmtalker.paths import cache_dir  # noqa: E402
-from mmtalker.progress import progress  # noqa: E402
-from mmtalker.audio.augment import AugmentConfig  # noqa: E402
-from mmtalker.train.data import FeatureCache, _variant_features, frames_at  # noqa: E402
 from mmtalker.errors import MMTalkerError  # noqa: E402
 from mmtalker.eval.metrics import lve  # noqa: E402
+from mmtalker.paths import cache_dir  # noqa: E402
+from mmtalker.progress import progress  # noqa: E402
 from mmtalker.synth.visemes import PAUSE, normalize  # noqa: E402
+from mmtalker.train.data import FeatureCache, _variant_features, frames_at  # noqa: E402
+from mmtalker.train.loop import lr_factor  # noqa: E402
 
 
 def phone_track(seq, vocab: dict[str, int], fps: float) -> np.ndarray:
@@ -119,6 +120,23 @@ class Bottleneck(nn.Module):
         return (out, logits) if hidden else out
 
 
+def fit(net: nn.Module, items: list, loss_of, epochs: int, rng: np.random.Generator, constant: bool = False) -> None:
+    """AdamW (2e-3, weight decay 0.01) over ``items`` in a random order each epoch, one item per step, the rate
+    constant or decayed as the models' trainer decays it (cosine to 5 %, no warmup); ``loss_of(item)`` -> loss."""
+    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.01)
+    steps = epochs * len(items)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 if constant else lr_factor(k / steps, k, 0, 0.05))
+    for _ in range(epochs):
+        net.train()
+        for i in rng.permutation(len(items)):
+            loss = loss_of(items[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/synth", help="the synthetic benchmark (made by `mmtalker data synth`)")
@@ -165,6 +183,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.phone_bottleneck and (args.input != "speech" or not args.phone_aux):
+        print("error: --phone-bottleneck needs --input speech and a --phone-aux weight", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -198,6 +219,14 @@ def main(argv=None) -> int:
             del stacked
 
         heard = None  # the phone-naming network, once trained (--input heard)
+        scored = ["train", *[n for n in ds.split_names if n.startswith("test")]]
+
+        def shares_at(seq, variant=0):
+            """(T', phones) each frame's phones' shares, summing to 1, at the frames of ``variant`` (stretched)."""
+            shares = phone_track(seq, vocab, fps)[:, : len(vocab)]
+            if variant:  # a stretched variant's frame t shows frame t / stretch
+                shares = frames_at(shares, np.arange(len(speech(seq, variant))) / feats[seq.key, variant][1])
+            return shares / np.maximum(shares.sum(1, keepdims=True), 1e-6)
 
         def inputs(seq, variant=0):
             if args.input == "phones":
@@ -247,43 +276,21 @@ def main(argv=None) -> int:
                     coef_v = frames_at(coef, np.arange(len(x)) / feats[s.key, v][1])
                 else:
                     coef_v = coef
-                if args.phone_aux:  # each frame's phones, the naming loss's target (the only use of alignments here)
-                    shares = phone_track(s, vocab, fps)[:, : len(vocab)]
-                    if v:
-                        shares = frames_at(shares, np.arange(len(x)) / feats[s.key, v][1])
-                    shares = shares / np.maximum(shares.sum(1, keepdims=True), 1e-6)
-                else:
-                    shares = np.zeros((len(x), 0), np.float32)
+                # each frame's phones, the naming loss's target (the only use of alignments here)
+                shares = shares_at(s, v) if args.phone_aux else np.zeros((len(x), 0), np.float32)
                 data.append((torch.from_numpy(x.T.copy()), torch.from_numpy(np.ascontiguousarray(coef_v.T)),
                              torch.from_numpy(np.ascontiguousarray(shares.T))))
+        # --input heard: (speech features, phone shares) of every training clip and its augmented copies (--variants)
+        pairs = [(torch.from_numpy(((speech(s, v) - mu) / sd).T.copy()), torch.from_numpy(np.ascontiguousarray(shares_at(s, v).T)))
+                 for s in train for v in range(1 + args.variants)] if args.input == "heard" else []
     except MMTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
     if args.input == "heard":  # a network of the same kind learns to name each frame's phones from the speech
         heard = Net(len(mu), len(vocab), args.width, args.dropout)
-        opt = torch.optim.AdamW(heard.parameters(), 2e-3, weight_decay=0.01)
-        steps = args.epochs * len(train) * (1 + args.variants)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k / steps, 1.0))))
-        pairs = []  # (speech features, phone shares) of every training clip, and of its augmented copies (--variants)
-        for s in train:
-            shares = phone_track(s, vocab, fps)[:, : len(vocab)]
-            for v in range(1 + args.variants):
-                x = (speech(s, v) - mu) / sd
-                sv = frames_at(shares, np.arange(len(x)) / feats[s.key, v][1]) if v else shares
-                sv = sv / np.maximum(sv.sum(1, keepdims=True), 1e-6)
-                pairs.append((torch.from_numpy(x.T.copy()), torch.from_numpy(np.ascontiguousarray(sv.T))))
-        for epoch in range(args.epochs):
-            heard.train()
-            for i in rng.permutation(len(pairs)):
-                x, shares = pairs[i]
-                loss = -(shares * heard(x[None])[0].log_softmax(0)).sum(0).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-        heard.eval()
-        for split in ["train", *[n for n in ds.split_names if n.startswith("test")]]:
+        fit(heard, pairs, lambda item: -(item[1] * heard(item[0][None])[0].log_softmax(0)).sum(0).mean(), args.epochs, rng)
+        for split in scored:
             hit = total = 0
             for seq in ds.sequences(split):
                 truth = phone_track(seq, vocab, fps)[:, : len(vocab)].argmax(1)
@@ -292,9 +299,6 @@ def main(argv=None) -> int:
             print(f"phones heard on {split}: {hit / total:.1%} of frames (the frame's largest share)")
 
     if args.phone_bottleneck:
-        if args.input != "speech" or not args.phone_aux:
-            print("error: --phone-bottleneck needs --input speech and a --phone-aux weight", file=sys.stderr)
-            return 2
         net = Bottleneck(len(mu), len(vocab), len(subjects), args.components, args.width, args.dropout)
     else:
         net = Net(data[0][0].shape[0], args.components, args.width, args.dropout, args.bottleneck)
@@ -302,26 +306,19 @@ def main(argv=None) -> int:
         net.phones = nn.Conv1d(args.width, len(vocab), 1)
     # whitened: every coefficient counts alike; displacement: as its share of the motion (the squared vertex error)
     weight = torch.ones(args.components, 1) if args.loss == "whitened" else torch.from_numpy(scale / scale[0])[:, None]
-    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.01)
-    steps = args.epochs * len(data)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # constant, or cosine to 5 % (as the models' trainer)
-        opt, lambda k: 1.0 if args.schedule == "constant" else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k / steps, 1.0))))
-    for epoch in range(args.epochs):
-        net.train()
-        for i in rng.permutation(len(data)):
-            x, y, shares = data[i]
-            if args.input_dropout:
-                x = x * (torch.rand(x.shape[0], 1) >= args.input_dropout) / (1 - args.input_dropout)
-            out, h = net(x[None], hidden=True)
-            loss = (((out[0] - y) * weight) ** 2).mean()
-            if args.phone_aux:
-                logits = h if args.phone_bottleneck else net.phones(h)
-                loss = loss - args.phone_aux * (shares * logits[0].log_softmax(0)).sum(0).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    net.eval()
+
+    def motion_loss(item):
+        x, y, shares = item
+        if args.input_dropout:
+            x = x * (torch.rand(x.shape[0], 1) >= args.input_dropout) / (1 - args.input_dropout)
+        out, h = net(x[None], hidden=True)
+        loss = (((out[0] - y) * weight) ** 2).mean()
+        if args.phone_aux:
+            logits = h if args.phone_bottleneck else net.phones(h)
+            loss = loss - args.phone_aux * (shares * logits[0].log_softmax(0)).sum(0).mean()
+        return loss
+
+    fit(net, data, motion_loss, args.epochs, rng, constant=args.schedule == "constant")
 
     units = ds.manifest.units or {}
     report = float(units.get("report_scale", 1.0))
@@ -333,7 +330,7 @@ def main(argv=None) -> int:
           f"({time.time() - t0:.0f} s); LVE ×{1 / report:g} {units.get('length', '')}²")
     print("| split | LVE | oracle floor LVE | ÷ floor |")
     print("| --- | --- | --- | --- |")
-    for split in ["train", *[n for n in ds.split_names if n.startswith("test")]]:
+    for split in scored:
         num = den = 0.0
         for seq in ds.sequences(split):
             with torch.no_grad():
