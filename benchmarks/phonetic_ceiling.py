@@ -23,7 +23,8 @@ What hearing costs (`--input`, the fifteenth round): the same network and traini
 every shipped config reads (`speech`), only the phones' shares (`shares`), or those shares as a second network
 of the same kind hears them from the speech (`heard`); `--phone-bottleneck` trains speech → phone posteriors →
 motion as one. The other options (`--bottleneck`, `--input-dropout`, `--variants`, `--clip-norm`,
-`--phone-aux`) are the trials of that round, kept so that its table can be measured again.
+`--phone-aux`) are the trials of that round, kept so that its table can be measured again. `--units` (the
+sixteenth round) feeds the speech as its soft assignment to k-means centres (discrete units, no alignments).
 
 Until the fourteenth round it trained at a constant rate, without dropout, on the *whitened* coefficients (every
 component alike, the noise-sized ones too), and fitted its own training sentences only to 3x their floor: its 4x
@@ -120,6 +121,24 @@ class Bottleneck(nn.Module):
         return (out, logits) if hidden else out
 
 
+def kmeans(z: torch.Tensor, k: int, seed: int, iters: int = 30) -> torch.Tensor:
+    """Lloyd's k-means of the rows of ``z`` (N, C): (k, C) centres, started from k distinct random rows; a
+    cluster left empty restarts at a random row."""
+    g = torch.Generator().manual_seed(seed)
+    centres = z[torch.randperm(len(z), generator=g)[:k]].clone()
+    for _ in range(iters):
+        nearest = torch.cdist(z, centres).argmin(1)
+        for j in range(k):
+            members = nearest == j
+            centres[j] = z[members].mean(0) if members.any() else z[torch.randint(len(z), (1,), generator=g)[0]]
+    return centres
+
+
+def unit_posteriors(z: torch.Tensor, centres: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(N, k): softmax over the centres of −(squared distance) / temperature for each row of ``z``."""
+    return (-(torch.cdist(z, centres) ** 2) / temperature).softmax(1)
+
+
 def fit(net: nn.Module, items: list, loss_of, epochs: int, rng: np.random.Generator, constant: bool = False) -> None:
     """AdamW (2e-3, weight decay 0.01) over ``items`` in a random order each epoch, one item per step, the rate
     constant or decayed as the models' trainer decays it (cosine to 5 %, no warmup); ``loss_of(item)`` -> loss."""
@@ -180,11 +199,21 @@ def main(argv=None) -> int:
                     help="--input speech: one network names each frame's phones from the speech, a second turns "
                          "their posteriors (and the subject) into motion, trained together; --phone-aux weighs the "
                          "naming loss (required)")
+    ap.add_argument("--units", type=int, default=0,
+                    help="--input speech: the network sees, instead of the features, their soft assignment to this "
+                         "many k-means centres fitted on the training clips' frames (discrete speech units: a "
+                         "bottleneck that needs no alignments; 0: off, the default)")
+    ap.add_argument("--unit-temperature", type=float, default=1.0,
+                    help="--units: the softmax's temperature, in units of the frames' mean squared distance to "
+                         "their nearest centre (default 1; larger is softer)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.phone_bottleneck and (args.input != "speech" or not args.phone_aux):
         print("error: --phone-bottleneck needs --input speech and a --phone-aux weight", file=sys.stderr)
+        return 2
+    if args.units and (args.input != "speech" or args.units < 2 or args.unit_temperature <= 0):
+        print("error: --units needs --input speech, at least 2 units and a positive --unit-temperature", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -216,6 +245,13 @@ def main(argv=None) -> int:
 
             stacked = np.concatenate([speech(s) for s in progress(train, desc="speech features", unit="clip")])
             mu, sd = stacked.mean(0), stacked.std(0) + 1e-3
+            if args.units:  # discrete speech units: k-means of the standardised training frames
+                if args.units > len(stacked):
+                    raise MMTalkerError(args.data, f"has {len(stacked)} training frames, fewer than --units {args.units}")
+                z = torch.from_numpy((stacked - mu) / sd)
+                centres = kmeans(z, args.units, args.seed)
+                temperature = float((torch.cdist(z, centres) ** 2).min(1).values.mean()) * args.unit_temperature
+                del z
             del stacked
 
         heard = None  # the phone-naming network, once trained (--input heard)
@@ -234,6 +270,8 @@ def main(argv=None) -> int:
             elif args.input == "speech" and args.clip_norm:  # each channel standardised over the clip itself
                 f = speech(seq, variant)
                 track = (f - f.mean(0)) / (f.std(0) + 1e-3)
+            elif args.input == "speech" and args.units:
+                track = unit_posteriors(torch.from_numpy((speech(seq, variant) - mu) / sd), centres, temperature).numpy()
             elif args.input == "speech":
                 track = (speech(seq, variant) - mu) / sd
             elif heard is not None:
@@ -323,7 +361,8 @@ def main(argv=None) -> int:
     units = ds.manifest.units or {}
     report = float(units.get("report_scale", 1.0))
     floor = (getattr(ds.manifest, "extra", None) or {}).get("oracle_floor", {})
-    told = {"phones": "phone-informed", "speech": f"speech-fed ({args.encoder})", "shares": "phone-share-informed",
+    as_units = f", as {args.units} units" if args.units else ""
+    told = {"phones": "phone-informed", "speech": f"speech-fed ({args.encoder}{as_units})", "shares": "phone-share-informed",
             "heard": f"phone-share-informed, scored on phones heard from {args.encoder},"}[args.input]
     print(f"{told} network, {len(train)} training clips, {args.epochs} epochs ({args.loss} loss, {args.schedule} "
           f"rate, dropout {args.dropout:g}), seed {args.seed} "

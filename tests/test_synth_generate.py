@@ -321,6 +321,12 @@ def test_phonetic_ceiling_hears_the_phones_from_speech(tiny, tmp_path, capsys):
     assert ceiling([*common, "--input", "speech", "--phone-bottleneck"]) == 2  # no naming loss: refused
     assert "--phone-aux" in capsys.readouterr().err
 
+    assert ceiling([*common, "--input", "speech", "--units", "4"]) == 0  # discrete units instead of the features
+    out = capsys.readouterr().out
+    assert "speech-fed (whisper-tiny.en@3+1+2, as 4 units) network" in out and "| test |" in out
+    assert ceiling([*common, "--input", "phones", "--units", "4"]) == 2
+    assert "--units" in capsys.readouterr().err
+
     assert ceiling([*common, "--input", "heard", "--variants", "1"]) == 0
     out = capsys.readouterr().out
     heard = [line for line in out.splitlines() if line.startswith("phones heard on ")]
@@ -328,3 +334,27 @@ def test_phonetic_ceiling_hears_the_phones_from_speech(tiny, tmp_path, capsys):
     assert all(0.0 <= float(h.split()[4].rstrip("%")) <= 100.0 for h in heard)
     rows = [line for line in out.splitlines() if line.startswith("| test")]
     assert len(rows) == 2 and all(float(r.split("|")[2]) > 0 for r in rows)
+
+
+def test_phonetic_ceiling_units_kmeans_finds_separate_clusters():
+    """`--units`' k-means on three well-separated blobs: one centre per blob, at its mean; the posteriors
+    put each point on its own blob's centre and sum to 1."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from phonetic_ceiling import kmeans, unit_posteriors
+
+    g = torch.Generator().manual_seed(0)
+    means = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    z = torch.cat([m + 0.1 * torch.randn(50, 2, generator=g) for m in means])
+    centres = kmeans(z, 3, seed=1)
+    order = torch.cdist(means, centres).argmin(1)
+    assert sorted(order.tolist()) == [0, 1, 2]
+    for i in range(3):
+        assert torch.allclose(centres[order[i]], z[50 * i: 50 * (i + 1)].mean(0), atol=1e-5)
+    post = unit_posteriors(z, centres, temperature=1.0)
+    assert torch.allclose(post.sum(1), torch.ones(len(z)))
+    assert (post.argmax(1) == order.repeat_interleave(50)).all()
+    assert post.max(1).values.min() > 0.99
