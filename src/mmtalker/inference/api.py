@@ -68,15 +68,15 @@ class MMTalker:
         if stages < 2:
             raise MMTalkerError(directory, f"holds a {type(model).__name__} trained to stage {stages} of 2 only",
                                 "animate with the run folder's final checkpoint, after stage 2")
-        return cls(model, cls._encoder_for(config), extras=extras, source=str(directory))
+        return cls(model, cls._encoder_for(config, model), extras=extras, source=str(directory))
 
     @classmethod
     def from_model(cls, model, encoder=None) -> MMTalker:
         """Wrap a network in memory (tests, benchmarks); ``encoder`` defaults to the one its config names."""
-        return cls(model, encoder if encoder is not None else cls._encoder_for(model.config))
+        return cls(model, encoder if encoder is not None else cls._encoder_for(model.config, model))
 
     @staticmethod
-    def _encoder_for(config):
+    def _encoder_for(config, model=None):
         from mmtalker.audio.encoders import model_audio_encoder
 
         encoder = model_audio_encoder(config)  # a peer's config names no extra layers: the plain encoder
@@ -84,6 +84,9 @@ class MMTalker:
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
                                 f"gives {encoder.dim}-wide features but the model expects {expected}")
+        blocks = getattr(model, "audio_blocks", None)
+        if blocks is not None:  # the encoder was fine-tuned with the model: its tuned blocks replace the pretrained ones
+            blocks.copy_into(encoder)
         return encoder
 
     # -- facts ----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mmtalker.audio.finetune import check_audio_finetune
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.blocks import TemporalConvBlock
 from mmtalker.models.faceformer import MotionDecoder
@@ -51,6 +52,7 @@ class CodeTalkerConfig:
     dropout: float = 0.0
     own_inputs: float = 0.0  # stage 2: share of input frames whose codes are the model's own (0: teacher forcing)
     own_input_passes: int = 1  # stage 2: gradient-free passes that make those codes, each fed the last one's
+    audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
 
     @property
     def latent_dim(self) -> int:
@@ -59,6 +61,7 @@ class CodeTalkerConfig:
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
         check_own_inputs(self, where)
+        check_audio_finetune(self, where)
 
 
 # ------------------------------------------------------------------------------------------ vector quantiser

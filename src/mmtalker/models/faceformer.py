@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.audio.finetune import check_audio_finetune
 from mmtalker.models.peer_base import DenseVertexModel, check_own_inputs
 
 
@@ -44,10 +45,12 @@ class FaceFormerConfig:
     dropout: float = 0.0
     own_inputs: float = 0.0  # training: share of input frames replaced by the model's own predictions (0: teacher forcing)
     own_input_passes: int = 1  # training: gradient-free passes that make those predictions, each fed the last one's
+    audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
         check_own_inputs(self, where)
+        check_audio_finetune(self, where)
 
 
 # ---------------------------------------------------------------------------------------------------- masks

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.audio.finetune import TunedBlocks, check_audio_finetune
 from mmtalker.audio.spec import main_streams
 from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
@@ -79,6 +80,8 @@ class MMTalkerConfig:
     eye_edge_smoothing: int = 2  # neighbour-averaging steps that soften the eye mask's edge in the blend
     eye_own_style: bool = False  # the eye pathway gets its own speaker embedding instead of sharing the main one's
                                  # (trials: the lips of a clip's first frames no longer pay; docs/results.md)
+    audio_finetune: int = 0  # N > 0: Whisper's blocks N … (the last state read) trained with the model, held in it as
+                             # ``audio_blocks`` (mmtalker.audio.finetune); 0: the encoder frozen
 
     @property
     def main_streams(self) -> int:
@@ -107,6 +110,7 @@ class MMTalkerConfig:
         for key in ("eye_past", "eye_future", "eye_edge_smoothing"):
             if getattr(self, key) < 0:
                 raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
+        check_audio_finetune(self, where)  # a spec it cannot tune, or a block it does not read, is refused here
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -382,6 +386,9 @@ class MMTalker(nn.Module):
                 self.eye_style = nn.Embedding(max(len(config.subjects), 1), d)
                 nn.init.normal_(self.eye_style.weight, std=0.02)
             self.register_buffer("eye_weight", torch.zeros(template.shape[0]))  # (V,) set by set_eye_region
+        # fine-tuned speech-encoder blocks: not used by forward (it takes features); the trainer runs them on the
+        # cached frozen states, inference copies them into the encoder (mmtalker.audio.finetune)
+        self.audio_blocks = TunedBlocks(config, config.audio_dim) if config.audio_finetune else None
 
     @property
     def num_vertices(self) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmtalker.audio.finetune import TunedBlocks, tuned_width
 from mmtalker.errors import MMTalkerError
 
 UNSEEN_SUBJECT = -1  # same meaning as in mmtalker.models.mmtalker: use the mean style
@@ -56,6 +57,8 @@ class DenseVertexModel(nn.Module):
         self.register_buffer("template", template.clone())
         self.register_buffer("subject_templates", torch.as_tensor(subject_templates, dtype=torch.float32).clone())
         self.register_buffer("motion_scale", torch.tensor(float(motion_scale)))
+        # fine-tuned speech-encoder blocks, as in MMTalker: run by the trainer, copied into the encoder at inference
+        self.audio_blocks = TunedBlocks(config, tuned_width(config)) if getattr(config, "audio_finetune", 0) else None
 
     @classmethod
     def from_state(cls, config, state: dict):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtalker.audio.finetune import check_audio_finetune
 from mmtalker.models.peer_base import DenseVertexModel
 
 
@@ -39,6 +40,11 @@ class VocaConfig:
     hidden: int = 128
     latent: int = 50  # the paper's code size
     dropout: float = 0.0
+    audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
+
+    def check(self, where: str) -> None:
+        """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        check_audio_finetune(self, where)
 
 
 class SpeechWindowEncoder(nn.Module):

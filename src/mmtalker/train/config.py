@@ -83,6 +83,7 @@ class OptimConfig:
     batch_size: int = 8
     lr: float = 1e-3
     sampler_lr: float = 1e-2
+    audio_lr: float = 3e-5  # fine-tuned speech-encoder blocks (model.audio_finetune > 0): pretrained, so a small step
     weight_decay: float = 0.01
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05  # cosine decay to lr·min_lr_ratio at the last epoch
@@ -98,7 +99,7 @@ class OptimConfig:
         _at_least(where, "epochs", self.epochs, 1)
         _at_least(where, "batch_size", self.batch_size, 1)
         _at_least(where, "warmup_steps", self.warmup_steps, 0)
-        for key in ("lr", "sampler_lr", "grad_clip"):
+        for key in ("lr", "sampler_lr", "audio_lr", "grad_clip"):
             _positive(where, key, getattr(self, key))
         if self.max_minutes is not None:
             _positive(where, "max_minutes", self.max_minutes)

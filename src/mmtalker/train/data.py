@@ -5,7 +5,12 @@ are computed once per (clip audio, encoder, fps, augmentation variant) and kept 
 cache folder. Variant 0 is the clean audio; variants 1.. are augmented with ``mmtalker.audio.augment``
 (fixed seeds, so a cache entry never goes stale). A speed change stretches the clip by a factor s: the
 variant then has round(T·s) frames, and its frame t' shows the motion at original frame t'/s (linear
-interpolation in time, done per window in ``ClipSet.batch``).
+interpolation in time, done per window in ``make_batch``).
+
+With a fine-tuned encoder (``model.audio_finetune``, :mod:`mmtalker.audio.finetune`) the features change as
+the model trains, so a variant keeps instead the frozen hidden states that feed the tuned blocks (its
+*prefix*, at the encoder's rate); :func:`tuned_features` turns it into features with the model's current
+blocks, and :func:`make_batch` takes those (with their gradients) in place of cached ones.
 
 Shapes: ``T`` frames, ``V`` vertices, ``C`` feature width, ``W`` window length.
 """
@@ -23,6 +28,7 @@ import torch
 
 from mmtalker.audio.augment import AugmentConfig, augment
 from mmtalker.audio.encoders import features_at_fps
+from mmtalker.audio.finetune import frozen_prefix
 from mmtalker.errors import MMTalkerError
 from mmtalker.progress import progress
 
@@ -68,10 +74,17 @@ def encode_clip(encoder, audio: np.ndarray, fps: float, num_frames: int) -> np.n
 # -------------------------------------------------------------------------------------------------- clips
 @dataclass
 class Variant:
-    """One version of a clip's audio: features (T', C) at the mesh fps and its time-stretch factor."""
+    """One version of a clip's audio: features (T', C) at the mesh fps and its time-stretch factor; or, with a
+    fine-tuned encoder, no features but the frozen ``prefix`` (Ta, K·D) at the encoder's rate and ``frames`` = T'."""
 
-    features: np.ndarray
+    features: np.ndarray | None
     stretch: float
+    prefix: np.ndarray | None = None
+    frames: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return self.features.shape[0] if self.features is not None else self.frames
 
 
 @dataclass
@@ -88,7 +101,7 @@ class Clip:
 
     @property
     def num_frames(self) -> int:
-        return self.variants[0].features.shape[0]
+        return self.variants[0].num_frames
 
     def displacement(self) -> np.ndarray:
         if self._disp is not None:
@@ -100,12 +113,15 @@ class Clip:
         self._disp = np.ascontiguousarray(self.displacement())
 
 
-def _variant_features(seq, encoder, encoder_spec: str, fps: float, variant: int, aug: AugmentConfig, cache: FeatureCache):
-    """Features of one clip variant (from the cache or computed now)."""
+def _variant_features(seq, encoder, encoder_spec: str, fps: float, variant: int, aug: AugmentConfig, cache: FeatureCache,
+                      prefix_states: list[int] | None = None):
+    """Features of one clip variant (from the cache or computed now); with ``prefix_states``, the frozen
+    hidden states a fine-tuned encoder's tuned blocks start from instead."""
     audio = seq.audio()
     num_frames = seq.num_frames
     digest = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
-    key = cache.key(audio=digest, encoder=encoder_spec, fps=fps, frames=num_frames, variant=variant, augment=repr(aug) if variant else None)
+    key = cache.key(audio=digest, encoder=encoder_spec, fps=fps, frames=num_frames, variant=variant, augment=repr(aug) if variant else None,
+                    **({"prefix": prefix_states} if prefix_states else {}))
     stretch = 1.0
     if variant:
         rng = np.random.default_rng([variant, int(digest[:8], 16)])
@@ -113,6 +129,11 @@ def _variant_features(seq, encoder, encoder_spec: str, fps: float, variant: int,
         audio, stretch = result.audio, result.stretch
     feats = cache.get(key)
     frames = max(1, round(num_frames * stretch))
+    if prefix_states:
+        if feats is None or feats.shape[0] != encoder.num_frames_for(len(audio)):
+            feats = frozen_prefix(encoder, torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None], prefix_states)[0].numpy()
+            cache.put(key, feats)
+        return Variant(features=None, stretch=stretch, prefix=np.asarray(feats, dtype=np.float16), frames=frames)
     if feats is None or feats.shape[0] != frames:
         feats = encode_clip(encoder, audio, fps, frames)
         cache.put(key, feats)
@@ -120,8 +141,10 @@ def _variant_features(seq, encoder, encoder_spec: str, fps: float, variant: int,
 
 
 def load_clips(dataset, sequences, subjects: list[str], encoder, encoder_spec: str, fps: float, *, variants: int,
-               augment_config: AugmentConfig, cache: FeatureCache, desc: str) -> list[Clip]:
-    """Build Clips for ``sequences`` with ``variants`` augmented versions each (plus the clean one)."""
+               augment_config: AugmentConfig, cache: FeatureCache, desc: str, prefix_states: list[int] | None = None) -> list[Clip]:
+    """Build Clips for ``sequences`` with ``variants`` augmented versions each (plus the clean one); with
+    ``prefix_states`` (a fine-tuned encoder's :func:`mmtalker.audio.finetune.prefix_states`) each variant keeps
+    those frozen hidden states instead of features."""
     clips = []
     templates: dict[str, np.ndarray] = {}
     for seq in progress(sequences, desc=desc, unit="clip"):
@@ -131,9 +154,31 @@ def load_clips(dataset, sequences, subjects: list[str], encoder, encoder_spec: s
             key=seq.key, subject=seq.subject, subject_index=subjects.index(seq.subject) if seq.subject in subjects else -1,
             template=templates[seq.subject], sequence=seq,
         )
-        clip.variants = [_variant_features(seq, encoder, encoder_spec, fps, v, augment_config, cache) for v in range(variants + 1)]
+        clip.variants = [_variant_features(seq, encoder, encoder_spec, fps, v, augment_config, cache, prefix_states)
+                         for v in range(variants + 1)]
         clips.append(clip)
     return clips
+
+
+def tuned_features(variant: Variant, blocks, fps: float, device=None) -> torch.Tensor:
+    """A fine-tuned encoder's features of one variant: the tuned ``blocks`` (``model.audio_blocks``) run on its
+    whole prefix, then resampled to the mesh fps: (T', C), with gradients into ``blocks`` when enabled."""
+    prefix = torch.from_numpy(variant.prefix.astype(np.float32))[None]
+    if device is not None:
+        prefix = prefix.to(device)
+    return features_at_fps(blocks(prefix), blocks.rate, fps, variant.frames)[0]
+
+
+def variant_features(clip: Clip, v: int, model=None, device=None) -> torch.Tensor:
+    """(T', C) float32 features of variant ``v`` of a clip: the cached ones, or, for a fine-tuned encoder, the
+    ones ``model``'s tuned blocks make now."""
+    var = clip.variants[v]
+    if var.features is not None:
+        out = torch.from_numpy(var.features.astype(np.float32))
+        return out.to(device) if device is not None else out
+    if model is None or getattr(model, "audio_blocks", None) is None:
+        raise ValueError(f"clip {clip.key} holds a fine-tuned encoder's prefix: pass the model with its audio_blocks")
+    return tuned_features(var, model.audio_blocks, model.config.fps, device)
 
 
 def motion_scale(clips: list[Clip], max_clips: int = 64) -> float:
@@ -193,7 +238,7 @@ class Window:
 def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splice_prob: float = 0.0,
                  cover_edges: bool = False) -> list[Window]:
     """For each clip, a random augmentation variant and the first frame of a window of ≤ ``window`` frames,
-    drawn in clip order.
+    drawn in clip order (``T`` below is the variant's frame count).
 
     By default the first frame is uniform over the ``T - W + 1`` places a whole window fits, so a clip's
     first (and last) frame is in 1 window of ``T - W + 1`` while a middle frame is in up to ``W`` of them:
@@ -211,7 +256,7 @@ def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splic
     picks = []
     for clip in clips:
         v = int(rng.integers(len(clip.variants)))
-        T = clip.variants[v].features.shape[0]
+        T = clip.variants[v].num_frames
         if T <= window:
             start = 0
         elif cover_edges:
@@ -233,22 +278,24 @@ def draw_windows(clips: list[Clip], rng: np.random.Generator, window: int, splic
     return out
 
 
-def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids, context: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids, context: int = 0, features=None) -> tuple:
     """Features (n, C) and displacements (n, U, 3) of ``window`` frames of a clip's variant from ``start``,
-    with up to ``context`` more frames of the clip on each side; also how many context frames come first."""
+    with up to ``context`` more frames of the clip on each side; also how many context frames come first.
+    ``features``: the variant's whole (T', C) features to crop (a Tensor, for a fine-tuned encoder) instead of its cached ones."""
     var = clip.variants[v]
-    T = var.features.shape[0]
+    feats = var.features if features is None else features
+    T = var.num_frames
     first = max(0, start - context)
     frames = np.arange(first, min(T, start + window + context))
     disp = clip.displacement()
     if vertex_ids is not None:
         disp = disp[:, vertex_ids]
     target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
-    return var.features[frames], target, start - first
+    return feats[frames[0] : frames[-1] + 1], target, start - first
 
 
 def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], window: int,
-               vertex_ids: np.ndarray | None = None, context: int = 0) -> Batch:
+               vertex_ids: np.ndarray | None = None, context: int = 0, features: dict | None = None) -> Batch:
     """Windows (≤ ``window`` frames) of augmentation variants of ``clips``, zero-padded.
 
     ``windows`` is either a generator (a random variant and window per clip, as :func:`draw_windows`
@@ -259,6 +306,10 @@ def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], w
     model sees but the loss does not (``Batch.loss_mask``): zero padding then marks only a clip's real
     start and end, never the edge of a crop inside a sentence, so the frames near a window's edges are
     trained with the context they have at inference. Spliced windows take no context.
+
+    ``features`` maps ``(id(clip), variant)`` to that variant's whole (T', C) features as a Tensor (a fine-tuned
+    encoder's, made by :func:`tuned_features` for every variant the windows use, partners included): the
+    batch's audio is then cropped from them, gradients kept.
     """
     picks = draw_windows(clips, windows, window) if isinstance(windows, np.random.Generator) else windows
     if len(picks) != len(clips):
@@ -269,25 +320,30 @@ def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], w
     for clip, pick in zip(clips, picks):
         if pick.partner is not None and context > 0:
             raise ValueError("spliced windows take no context frames")
-        f, d, lead = _window_frames(clip, pick.variant, pick.start, window, vertex_ids, context)
+        given = (lambda c, v: features[id(c), v]) if features is not None else (lambda c, v: None)
+        f, d, lead = _window_frames(clip, pick.variant, pick.start, window, vertex_ids, context, given(clip, pick.variant))
         if pick.partner is not None and pick.cut < len(f):
             mate, v2, start2 = pick.partner
-            f2, d2, _ = _window_frames(mate, v2, start2, window, vertex_ids)
+            f2, d2, _ = _window_frames(mate, v2, start2, window, vertex_ids, 0, given(mate, v2))
             if pick.cut < len(f2):
-                f, d = np.concatenate([f[: pick.cut], f2[pick.cut :]]), np.concatenate([d[: pick.cut], d2[pick.cut :]])
+                join = torch.cat if torch.is_tensor(f) else np.concatenate
+                f, d = join([f[: pick.cut], f2[pick.cut :]]), np.concatenate([d[: pick.cut], d2[pick.cut :]])
         items.append((f, d, lead))
         lengths.append(len(f))
     W = max(lengths)
-    B, C, U = len(clips), items[0][0].shape[1], items[0][1].shape[1]
-    audio = np.zeros((B, W, C), np.float32)
+    B, U = len(clips), items[0][1].shape[1]
     disp = np.zeros((B, W, U, 3), np.float32)
     mask = np.zeros((B, W), bool)
     loss_mask = np.zeros((B, W), bool)
     for b, ((f, d, lead), n) in enumerate(zip(items, lengths)):
-        audio[b, :n], disp[b, :n], mask[b, :n] = f, d, True
+        disp[b, :n], mask[b, :n] = d, True
         loss_mask[b, lead : min(n, lead + window)] = True
+    if features is not None:  # Tensors with gradients: padded, not copied into numpy
+        audio = torch.stack([torch.nn.functional.pad(f.float(), (0, 0, 0, W - n)) for (f, _, _), n in zip(items, lengths)])
+    else:
+        audio = torch.from_numpy(np.stack([np.pad(f.astype(np.float32), ((0, W - n), (0, 0))) for (f, _, _), n in zip(items, lengths)]))
     return Batch(
-        audio=torch.from_numpy(audio), disp=torch.from_numpy(disp), mask=torch.from_numpy(mask),
+        audio=audio, disp=torch.from_numpy(disp), mask=torch.from_numpy(mask),
         subject=torch.tensor([c.subject_index for c in clips], dtype=torch.long),
         templates=torch.from_numpy(np.stack([c.template for c in clips])),
         loss_mask=torch.from_numpy(loss_mask),

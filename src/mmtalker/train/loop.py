@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from mmtalker.audio.encoders import feature_name, model_audio_dim, model_audio_encoder
+from mmtalker.audio.finetune import prefix_states
 from mmtalker.data.dataset import open_dataset
 from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
@@ -43,7 +44,7 @@ from mmtalker.train import checkpoint as ckpt
 from mmtalker.train.averaging import WeightAverage, raw_state, scored_model
 from mmtalker.train.config import TrainingConfig, build_dataclass
 from mmtalker.train.curves import plot_curves
-from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale
+from mmtalker.train.data import FeatureCache, draw_windows, load_clips, make_batch, motion_scale, variant_features
 from mmtalker.train.joined import training_sequences
 from mmtalker.train.losses import (
     frame_max_loss,
@@ -172,7 +173,8 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
     aug = config.augment
-    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache)
+    prefix = prefix_states(config.model) if config.model.audio_finetune else None  # a fine-tuned encoder: its frozen states
+    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache, prefix_states=prefix)
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
@@ -182,6 +184,9 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     uvmap = parameterize(topology)
     templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
     model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
+    if model.audio_blocks is not None:
+        model.audio_blocks.copy_from(encoder)  # the pretrained blocks to start from (--resume then loads its own)
+        model.audio_blocks.to(device)
     sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix, measure=config.sampler.measure).to(device)
 
     if model.eye is not None:
@@ -226,7 +231,11 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
         uv = torch.cat([uv, model.vertex_uv[lips[pick]]])
     corners = model.faces[face_idx]  # (P, 3)
     ids, inverse = torch.unique(corners, return_inverse=True)
-    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), context=config.data.context_frames).to(device)
+    if isinstance(windows, np.random.Generator):
+        windows = draw_windows(clips, windows, config.data.window_frames)
+    feats = tuned_batch_features(model, clips, windows, device) if model.audio_blocks is not None else None
+    batch = make_batch(clips, windows, config.data.window_frames, ids.cpu().numpy(), context=config.data.context_frames,
+                       features=feats).to(device)
     target = torch.einsum("btpkc,pk->btpc", batch.disp[:, :, inverse], bary) / model.motion_scale  # (B, W, P, 3)
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -248,10 +257,23 @@ def training_step(setup: Setup, net, config: TrainingConfig, clips: list, window
     return terms
 
 
+def tuned_batch_features(model, clips: list, windows: list, device) -> dict:
+    """A fine-tuned encoder's features of every clip variant the windows use (spliced partners too), made by
+    ``model``'s current tuned blocks, each over its whole clip: {(id(clip), variant): (T', C) Tensor}."""
+    needed = {}
+    for clip, pick in zip(clips, windows):
+        needed[id(clip), pick.variant] = (clip, pick.variant)
+        if pick.partner is not None:
+            mate, v2, _ = pick.partner
+            needed[id(mate), v2] = (mate, v2)
+    return {key: variant_features(clip, v, model, device) for key, (clip, v) in needed.items()}
+
+
 # ---------------------------------------------------------------------------------------------- validation
 @torch.no_grad()
 def evaluate_clips(model: MMTalker, clips: list, regions: dict, device, *, desc: str) -> dict:
     """Dense prediction at the vertices of whole clips (clean audio); protocol metrics in the dataset unit.
+    A model that fine-tunes its speech encoder makes the features with its own tuned blocks.
 
     ``regions`` maps ``lips``, ``eyes``, ``upper`` to vertex indices (absent: that metric is skipped).
     Also ``loss``: mean squared vertex error in motion units (what the reconstruction loss estimates).
@@ -260,7 +282,7 @@ def evaluate_clips(model: MMTalker, clips: list, regions: dict, device, *, desc:
     acc = MetricAccumulator(regions.get("lips"), regions.get("eyes"), regions.get("upper"))
     sq_sum, count = 0.0, 0
     for clip in progress(clips, desc=desc, unit="clip"):
-        audio = torch.from_numpy(clip.variants[0].features.astype(np.float32))[None].to(device)
+        audio = variant_features(clip, 0, model, device)[None]
         subject = torch.tensor([clip.subject_index], device=device)
         template = torch.from_numpy(clip.template)[None].to(device)
         disp = model.predict_vertices(audio, subject, template)[0].float().cpu().numpy()  # (T, V, 3)
@@ -303,7 +325,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     if config.optim.ema:
         setup.averager = WeightAverage(model, config.optim.ema)
     net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, config.optim), weight_decay=config.optim.weight_decay)
     optimizers = {"model": opt}
     if config.sampler.learnable and any(p.requires_grad for p in sampler.parameters()):
         optimizers["sampler"] = torch.optim.Adam(sampler.parameters(), lr=config.optim.sampler_lr)
@@ -357,11 +379,23 @@ def steps_per_epoch(num_clips: int, world: int, batch_size: int) -> int:
     return max(1, math.ceil(math.ceil(num_clips / world) / batch_size))
 
 
+def param_groups(model: torch.nn.Module, optim) -> list[dict]:
+    """AdamW's parameter groups: the network at ``optim.lr``; fine-tuned speech-encoder blocks
+    (``model.audio_blocks``) apart, at ``optim.audio_lr``. Each group carries its peak rate as ``base_lr``."""
+    blocks = getattr(model, "audio_blocks", None)
+    tuned = {id(p) for p in blocks.parameters()} if blocks is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in tuned], "lr": optim.lr, "base_lr": optim.lr}]
+    if blocks is not None:
+        groups.append({"params": [p for p in blocks.parameters() if p.requires_grad], "lr": optim.audio_lr, "base_lr": optim.audio_lr})
+    return groups
+
+
 def _set_lr(optimizers: dict, config: TrainingConfig, progress_fraction: float, step: int) -> None:
+    factor = lr_factor(progress_fraction, step, config.optim.warmup_steps, config.optim.min_lr_ratio)
     for name, opt in optimizers.items():
-        base = config.optim.sampler_lr if name == "sampler" else config.optim.lr
+        default = config.optim.sampler_lr if name == "sampler" else config.optim.lr
         for group in opt.param_groups:
-            group["lr"] = base * lr_factor(progress_fraction, step, config.optim.warmup_steps, config.optim.min_lr_ratio)
+            group["lr"] = group.get("base_lr", default) * factor
 
 
 def _run_epoch(setup, net, config, optimizers, counters, groups, rng, gen, device, info, start, budget_s) -> dict:
@@ -491,7 +525,8 @@ def _finish(config, setup, run_dir, counters, regions, device) -> dict:
     results = {"best_epoch": counters["best"]["epoch"] if counters["best"] else None, "epochs": counters["epoch"],
                "steps": counters["step"], "train_minutes": round(counters["elapsed_s"] / 60, 2), "val": extras.get("metrics", {})}
     enc = dict(encoder=setup.encoder, encoder_spec=feature_name(config.model), fps=setup.fps, augment_config=config.augment,
-               cache=FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features"))
+               cache=FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features"),
+               prefix_states=prefix_states(best.config) if best.config.audio_finetune else None)
     for split, sequences in setup.test_sequences.items():
         clips = load_clips(setup.dataset, sequences, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
         results[split] = evaluate_clips(best, clips, regions, device, desc=split)

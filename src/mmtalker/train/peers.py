@@ -123,6 +123,7 @@ class PeerSetup:
 def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSetup:
     """Dataset, cached clip features (MMTalker's pipeline), the model with its mesh facts, region weights."""
     from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
+    from mmtalker.audio.finetune import prefix_states
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
@@ -135,7 +136,9 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     subjects = sorted({s.subject for s in train_seqs})
     encoder = model_audio_encoder(config.model)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
-    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config))
+    prefix = prefix_states(config.model) if config.model.audio_finetune else None  # a fine-tuned encoder: its frozen states
+    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config),
+                  prefix_states=prefix)
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
@@ -145,6 +148,9 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
     model_class = get_kind(config.kind).model_class()
     model = model_class(model_config, topology.vertices, templates, motion_scale(train_clips), topology.faces).to(device)
+    if model.audio_blocks is not None:
+        model.audio_blocks.copy_from(encoder)  # the pretrained blocks to start from
+        model.audio_blocks.to(device)
 
     lw = config.loss
     found = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
@@ -363,10 +369,10 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     Returns the phase's training time in seconds. Resuming continues the phase's last/ up to the epochs
     asked for; a finished phase before the last one is kept as it is (the next one started from it)."""
     from mmtalker.train.data import draw_windows, make_batch
-    from mmtalker.train.loop import lr_factor
+    from mmtalker.train.loop import lr_factor, tuned_batch_features
 
     model, opt_cfg = setup.model, config.optim
-    opt = torch.optim.AdamW(adapter.parameters(model, phase), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(adapter.parameters(model, phase), model, opt_cfg), weight_decay=opt_cfg.weight_decay)
     epochs = max(1, round(opt_cfg.epochs * phase.share))
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
     averager = WeightAverage(model, opt_cfg.ema) if opt_cfg.ema else None  # see mmtalker.train.averaging
@@ -388,12 +394,13 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
         for i in range(steps_per_epoch):
             frac = max(counters["step"] / total, (time.monotonic() - start) / budget if budget else 0.0)
             for group in opt.param_groups:
-                group["lr"] = opt_cfg.lr * lr_factor(frac, counters["step"], opt_cfg.warmup_steps, opt_cfg.min_lr_ratio)
+                group["lr"] = group.get("base_lr", opt_cfg.lr) * lr_factor(frac, counters["step"], opt_cfg.warmup_steps, opt_cfg.min_lr_ratio)
             idx = np.resize(order[i * opt_cfg.batch_size :][: opt_cfg.batch_size], min(opt_cfg.batch_size, len(order)))
             chosen = [clips[j] for j in idx]
             windows = draw_windows(chosen, rng, config.data.window_frames, config.data.splice_prob,
                                    config.data.cover_edges)
-            batch = make_batch(chosen, windows, config.data.window_frames, context=config.data.context_frames).to(device)
+            feats = tuned_batch_features(model, chosen, windows, device) if model.audio_blocks is not None else None
+            batch = make_batch(chosen, windows, config.data.window_frames, context=config.data.context_frames, features=feats).to(device)
             opt.zero_grad(set_to_none=True)
             loss, terms = adapter.step(model, batch, batch.disp / scale, setup.vertex_weight, config.loss, phase)
             loss.backward()
@@ -417,6 +424,17 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
         if stop:
             break
     return counters["elapsed_s"]
+
+
+def _param_groups(params, model, opt_cfg) -> list[dict]:
+    """A phase's trained ``params`` in AdamW groups: fine-tuned speech-encoder blocks at ``optim.audio_lr``, the rest at
+    ``optim.lr`` (each group's peak rate as ``base_lr``, as MMTalker's trainer does)."""
+    params = list(params)
+    tuned = {id(p) for p in model.audio_blocks.parameters()} if model.audio_blocks is not None else set()
+    groups = [{"params": [p for p in params if id(p) not in tuned], "lr": opt_cfg.lr, "base_lr": opt_cfg.lr}]
+    if tuned:
+        groups.append({"params": [p for p in params if id(p) in tuned], "lr": opt_cfg.audio_lr, "base_lr": opt_cfg.audio_lr})
+    return groups
 
 
 def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
@@ -450,6 +468,7 @@ def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_term
 
 def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     """Score the test splits with the best weights; write results.json."""
+    from mmtalker.audio.finetune import prefix_states
     from mmtalker.train.data import load_clips
     from mmtalker.train.loop import evaluate_clips
 
@@ -458,7 +477,8 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     results = {"kind": config.kind, "epochs": last.get("epoch"), "steps": last.get("step"), "best_epoch": extras.get("epoch"),
                "train_minutes": round(elapsed_s / 60, 2), "val": extras.get("metrics", {})}
     if int(getattr(best, "stages_trained", 2)) >= 2:
-        enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config))
+        enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config),
+                   prefix_states=prefix_states(best.config) if best.config.audio_finetune else None)
         for split, seqs in setup.test_sequences.items():
             clips = load_clips(setup.dataset, seqs, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
             results[split] = evaluate_clips(best, clips, setup.regions, device, desc=split)
