@@ -34,14 +34,15 @@ TINY = {
     "optim": {"epochs": EPOCHS, "max_minutes": None, "lr": 0.01, "warmup_steps": 1, "select_metric": "loss",
               "device": "cpu", "seed": 5},
 }
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """(run folder of 1 process with batch 4, run folder of 2 processes with batch 2 each)."""
-    root = tmp_path_factory.mktemp("ddp")
+FINETUNE = {**TINY, "model": {**TINY["model"], "audio_encoder": "whisper-tiny.en@2+1", "audio_finetune": 2},
+            "optim": {**TINY["optim"], "epochs": 2, "audio_lr": 3e-3, "ema": 0.0}}  # last/ holds the trained weights
+
+
+def _single_and_ddp(root: Path, settings: dict) -> tuple[Path, Path]:
     data = write_fake_dataset(root / "data", clips_per_subject=3)  # 4 training clips of 40 frames
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
-                                      **TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}))
+                                      **settings, "data": {**settings["data"], "cache_dir": str(root / "cache")}}))
     train = ["train", "--config", str(config), "--data", str(data)]
     single = root / "single"
     one = subprocess.run([sys.executable, "-m", "mmtalker", *train, "--out", str(single), "--batch-size", "4"],
@@ -53,6 +54,12 @@ def runs(tmp_path_factory):
                          env=training_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     return single, double
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(run folder of 1 process with batch 4, run folder of 2 processes with batch 2 each)."""
+    return _single_and_ddp(tmp_path_factory.mktemp("ddp"), TINY)
 
 
 def _history(out: Path) -> list[dict]:
@@ -83,3 +90,20 @@ def test_same_validation_trajectory_as_one_process(runs):
     for r1, r2 in zip(_history(single), _history(double)):
         for key in ("loss", "mve", "lve"):
             assert r2["val"][key] == pytest.approx(r1["val"][key], rel=1e-5), (r1["epoch"], key)
+
+
+def test_fine_tuned_speech_blocks_train_alike_in_two_processes(tmp_path):
+    """With model.audio_finetune the tuned Whisper block runs outside the model's forward (on the cached prefix);
+    its gradient must still be averaged over the ranks: the same weights as one process with the doubled batch."""
+    single, double = _single_and_ddp(tmp_path, FINETUNE)
+    a = load_file(str(single / "last" / "model.safetensors"))
+    b = load_file(str(double / "last" / "model.safetensors"))
+    from mmtalker.audio.whisper import load_whisper_encoder
+
+    pretrained = {f"audio_blocks.layers.0.{k}": v.numpy() for k, v in load_whisper_encoder().layers[1].state_dict().items()}
+    moved = max(float(np.abs(a[k].astype(np.float64) - v).max()) for k, v in pretrained.items())
+    apart = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in pretrained)
+    assert moved > 1e-3, f"the tuned block barely trained ({moved:.3g})"
+    assert apart <= 0.01 * moved, f"one process and two differ by {apart:.3g}; training moved the block by {moved:.3g}"
+    for r1, r2 in zip(_history(single), _history(double)):
+        assert r2["val"]["loss"] == pytest.approx(r1["val"]["loss"], rel=1e-5)
