@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mmtalker.audio.encoders import build_audio_encoder, features_at_fps
+    from mmtalker.audio.encoders import features_at_fps, trained_model_encoder
     from mmtalker.models.registry import checkpoint_kind, load_model
 
     try:
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
             raise MMTalkerError(args.checkpoint, f"is a {kind} checkpoint",
                                 "this check needs an autoregressive peer: faceformer or codetalker")
         model, config, _ = load_model(args.checkpoint, expect=kind)
-        encoder = build_audio_encoder(config.audio_encoder).eval()
+        encoder = trained_model_encoder(model).eval()  # with its fine-tuned blocks, if it has any
         scale = float(model.motion_scale)
         sums = {k: np.zeros(3) for k in ("teacher forced", "autoregressive")}  # eye sum, lip sum, frames
         for seq in seqs:

@@ -139,8 +139,14 @@ def test_inference_reads_the_tuned_blocks(tuned_run, audio):
     plain = model_audio_encoder(model.config)
     with torch.no_grad():
         expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
-        assert (plain(audio) - expected).abs().max() > 1e-4  # the pretrained encoder differs from the tuned one
+        assert (plain(audio) - expected).abs().max() > 1e-2  # the pretrained encoder differs from the tuned one
         torch.testing.assert_close(animator.engine.encoder(audio), expected, atol=1e-5, rtol=1e-5)
+    # streaming's incremental Whisper is built from that encoder: all audio in one push gives the tuned features
+    from mmtalker.audio.whisper_stream import IncrementalWhisper
+
+    stream = IncrementalWhisper(animator.engine.encoder)
+    stream.push(audio[0].numpy())
+    torch.testing.assert_close(stream.states(0, stream.num_frames), expected[0], atol=2e-4, rtol=1e-4)
 
 
 def test_resume_continues_a_fine_tuning_run(tuned_run):
@@ -173,5 +179,5 @@ def test_a_peer_fine_tunes_too_and_its_inference_reads_the_tuned_blocks(tmp_path
     plain = model_audio_encoder(model.config)
     with torch.no_grad():
         expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
-        assert (plain(audio) - expected).abs().max() > 1e-4
+        assert (plain(audio) - expected).abs().max() > 1e-2
         torch.testing.assert_close(animator.engine.encoder(audio), expected, atol=1e-5, rtol=1e-5)

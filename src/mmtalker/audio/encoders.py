@@ -330,6 +330,16 @@ def model_audio_encoder(config, **kw) -> AudioEncoder:
     return StackedLayers(encoder, extra, config.audio_encoder) if extra else encoder
 
 
+def trained_model_encoder(model) -> AudioEncoder:
+    """The speech encoder a trained model reads: ``model_audio_encoder(model.config)``, with the Whisper blocks the
+    model fine-tuned (``model.audio_blocks``, ``model.audio_finetune`` > 0) in place of the pretrained ones."""
+    encoder = model_audio_encoder(model.config)
+    blocks = getattr(model, "audio_blocks", None)
+    if blocks is not None:
+        blocks.copy_into(encoder)
+    return encoder
+
+
 def model_audio_dim(config, encoder: AudioEncoder) -> int:
     """The ``audio_dim`` a model config gets from ``model_audio_encoder(config)``: the width of each of the
     ``feature_streams`` hidden states an MMTalker reads side by side, or the whole width for a peer (its config

@@ -77,16 +77,14 @@ class MMTalker:
 
     @staticmethod
     def _encoder_for(config, model=None):
-        from mmtalker.audio.encoders import model_audio_encoder
+        from mmtalker.audio.encoders import model_audio_encoder, trained_model_encoder
 
-        encoder = model_audio_encoder(config)  # a peer's config names no extra layers: the plain encoder
+        # a peer's config names no extra layers: the plain encoder; a model that fine-tuned it: its tuned blocks
+        encoder = trained_model_encoder(model) if model is not None else model_audio_encoder(config)
         expected = config.audio_dim * getattr(config, "feature_streams", 1)  # a peer's audio_dim is its whole feature width
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",
                                 f"gives {encoder.dim}-wide features but the model expects {expected}")
-        blocks = getattr(model, "audio_blocks", None)
-        if blocks is not None:  # the encoder was fine-tuned with the model: its tuned blocks replace the pretrained ones
-            blocks.copy_into(encoder)
         return encoder
 
     # -- facts ----------------------------------------------------------------------------------------
