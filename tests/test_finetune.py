@@ -17,7 +17,7 @@ from mmtalker.cli import main
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.mmtalker import MMTalkerConfig
 from mmtalker.train.data import Clip, Variant, Window, make_batch
-from test_train import CONFIGS, TINY
+from test_train import CONFIGS, TINY, write_config
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,8 @@ def test_the_states_cached_and_the_blocks_tuned_follow_the_config():
     assert prefix_states(config) == [0, 1]  # the embeddings (the eye pathway's), and block 1's output, which feeds block 2
     config.audio_finetune = 1
     assert prefix_states(config) == [0] and tuned_range(config) == (1, 3)
+    config.audio_finetune = 0
+    assert prefix_states(config) is None  # frozen: the features themselves are cached
 
 
 @pytest.mark.parametrize("spec, finetune, match", [
@@ -103,9 +105,7 @@ FINETUNE = {**TINY, "model": {**TINY["model"], "audio_encoder": "whisper-tiny.en
 def tuned_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     data = write_fake_dataset(root / "data", clips_per_subject=3)
-    config = root / "ft.yaml"
-    config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
-                                      **{**FINETUNE, "data": {**FINETUNE["data"], "cache_dir": str(root / "cache")}}}))
+    config = write_config(root, FINETUNE)
     out = root / "run"
     assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "0"]) == 0
     return root, config, data, out

@@ -73,14 +73,20 @@ TINY = {
 }
 
 
+def write_config(root: Path, settings: dict) -> Path:
+    """``root/tiny.yaml``: the shipped MMTalker config with ``settings`` over it and the feature cache in ``root/cache``."""
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
+                                      **{**settings, "data": {**settings["data"], "cache_dir": str(root / "cache")}}}))
+    return config
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """Train 40 epochs (80 steps) on the fake dataset through `mmtalker train`."""
     root = tmp_path_factory.mktemp("train")
     data = write_fake_dataset(root / "data", clips_per_subject=5)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"base": str(CONFIGS / "mmtalker_synth.yaml"),
-                                      **{**TINY, "data": {**TINY["data"], "cache_dir": str(root / "cache")}}}))
+    config = write_config(root, TINY)
     out = root / "run"
     code = main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "1"])
     assert code == 0

@@ -316,6 +316,16 @@ class StackedLayers(AudioEncoder):
         return torch.cat([states[:, i] for i in picked], dim=-1)
 
 
+def whisper_inside(encoder: AudioEncoder) -> WhisperAudioEncoder | None:
+    """The WhisperAudioEncoder an encoder is or wraps (through HiddenLayer and StackedLayers), or None."""
+    base = encoder
+    while not isinstance(base, WhisperAudioEncoder):
+        base = getattr(base, "base", None)
+        if base is None:
+            return None
+    return base
+
+
 def _extra_layers(config) -> list[int]:
     """The hidden states a model config reads beside the last layer (``extra_encoder_layers()``; none for
     configs without it, the peers')."""

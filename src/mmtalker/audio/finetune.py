@@ -8,7 +8,8 @@ the model reads) and per step runs only the tuned blocks on it, over the whole c
 
 The tuned blocks are a module of the model (:class:`TunedBlocks`, ``model.audio_blocks``): the optimiser,
 the weight average, ``--resume`` and the checkpoint hold them like any other weight. At inference
-:func:`apply_tuned_blocks` copies them into the speech encoder's own Whisper, so the offline engine and the
+:meth:`TunedBlocks.copy_into` (through ``mmtalker.audio.encoders.trained_model_encoder``) copies them into the speech
+encoder's own Whisper, so the offline engine and the
 incremental streaming encoder read the tuned network with no other change.
 
 Shapes: ``Ta`` encoder frames (50 per second), ``D`` Whisper's width, ``K`` the hidden states cached.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmtalker.audio.encoders import _extra_layers, whisper_inside
 from mmtalker.audio.mel import FRAME_RATE
 from mmtalker.audio.spec import split_spec
 from mmtalker.audio.whisper import EncoderLayer, WhisperEncoderConfig
@@ -39,8 +41,7 @@ def read_states(config) -> list[int]:
     if layers is None or any(i < 0 for i in layers):
         raise MMTalkerError(where, "must name its hidden states with non-negative indices for model.audio_finetune",
                             "e.g. whisper-tiny.en@3+1+2 (the outputs of blocks 3, 1 and 2)")
-    extra = list(config.extra_encoder_layers()) if hasattr(config, "extra_encoder_layers") else []
-    return [*layers, *extra]
+    return [*layers, *_extra_layers(config)]
 
 
 def tuned_range(config) -> tuple[int, int]:
@@ -67,8 +68,11 @@ def tuned_width(config) -> int:
     return int(config.audio_dim) // len(read_states(config))
 
 
-def prefix_states(config) -> list[int]:
-    """The frozen hidden states cached per clip: the one feeding the first tuned block, and those read before it."""
+def prefix_states(config) -> list[int] | None:
+    """The frozen hidden states cached per clip: the one feeding the first tuned block, and those read before it;
+    None for a frozen encoder (``audio_finetune`` 0: the features themselves are cached)."""
+    if not config.audio_finetune:
+        return None
     first, _ = tuned_range(config)
     return sorted({s for s in read_states(config) if s < first} | {first - 1})
 
@@ -132,13 +136,9 @@ class TunedBlocks(nn.Module):
 
 def _whisper_base(encoder):
     """The WhisperAudioEncoder inside an AudioEncoder wrapper (HiddenLayer, StackedLayers)."""
-    from mmtalker.audio.encoders import WhisperAudioEncoder
-
-    base = encoder
-    while not isinstance(base, WhisperAudioEncoder):
-        base = getattr(base, "base", None)
-        if base is None:
-            raise MMTalkerError("audio encoder", f"{type(encoder).__name__} holds no Whisper to fine-tune")
+    base = whisper_inside(encoder)
+    if base is None:
+        raise MMTalkerError("audio encoder", f"{type(encoder).__name__} holds no Whisper to fine-tune")
     return base
 
 

@@ -38,15 +38,11 @@ MARGIN = 3
 
 def _whisper_parts(encoder):
     """(WhisperAudioEncoder, the hidden-state indices ``encoder`` puts side by side), or None for other encoders."""
-    from mmtalker.audio.encoders import WhisperAudioEncoder
+    from mmtalker.audio.encoders import whisper_inside
 
     picked = list(getattr(encoder, "main_layers", (-1,))) + list(getattr(encoder, "extra", []))
-    base = encoder
-    while not isinstance(base, WhisperAudioEncoder):
-        base = getattr(base, "base", None)
-        if base is None:
-            return None
-    return base, [int(i) % base.num_layers for i in picked]
+    base = whisper_inside(encoder)
+    return None if base is None else (base, [int(i) % base.num_layers for i in picked])
 
 
 class RowMajorLinear(nn.Module):

@@ -68,19 +68,19 @@ class MMTalker:
         if stages < 2:
             raise MMTalkerError(directory, f"holds a {type(model).__name__} trained to stage {stages} of 2 only",
                                 "animate with the run folder's final checkpoint, after stage 2")
-        return cls(model, cls._encoder_for(config, model), extras=extras, source=str(directory))
+        return cls(model, cls._encoder_for(model), extras=extras, source=str(directory))
 
     @classmethod
     def from_model(cls, model, encoder=None) -> MMTalker:
         """Wrap a network in memory (tests, benchmarks); ``encoder`` defaults to the one its config names."""
-        return cls(model, encoder if encoder is not None else cls._encoder_for(model.config, model))
+        return cls(model, encoder if encoder is not None else cls._encoder_for(model))
 
     @staticmethod
-    def _encoder_for(config, model=None):
-        from mmtalker.audio.encoders import model_audio_encoder, trained_model_encoder
+    def _encoder_for(model):
+        from mmtalker.audio.encoders import trained_model_encoder
 
-        # a peer's config names no extra layers: the plain encoder; a model that fine-tuned it: its tuned blocks
-        encoder = trained_model_encoder(model) if model is not None else model_audio_encoder(config)
+        config = model.config  # a peer's config names no extra layers: the plain encoder; a fine-tuned one: its tuned blocks
+        encoder = trained_model_encoder(model)
         expected = config.audio_dim * getattr(config, "feature_streams", 1)  # a peer's audio_dim is its whole feature width
         if encoder.dim != expected:
             raise MMTalkerError(f"audio encoder {config.audio_encoder!r}",

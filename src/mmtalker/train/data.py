@@ -317,10 +317,10 @@ def make_batch(clips: list[Clip], windows: np.random.Generator | list[Window], w
     if context < 0:
         raise ValueError(f"context must be >= 0 frames, got {context}")
     lengths, items = [], []
+    given = (lambda c, v: features[id(c), v]) if features is not None else (lambda c, v: None)
     for clip, pick in zip(clips, picks):
         if pick.partner is not None and context > 0:
             raise ValueError("spliced windows take no context frames")
-        given = (lambda c, v: features[id(c), v]) if features is not None else (lambda c, v: None)
         f, d, lead = _window_frames(clip, pick.variant, pick.start, window, vertex_ids, context, given(clip, pick.variant))
         if pick.partner is not None and pick.cut < len(f):
             mate, v2, start2 = pick.partner

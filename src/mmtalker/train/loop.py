@@ -173,8 +173,8 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
     aug = config.augment
-    prefix = prefix_states(config.model) if config.model.audio_finetune else None  # a fine-tuned encoder: its frozen states
-    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache, prefix_states=prefix)
+    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=aug, cache=cache,
+                  prefix_states=prefix_states(config.model))  # a fine-tuned encoder: its frozen states, not features
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
@@ -325,7 +325,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     if config.optim.ema:
         setup.averager = WeightAverage(model, config.optim.ema)
     net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
-    opt = torch.optim.AdamW(param_groups(model, config.optim), weight_decay=config.optim.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model.parameters(), model, config.optim), weight_decay=config.optim.weight_decay)
     optimizers = {"model": opt}
     if config.sampler.learnable and any(p.requires_grad for p in sampler.parameters()):
         optimizers["sampler"] = torch.optim.Adam(sampler.parameters(), lr=config.optim.sampler_lr)
@@ -379,14 +379,17 @@ def steps_per_epoch(num_clips: int, world: int, batch_size: int) -> int:
     return max(1, math.ceil(math.ceil(num_clips / world) / batch_size))
 
 
-def param_groups(model: torch.nn.Module, optim) -> list[dict]:
-    """AdamW's parameter groups: the network at ``optim.lr``; fine-tuned speech-encoder blocks
-    (``model.audio_blocks``) apart, at ``optim.audio_lr``. Each group carries its peak rate as ``base_lr``."""
+def param_groups(params, model: torch.nn.Module, optim) -> list[dict]:
+    """AdamW's parameter groups for ``params`` (of ``model``): the network at ``optim.lr``; fine-tuned speech-encoder
+    blocks (``model.audio_blocks``, those that train) apart, at ``optim.audio_lr``. Each group carries its peak rate
+    as ``base_lr``. Both trainers use it."""
+    params = list(params)
     blocks = getattr(model, "audio_blocks", None)
     tuned = {id(p) for p in blocks.parameters()} if blocks is not None else set()
-    groups = [{"params": [p for p in model.parameters() if id(p) not in tuned], "lr": optim.lr, "base_lr": optim.lr}]
+    groups = [{"params": [p for p in params if id(p) not in tuned], "lr": optim.lr, "base_lr": optim.lr}]
     if blocks is not None:
-        groups.append({"params": [p for p in blocks.parameters() if p.requires_grad], "lr": optim.audio_lr, "base_lr": optim.audio_lr})
+        groups.append({"params": [p for p in params if id(p) in tuned and p.requires_grad], "lr": optim.audio_lr,
+                       "base_lr": optim.audio_lr})
     return groups
 
 
@@ -526,7 +529,7 @@ def _finish(config, setup, run_dir, counters, regions, device) -> dict:
                "steps": counters["step"], "train_minutes": round(counters["elapsed_s"] / 60, 2), "val": extras.get("metrics", {})}
     enc = dict(encoder=setup.encoder, encoder_spec=feature_name(config.model), fps=setup.fps, augment_config=config.augment,
                cache=FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features"),
-               prefix_states=prefix_states(best.config) if best.config.audio_finetune else None)
+               prefix_states=prefix_states(best.config))
     for split, sequences in setup.test_sequences.items():
         clips = load_clips(setup.dataset, sequences, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
         results[split] = evaluate_clips(best, clips, regions, device, desc=split)

@@ -136,9 +136,8 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     subjects = sorted({s.subject for s in train_seqs})
     encoder = model_audio_encoder(config.model)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
-    prefix = prefix_states(config.model) if config.model.audio_finetune else None  # a fine-tuned encoder: its frozen states
     common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config),
-                  prefix_states=prefix)
+                  prefix_states=prefix_states(config.model))  # a fine-tuned encoder: its frozen states, not features
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
     val_clips = load_clips(dataset, _spread(val_seqs, config.data.val_max_clips), subjects, variants=0, desc="audio features (val)", **common)
@@ -369,10 +368,10 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     Returns the phase's training time in seconds. Resuming continues the phase's last/ up to the epochs
     asked for; a finished phase before the last one is kept as it is (the next one started from it)."""
     from mmtalker.train.data import draw_windows, make_batch
-    from mmtalker.train.loop import lr_factor, tuned_batch_features
+    from mmtalker.train.loop import lr_factor, param_groups, tuned_batch_features
 
     model, opt_cfg = setup.model, config.optim
-    opt = torch.optim.AdamW(_param_groups(adapter.parameters(model, phase), model, opt_cfg), weight_decay=opt_cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(adapter.parameters(model, phase), model, opt_cfg), weight_decay=opt_cfg.weight_decay)
     epochs = max(1, round(opt_cfg.epochs * phase.share))
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
     averager = WeightAverage(model, opt_cfg.ema) if opt_cfg.ema else None  # see mmtalker.train.averaging
@@ -426,17 +425,6 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     return counters["elapsed_s"]
 
 
-def _param_groups(params, model, opt_cfg) -> list[dict]:
-    """A phase's trained ``params`` in AdamW groups: fine-tuned speech-encoder blocks at ``optim.audio_lr``, the rest at
-    ``optim.lr`` (each group's peak rate as ``base_lr``, as MMTalker's trainer does)."""
-    params = list(params)
-    tuned = {id(p) for p in model.audio_blocks.parameters()} if model.audio_blocks is not None else set()
-    groups = [{"params": [p for p in params if id(p) not in tuned], "lr": opt_cfg.lr, "base_lr": opt_cfg.lr}]
-    if tuned:
-        groups.append({"params": [p for p in params if id(p) in tuned], "lr": opt_cfg.audio_lr, "base_lr": opt_cfg.audio_lr})
-    return groups
-
-
 def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
     m = setup.dataset.manifest
     return {"training": config.to_dict(), "kind": config.kind, "stage": phase.stage,
@@ -478,7 +466,7 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
                "train_minutes": round(elapsed_s / 60, 2), "val": extras.get("metrics", {})}
     if int(getattr(best, "stages_trained", 2)) >= 2:
         enc = dict(encoder=setup.encoder, encoder_spec=config.model.audio_encoder, fps=setup.fps, augment_config=AugmentConfig(), cache=_cache(config),
-                   prefix_states=prefix_states(best.config) if best.config.audio_finetune else None)
+                   prefix_states=prefix_states(best.config))
         for split, seqs in setup.test_sequences.items():
             clips = load_clips(setup.dataset, seqs, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
             results[split] = evaluate_clips(best, clips, setup.regions, device, desc=split)
