@@ -10,6 +10,7 @@
 #   benchmarks/compare_synth.sh                              # seed 0, the configs' budgets (15 min, 60 epochs)
 #   SEEDS="0 1 2" PARALLEL=2 MINUTES=60 benchmarks/compare_synth.sh
 #   MODELS="mmtalker voca" RUNS=runs/cmp benchmarks/compare_synth.sh
+#   SET="model.audio_finetune=2" RUNS=runs/cmp_ft benchmarks/compare_synth.sh   # every model with Whisper fine-tuned
 #
 # Environment: DATA (dataset folder, made with `mmtalker data synth --preset default` when absent; default
 # data/synth), RUNS (default runs/compare_synth; one folder per model and seed: RUNS/<model>/seed<N>),
@@ -20,7 +21,9 @@
 # speech: benchmarks/long_audio_accuracy.py, written to RUNS/long_speech.json; needs the synth extra), WIDE=1 (then
 # also score every run on five times the test sentences: the `wide-test` preset of DATA's seed, made in
 # WIDE_DATA, default DATA_wide, when absent; table in RUNS/wide; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
-# the configs are <model>_synth.yaml), TRAIN (the training command; default `python -m mmtalker train`).
+# the configs are <model>_synth.yaml), SET (settings changed in every model's config, space-separated
+# SECTION.KEY=VALUE, each passed as `mmtalker train --set`; no spaces inside a value: [1,2]), TRAIN (the training
+# command; default `python -m mmtalker train`).
 # A run folder with a finished run (results.json) is kept and only scored again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +49,10 @@ fi
 mkdir -p "$RUNS"
 
 train_one() {  # model seed
-  local out="$RUNS/$1/seed$2" flags=()
+  local out="$RUNS/$1/seed$2" flags=() setting
   [ -d "$out" ] && flags+=(--overwrite)
-  echo "== training $1, seed $2, up to $MINUTES minutes, $THREADS thread(s), into $out (log: $out.log)"
+  for setting in ${SET:-}; do flags+=(--set "$setting"); done
+  echo "== training $1, seed $2${SET:+ with $SET}, up to $MINUTES minutes, $THREADS thread(s), into $out (log: $out.log)"
   mkdir -p "$RUNS/$1"
   OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS MMTALKER_QUIET=1 \
     $TRAIN --config "$CONFIG_DIR/$1_synth.yaml" --data "$DATA" --out "$out" \

@@ -30,3 +30,23 @@ def test_benchmark_runs(script):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "MMTALKER_QUIET": "1", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert expect in done.stdout + done.stderr
+
+
+def test_compare_synth_passes_set_to_every_training(tmp_path):
+    """compare_synth.sh's SET reaches every model's `mmtalker train` as --set options (a stand-in TRAIN command
+    records its arguments and fails, so nothing is trained or scored)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")  # present: the script then does not make the benchmark
+    stub = tmp_path / "train.sh"
+    stub.write_text('echo "ARGS $*"; exit 3\n')
+    runs = tmp_path / "runs"
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "compare_synth.sh")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO,
+                          env={**os.environ, "DATA": str(data), "RUNS": str(runs), "MODELS": "mmtalker voca",
+                               "TRAIN": f"bash {stub}", "SET": "model.audio_finetune=2 optim.audio_lr=1e-4"})
+    assert done.returncode == 1 and "a training failed" in done.stdout
+    for model in ("mmtalker", "voca"):
+        args = (runs / model / "seed0.log").read_text()
+        assert f"--config configs/{model}_synth.yaml" in args
+        assert "--set model.audio_finetune=2 --set optim.audio_lr=1e-4" in args

@@ -88,7 +88,8 @@ def tiny_run(tmp_path_factory):
     data = write_fake_dataset(root / "data", clips_per_subject=5)
     config = write_config(root, TINY)
     out = root / "run"
-    code = main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "1"])
+    code = main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "1",
+                 "--set", "optim.weight_decay=2e-2"])
     assert code == 0
     return root, config, data, out
 
@@ -147,6 +148,60 @@ def test_sampler_logits_moved(tiny_run):
     moved = (trained - trained.mean()) - (initial - initial.mean())  # softmax ignores a constant shift
     assert moved.abs().max() > 1e-3
     assert torch.isfinite(trained).all()
+
+
+def test_set_options_reach_the_run_and_its_record(tiny_run):
+    _, _, _, out = tiny_run
+    recorded = json.loads((out / "training_config.json").read_text())
+    assert recorded["optim"]["weight_decay"] == 0.02  # "2e-2": a number, though YAML 1.1 reads it as a string
+    assert recorded["optim"]["seed"] == 1
+
+
+def _train_overrides(*argv):
+    import argparse
+
+    from mmtalker.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    return train_cmd.overrides_from_args(parser.parse_args(["train", "--config", "x.yaml", *argv]))
+
+
+def test_set_reads_values_as_yaml_and_nests_dotted_names():
+    over = _train_overrides("--set", "model.audio_finetune=2", "--set", "optim.audio_lr=1e-4", "--set", "augment.enabled=false",
+                            "--set", "stages.train=[1, 2]", "--set", "model.audio_encoder=whisper-tiny.en@3",
+                            "--set", "optim.max_minutes=null", "--epochs", "7")
+    assert over["model"] == {"audio_finetune": 2, "audio_encoder": "whisper-tiny.en@3"}
+    assert over["optim"] == {"audio_lr": 1e-4, "max_minutes": None, "epochs": 7}
+    assert over["augment"] == {"enabled": False} and over["stages"] == {"train": [1, 2]}
+    config = load_config(CONFIGS / "mmtalker_synth.yaml",
+                         {"model": {"audio_finetune": 2}, "optim": {"audio_lr": 1e-4}})
+    assert config.model.audio_finetune == 2 and config.optim.audio_lr == 1e-4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model"], "expected SECTION.KEY=VALUE"),
+    (["--set", "model=2"], "expected SECTION.KEY=VALUE"),
+    (["--set", "model..x=2"], "expected SECTION.KEY=VALUE"),
+    (["--set", "model.d_model="], "has no value"),
+    (["--set", "stages.train=[1"], "not valid YAML"),
+    (["--set", "optim.seed=3", "--seed", "2"], "also given by its own option (--seed)"),
+    (["--set", "data.path=a", "--data", "b"], "also given by its own option (--data)"),
+    (["--set", "model.x=1", "--set", "model.x.y=2"], "not a section"),
+])
+def test_malformed_set_options_fail_naming_the_option(argv, message):
+    with pytest.raises(MMTalkerError, match="--set") as err:
+        _train_overrides(*argv)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("config", ["mmtalker_synth", "voca_synth"])
+def test_a_set_option_naming_no_setting_fails_before_training(config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIGS / f"{config}.yaml"), "--out", str(out), "--set", "model.audio_finetun=2"]) == 1
+    err = capsys.readouterr().err
+    assert "--set model.audio_finetun=2" in err and "unknown setting(s) audio_finetun" in err and "audio_finetune" in err
+    assert not out.exists()
 
 
 def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):

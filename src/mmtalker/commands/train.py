@@ -19,7 +19,9 @@ def register(sub) -> None:
             "history.jsonl, curves.png and, at the end, results.json with the test scores. Launch with torchrun "
             "to use several GPUs or nodes: 'torchrun --nproc_per_node 4 -m mmtalker train --config ...'."
         ),
-        epilog="example: mmtalker train --config configs/mmtalker_synth.yaml --data data/synth --out runs/synth",
+        epilog=("example: mmtalker train --config configs/mmtalker_synth.yaml --data data/synth --out runs/synth\n"
+                "         mmtalker train --config configs/voca_synth.yaml --set model.audio_finetune=2 --set optim.audio_lr=1e-4"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, required=True, help="YAML training config (e.g. configs/mmtalker_synth.yaml)")
     p.add_argument("--data", help="dataset folder (default: the config's data.path)")
@@ -31,23 +33,68 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: the config's)")
     p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's optim.device; under torchrun each process takes its local rank's GPU)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change one of the config's settings for this run (repeatable; the value is read as YAML: "
+                        "2, 1e-4, true, [1, 2], null); the run folder's training_config.json records the result")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (files there are replaced)")
     p.set_defaults(func=run)
 
 
+def parse_setting(text: str) -> tuple[list[str], object]:
+    """``"model.audio_finetune=2"`` -> (["model", "audio_finetune"], 2): a ``--set`` option's dotted name and its
+    value read as YAML (``1e-4`` too, which YAML 1.1 reads as a string); MMTalkerError when malformed."""
+    import re
+
+    import yaml
+
+    from mmtalker.errors import MMTalkerError
+
+    where = f"--set {text}"
+    name, eq, raw = text.partition("=")
+    keys = name.strip().split(".")
+    if not eq or len(keys) < 2 or not all(k.strip() for k in keys):
+        raise MMTalkerError(where, "expected SECTION.KEY=VALUE", "e.g. --set model.audio_finetune=2 or --set optim.lr=3e-4")
+    if not raw.strip():
+        raise MMTalkerError(where, "has no value", "write null to unset a setting")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise MMTalkerError(where, f"the value {raw!r} is not valid YAML", "quote the whole option for the shell: "
+                            "--set 'stages.train=[1, 2]'") from None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; a config means the number
+    return [k.strip() for k in keys], value
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict:
-    """Command-line options as config overrides ({section: {key: value}})."""
+    """Command-line options as config overrides ({section: {key: value}}): the ``--set`` ones, then the options
+    with their own flag (``--epochs``, ``--seed``, …); a setting given both ways is an error."""
+    from mmtalker.errors import MMTalkerError
+
     out: dict = {"data": {}, "optim": {}}
-    for section, key, value in [
-        ("data", "path", args.data), ("data", "preset", args.preset), ("optim", "epochs", args.epochs),
-        ("optim", "max_minutes", args.max_minutes), ("optim", "batch_size", args.batch_size),
-        ("optim", "seed", args.seed), ("optim", "device", args.device),
+    for text in getattr(args, "settings", None) or []:
+        keys, value = parse_setting(text)
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise MMTalkerError(f"--set {text}", f"'{key}' is set to a value by another --set, not a section")
+        if isinstance(node.get(keys[-1]), dict):
+            raise MMTalkerError(f"--set {text}", f"'{'.'.join(keys)}' is a section; set its keys one by one")
+        node[keys[-1]] = value
+    for section, key, flag, value in [
+        ("data", "path", "--data", args.data), ("data", "preset", "--preset", args.preset),
+        ("optim", "epochs", "--epochs", args.epochs), ("optim", "max_minutes", "--max-minutes", args.max_minutes),
+        ("optim", "batch_size", "--batch-size", args.batch_size), ("optim", "seed", "--seed", args.seed),
+        ("optim", "device", "--device", args.device),
+        ("optim", "deterministic", "--deterministic", True if args.deterministic else None),
     ]:
-        if value is not None:
-            out[section][key] = value
-    if args.deterministic:
-        out["optim"]["deterministic"] = True
+        if value is None:
+            continue
+        if key in out[section]:
+            raise MMTalkerError(f"--set {section}.{key}", f"is also given by its own option ({flag})", "give it once")
+        out[section][key] = value
     return out
 
 
@@ -60,10 +107,12 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise MMTalkerError("--resume/--overwrite", "choose one: continue the run, or write a new one over it")
     out = args.out or Path("runs") / args.config.stem
+    overrides = overrides_from_args(args)
+    where = " ".join([str(args.config), *(f"--set {s}" for s in args.settings)])  # errors name the --set options too
     if is_peer_config(args.config):  # a config with `kind: voca | faceformer | codetalker`
-        results = train_from_file(args.config, overrides_from_args(args), out, resume=args.resume, overwrite=args.overwrite)
+        results = train_from_file(args.config, overrides, out, resume=args.resume, overwrite=args.overwrite, where=where)
     else:
-        config = load_config(args.config, overrides_from_args(args))
+        config = load_config(args.config, overrides, where=where)
         results = train(config, out, resume=args.resume, overwrite=args.overwrite)
     if results:
         print(json.dumps(results, indent=2))

@@ -248,7 +248,8 @@ def read_config_dict(path: str | Path, _seen: tuple = ()) -> dict:
     return _merge(read_config_dict(path.parent / base, (*_seen, path)), data)
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> TrainingConfig:
-    """Read a training config (with its bases) and apply ``overrides`` ({section: {key: value}})."""
+def load_config(path: str | Path, overrides: dict | None = None, where: str | None = None) -> TrainingConfig:
+    """Read a training config (with its bases) and apply ``overrides`` ({section: {key: value}}); errors in the
+    settings name ``where`` (default: the file; the train command adds its ``--set`` options)."""
     data = _merge(read_config_dict(path), overrides or {})
-    return build_dataclass(TrainingConfig, data, str(path))
+    return build_dataclass(TrainingConfig, data, where or str(path))

@@ -88,21 +88,23 @@ def is_peer_config(path: str | Path) -> bool:
     return config_kind(path) != "mmtalker"
 
 
-def load_peer_config(path: str | Path, overrides: dict | None = None) -> PeerTrainingConfig:
-    """Read a peer's training config (with its ``base:`` chain) and apply ``overrides`` ({section: {key: value}})."""
+def load_peer_config(path: str | Path, overrides: dict | None = None, where: str | None = None) -> PeerTrainingConfig:
+    """Read a peer's training config (with its ``base:`` chain) and apply ``overrides`` ({section: {key: value}});
+    errors in the settings name ``where`` (default: the file)."""
     data = _merge(read_config_dict(path), overrides or {})
+    where = where or str(path)
     kind = get_kind(data.get("kind", "mmtalker"), str(path))
     if kind.adapter is None:
         raise MMTalkerError(path, f"kind {kind.name!r} is trained by MMTalker's own loop, not the peers'")
-    model = build_dataclass(kind.config_class(), data.pop("model", None) or {}, f"{path}: model")
-    config = build_dataclass(PeerTrainingConfig, data, str(path))
+    model = build_dataclass(kind.config_class(), data.pop("model", None) or {}, f"{where}: model")
+    config = build_dataclass(PeerTrainingConfig, data, where)
     config.model = model
     if not set(config.stages.train) <= {1, 2} or not config.stages.train:
-        raise MMTalkerError(path, f"stages.train must be [1, 2], [1] or [2], got {config.stages.train}")
+        raise MMTalkerError(where, f"stages.train must be [1, 2], [1] or [2], got {config.stages.train}")
     if config.stages.train == [2] and kind.name == "codetalker" and not config.stages.stage1_checkpoint:
-        raise MMTalkerError(path, "stage 2 alone needs stages.stage1_checkpoint", "point it to a stage-1 run's best/ folder")
+        raise MMTalkerError(where, "stage 2 alone needs stages.stage1_checkpoint", "point it to a stage-1 run's best/ folder")
     if not 0.0 < config.stages.stage1_share < 1.0:
-        raise MMTalkerError(path, f"stages.stage1_share must lie in (0, 1), got {config.stages.stage1_share}")
+        raise MMTalkerError(where, f"stages.stage1_share must lie in (0, 1), got {config.stages.stage1_share}")
     return config
 
 
@@ -478,9 +480,10 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ command line
-def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, overwrite: bool = False) -> dict:
-    """What ``mmtalker train --config <peer config>`` runs."""
-    return train_peer(load_peer_config(path, overrides), run_dir, resume=resume, overwrite=overwrite)
+def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, overwrite: bool = False,
+                    where: str | None = None) -> dict:
+    """What ``mmtalker train --config <peer config>`` runs (``where``: see :func:`load_peer_config`)."""
+    return train_peer(load_peer_config(path, overrides, where), run_dir, resume=resume, overwrite=overwrite)
 
 
 def main(argv=None) -> int:
