@@ -484,30 +484,3 @@ def train_from_file(path, overrides: dict, run_dir, *, resume: bool = False, ove
                     where: str | None = None) -> dict:
     """What ``mmtalker train --config <peer config>`` runs (``where``: see :func:`load_peer_config`)."""
     return train_peer(load_peer_config(path, overrides, where), run_dir, resume=resume, overwrite=overwrite)
-
-
-def main(argv=None) -> int:
-    """``python -m mmtalker.train.peers`` = ``mmtalker train`` with peer configs dispatched here (a stand-in
-    until the train command dispatches them itself; MMTalker configs go to its own command)."""
-    import argparse
-    import sys
-
-    from mmtalker.commands import train as train_cmd
-
-    parser = argparse.ArgumentParser(prog="python -m mmtalker.train.peers")
-    train_cmd.register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        if not is_peer_config(args.config):
-            return args.func(args)
-        out = args.out or Path("runs") / args.config.stem
-        results = train_from_file(args.config, train_cmd.overrides_from_args(args), out, resume=args.resume, overwrite=args.overwrite)
-    except MMTalkerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(results, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
