@@ -7,20 +7,27 @@ import json
 from pathlib import Path
 
 
+DESCRIPTION = """\
+Train MMTalker, or a peer whose config says 'kind: voca|faceformer|codetalker', on a dataset
+(the synthetic benchmark, VOCASET, BIWI or Multiface layouts) as a YAML config says (see
+configs/). Audio features are cached on disk on the first run. Each epoch is validated; the
+run folder keeps best/ and last/ checkpoints (safetensors + config.json), history.jsonl,
+curves.png and, at the end, results.json with the test scores. Launch with torchrun to use
+several GPUs or nodes: 'torchrun --nproc_per_node 4 -m mmtalker train --config ...'."""
+
+EPILOG = """\
+examples:
+  mmtalker train --config configs/mmtalker_synth.yaml --data data/synth --out runs/synth
+  mmtalker train --config configs/voca_synth.yaml --set model.audio_finetune=2 --set optim.audio_lr=1e-4
+  mmtalker train --config configs/mmtalker_synth.yaml --out runs/synth --resume"""
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train MMTalker or a peer (VOCA, FaceFormer, CodeTalker) from a config file",
-        description=(
-            "Train MMTalker, or a peer whose config says 'kind: voca|faceformer|codetalker', on a dataset (the "
-            "synthetic benchmark, VOCASET, BIWI or Multiface layouts) as a YAML "
-            "config says (see configs/). Audio features are cached on disk on the first run. Each epoch is "
-            "validated; the run folder keeps best/ and last/ checkpoints (safetensors + config.json), "
-            "history.jsonl, curves.png and, at the end, results.json with the test scores. Launch with torchrun "
-            "to use several GPUs or nodes: 'torchrun --nproc_per_node 4 -m mmtalker train --config ...'."
-        ),
-        epilog=("example: mmtalker train --config configs/mmtalker_synth.yaml --data data/synth --out runs/synth\n"
-                "         mmtalker train --config configs/voca_synth.yaml --set model.audio_finetune=2 --set optim.audio_lr=1e-4"),
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, required=True, help="YAML training config (e.g. configs/mmtalker_synth.yaml)")
