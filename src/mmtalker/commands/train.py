@@ -59,8 +59,8 @@ def parse_setting(text: str) -> tuple[list[str], object]:
 
     where = f"--set {text}"
     name, eq, raw = text.partition("=")
-    keys = name.strip().split(".")
-    if not eq or len(keys) < 2 or not all(k.strip() for k in keys):
+    keys = [k.strip() for k in name.split(".")]
+    if not eq or len(keys) < 2 or not all(keys):
         raise MMTalkerError(where, "expected SECTION.KEY=VALUE", "e.g. --set model.audio_finetune=2 or --set optim.lr=3e-4")
     if not raw.strip():
         raise MMTalkerError(where, "has no value", "write null to unset a setting")
@@ -71,7 +71,7 @@ def parse_setting(text: str) -> tuple[list[str], object]:
                             "--set 'stages.train=[1, 2]'") from None
     if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
         value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; a config means the number
-    return [k.strip() for k in keys], value
+    return keys, value
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -80,7 +80,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     from mmtalker.errors import MMTalkerError
 
     out: dict = {"data": {}, "optim": {}}
-    for text in getattr(args, "settings", None) or []:
+    for text in args.settings:
         keys, value = parse_setting(text)
         node = out
         for key in keys[:-1]:
