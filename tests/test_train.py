@@ -56,6 +56,17 @@ def test_unknown_keys_and_wrong_types_fail_loudly(tmp_path):
         load_config(bad)
 
 
+def test_config_files_read_exponent_numbers_as_numbers(tmp_path):
+    # PyYAML follows YAML 1.1, which reads 1e-4 (no dot) as a string; a config file means the number
+    own = tmp_path / "own.yaml"
+    own.write_text("base: %s\noptim:\n  lr: 1e-4\n  audio_lr: 3E-5\n  weight_decay: 2.5e-2\n" % (CONFIGS / "mmtalker_synth.yaml"))
+    config = load_config(own)
+    assert (config.optim.lr, config.optim.audio_lr, config.optim.weight_decay) == (1e-4, 3e-5, 2.5e-2)
+    own.write_text("model:\n  audio_encoder: 1e-4\n")  # a number where a name belongs is still refused
+    with pytest.raises(MMTalkerError, match="audio_encoder"):
+        load_config(own)
+
+
 def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(0.0, 0, 10, 0.1) == pytest.approx(0.1)
     assert lr_factor(0.0, 9, 10, 0.1) == pytest.approx(1.0)

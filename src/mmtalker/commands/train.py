@@ -50,12 +50,11 @@ def register(sub) -> None:
 
 def parse_setting(text: str) -> tuple[list[str], object]:
     """``"model.audio_finetune=2"`` -> (["model", "audio_finetune"], 2): a ``--set`` option's dotted name and its
-    value read as YAML (``1e-4`` too, which YAML 1.1 reads as a string); MMTalkerError when malformed."""
-    import re
-
+    value read as YAML the way config files are (``1e-4`` is a number); MMTalkerError when malformed."""
     import yaml
 
     from mmtalker.errors import MMTalkerError
+    from mmtalker.train.config import load_yaml
 
     where = f"--set {text}"
     name, eq, raw = text.partition("=")
@@ -65,12 +64,10 @@ def parse_setting(text: str) -> tuple[list[str], object]:
     if not raw.strip():
         raise MMTalkerError(where, "has no value", "write null to unset a setting")
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError:
         raise MMTalkerError(where, f"the value {raw!r} is not valid YAML", "quote the whole option for the shell: "
                             "--set 'stages.train=[1, 2]'") from None
-    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; a config means the number
     return keys, value
 
 

@@ -10,6 +10,7 @@ splits) are not configured here: they come from the dataset's manifest.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -210,11 +211,26 @@ def _hint_name(hint) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ YAML files
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading exponent numbers without a dot (``1e-4``, ``3E5``) as floats the way YAML 1.2
+    does; YAML 1.1, which PyYAML follows, reads them as strings."""
+
+
+_ConfigLoader.add_implicit_resolver(  # copies SafeLoader's resolvers first: yaml.safe_load is unchanged
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """YAML text as Python values, the way config files and ``mmtalker train --set`` read them (safe loading;
+    ``1e-4`` is a number). Raises ``yaml.YAMLError`` on malformed text."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise MMTalkerError(path, "config file not found", "see configs/ for the shipped ones")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
         raise MMTalkerError(path, "is not a text file (not UTF-8)", "pass a YAML config such as configs/mmtalker_synth.yaml") from None
     except yaml.YAMLError as exc:
