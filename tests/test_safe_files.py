@@ -108,9 +108,10 @@ def test_malicious_region_pickle_is_refused(name, tmp_path):
 
 
 def test_no_module_reads_pickles_another_way():
-    """pickle.load(s), torch.load, np.load(allow_pickle=True), yaml.load: only safe_pickle.py unpickles."""
+    """pickle.load(s), torch.load, np.load(allow_pickle=True), yaml.load or a loader other than SafeLoader: only
+    safe_pickle.py unpickles."""
     banned = re.compile(r"pickle\.loads?\(|Unpickler\(|torch\.load\(|allow_pickle\s*=\s*True|yaml\.(unsafe_)?load\(|"
-                        r"\bdill\b|\bjoblib\b|marshal\.loads?\(")
+                        r"yaml\.(Unsafe|Full)?Loader\b|\bdill\b|\bjoblib\b|marshal\.loads?\(")
     found = []
     for path in SRC.rglob("*.py"):
         if path.name == "safe_pickle.py":
@@ -119,6 +120,24 @@ def test_no_module_reads_pickles_another_way():
             if banned.search(line.split("#")[0]):
                 found.append(f"{path.relative_to(SRC)}:{no}: {line.strip()}")
     assert not found, "unsafe deserialisation:\n" + "\n".join(found)
+
+
+def test_config_yaml_runs_no_code(tmp_path):
+    """Config files and --set go through train.config.load_yaml (a SafeLoader that also reads 1e-4 as a number):
+    a python tag is refused as invalid YAML, naming the file, and the command it names never runs."""
+    import yaml
+
+    from mmtalker.train.config import load_config, load_yaml
+
+    marker = tmp_path / "ran"
+    payload = f"!!python/object/apply:os.system ['touch {marker}']"
+    with pytest.raises(yaml.YAMLError):
+        load_yaml(payload)
+    bad = tmp_path / "evil.yaml"
+    bad.write_text(f"optim:\n  lr: {payload}\n")
+    with pytest.raises(MMTalkerError, match="evil.yaml.*not valid YAML"):
+        load_config(bad)
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------- crafted checkpoints

@@ -223,7 +223,11 @@ _ConfigLoader.add_implicit_resolver(  # copies SafeLoader's resolvers first: yam
 def load_yaml(text: str):
     """YAML text as Python values, the way config files and ``mmtalker train --set`` read them (safe loading;
     ``1e-4`` is a number). Raises ``yaml.YAMLError`` on malformed text."""
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = _ConfigLoader(text)  # what yaml.load does, with the safe loader's constructors only
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path) -> dict:
