@@ -85,6 +85,38 @@ def test_copy_into_puts_tuned_weights_into_the_encoder(audio):
     assert (after[..., :D] - before[..., :D]).abs().max() > 1e-3  # block 3's: moved
 
 
+def test_a_window_keeps_the_tuned_blocks_local_in_training_and_at_inference(audio):
+    """model.audio_window W: each tuned block attends only to frames at most W away, in the trainer's blocks, in the
+    encoder they are copied into and in streaming's incremental encoder; three tuned blocks see 3·W frames each side."""
+    from mmtalker.audio.whisper_stream import IncrementalWhisper
+    from mmtalker.train.config import build_dataclass
+
+    W = 4
+    config = MMTalkerConfig(audio_encoder="whisper-tiny.en@3+1+2", eye_pathway=True, eye_layer=0, audio_finetune=1,
+                            audio_window=W)
+    encoder = model_audio_encoder(config)
+    blocks = TunedBlocks(config, encoder.layer_dim)
+    blocks.copy_from(encoder)
+    prefix = frozen_prefix(encoder, audio, prefix_states(config))
+    with torch.no_grad():
+        whole = encoder(audio)  # the pretrained encoder attends to the whole clip
+        local = blocks(prefix)
+        blocks.copy_into(encoder)
+        after = encoder(audio)
+        moved = prefix.clone()
+        moved[:, 30] += 1.0
+        change = (blocks(moved) - local).abs().amax(dim=-1)[0]  # (Ta,)
+    assert (local - whole).abs().max() > 1e-3
+    torch.testing.assert_close(after, local, atol=1e-5, rtol=1e-5)
+    assert change[30] > 0 and change[: 30 - 3 * W].max() == 0 and change[30 + 3 * W + 1:].max() == 0
+    assert change[30 - 3 * W] > 0 and change[30 + 3 * W] > 0
+    stream = IncrementalWhisper(encoder)
+    stream.push(audio[0].numpy())
+    torch.testing.assert_close(stream.states(0, stream.num_frames), local[0], atol=2e-4, rtol=1e-4)
+    with pytest.raises(MMTalkerError, match="audio_window"):
+        build_dataclass(MMTalkerConfig, {"audio_encoder": "whisper-tiny.en@3+1+2", "audio_window": 8}, "test config")
+
+
 def test_make_batch_crops_given_features_and_keeps_their_gradient():
     T, C = 30, 6
     clip = Clip(key="a", subject="s", subject_index=0, template=np.zeros((4, 3), np.float32), sequence=None,

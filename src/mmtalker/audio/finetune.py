@@ -61,6 +61,9 @@ def check_audio_finetune(config, where: str) -> None:
         raise MMTalkerError(where, f"setting 'audio_finetune' must be 0 or more, got {config.audio_finetune}")
     if config.audio_finetune:
         tuned_range(config)
+    if getattr(config, "audio_window", 0) and not config.audio_finetune:
+        raise MMTalkerError(where, "setting 'audio_window' applies to the fine-tuned Whisper blocks only",
+                            "set model.audio_finetune too, or audio_window: 0")
 
 
 def tuned_width(config) -> int:
@@ -98,6 +101,9 @@ class TunedBlocks(nn.Module):
         cfg = WhisperEncoderConfig(d_model=self.width, n_heads=self.width // WHISPER_HEAD_DIM, ffn_dim=4 * self.width,
                                    n_layers=self.last - self.first + 1)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.window = int(getattr(config, "audio_window", 0))
+        for layer in self.layers:
+            layer.attn.window = self.window
         self.ln_post = nn.LayerNorm(self.width)
         self.register_buffer("final_norm", torch.tensor(False))
 
@@ -130,6 +136,7 @@ class TunedBlocks(nn.Module):
         whisper = _whisper_of(encoder, self)
         for i, layer in enumerate(self.layers):
             whisper.layers[self.first - 1 + i].load_state_dict(layer.state_dict())
+            whisper.layers[self.first - 1 + i].attn.window = self.window
         if bool(self.final_norm):
             whisper.ln_post.load_state_dict(self.ln_post.state_dict())
 

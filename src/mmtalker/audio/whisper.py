@@ -61,6 +61,7 @@ class SelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)  # k's bias is zero in Whisper
         self.out = nn.Linear(d_model, d_model)
+        self.window = 0  # > 0: each frame attends only to frames at most this many away (a band; 0: every frame)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, at: int = 0) -> torch.Tensor:
         """(B, T, C) -> (B, T, C). With a ``cache`` (B = 1) the frames of ``x`` are frames ``at .. at + T`` of
@@ -71,7 +72,12 @@ class SelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.extend(k, v, at)
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, T, hs)
+        mask = None
+        if self.window:
+            qpos = torch.arange(at, at + T, device=x.device)
+            kpos = torch.arange(k.shape[2], device=x.device)
+            mask = (qpos[:, None] - kpos[None, :]).abs() <= self.window  # (T, Tk): True where attended
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 

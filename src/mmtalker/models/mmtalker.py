@@ -82,6 +82,8 @@ class MMTalkerConfig:
                                  # (trials: the lips of a clip's first frames no longer pay; docs/results.md)
     audio_finetune: int = 0  # N > 0: Whisper's blocks N … (the last state read) trained with the model, held in it as
                              # ``audio_blocks`` (mmtalker.audio.finetune); 0: the encoder frozen
+    audio_window: int = 0  # > 0 (with audio_finetune): the tuned blocks attend only to encoder frames at most this many
+                           # away (50 per second), in training and at inference; 0: to the whole clip, as Whisper was trained
 
     @property
     def main_streams(self) -> int:
@@ -107,7 +109,7 @@ class MMTalkerConfig:
             raise MMTalkerError(where, f"setting 'uv_grid' must list map resolutions of 2 or more, got {self.uv_grid}")
         if self.uv_grid and self.uv_grid_channels < 1:
             raise MMTalkerError(where, f"setting 'uv_grid_channels' must be 1 or more, got {self.uv_grid_channels}")
-        for key in ("eye_past", "eye_future", "eye_edge_smoothing"):
+        for key in ("eye_past", "eye_future", "eye_edge_smoothing", "audio_window"):
             if getattr(self, key) < 0:
                 raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
         check_audio_finetune(self, where)  # a spec it cannot tune, or a block it does not read, is refused here
