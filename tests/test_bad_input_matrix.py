@@ -29,7 +29,7 @@ from mmtalker.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 HANG_SECONDS = 90  # a command that runs longer than this on these tiny inputs counts as a hang
-TINY_MODEL = {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
+TINY_MODEL = {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
               "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8]}
 
 

@@ -27,7 +27,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EPOCHS = 3
 TINY = {
     "data": {"augment_variants": 0, "window_frames": 64, "val_max_clips": 2},
-    "model": {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
+    "model": {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
               "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8], "dropout": 0.0,
               "feature_dropout": 0.0},
     "sampler": {"points": 32},

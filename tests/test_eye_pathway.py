@@ -153,7 +153,7 @@ def test_training_with_the_eye_pathway_on_data_without_an_eye_region_stops_with_
     data = write_fake_dataset(tmp_path / "data", clips_per_subject=2)
     config = tmp_path / "c.yaml"
     base = Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml"
-    config.write_text(yaml.safe_dump({"base": str(base), "model": {"audio_encoder": "logmel", "eye_pathway": True},
+    config.write_text(yaml.safe_dump({"base": str(base), "model": {"audio_encoder": "logmel", "audio_finetune": 0, "eye_pathway": True},
                                       "loss": {"eye_region": "no_such_region"}}))
     assert main(["train", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err

@@ -35,7 +35,7 @@ def test_training_on_gpu_runs_under_bf16_and_learns(tmp_path, monkeypatch):
     data = write_fake_dataset(tmp_path / "data", clips_per_subject=4)
     config = load_config(CONFIGS / "mmtalker_synth.yaml", {
         "data": {"path": str(data), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0, "window_frames": 32},
-        "model": {"audio_encoder": "logmel", "d_model": 32, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2},
+        "model": {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 32, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2},
         "sampler": {"points": 64},
         "optim": {"epochs": 6, "max_minutes": None, "batch_size": 4, "lr": 0.005, "warmup_steps": 2, "device": "cuda"}})
     results = loop.train(config, tmp_path / "run")
@@ -74,7 +74,7 @@ def test_peers_train_on_gpu(kind, tmp_path):
     data = write_fake_dataset(tmp_path / "data")
     config = load_peer_config(CONFIGS / f"{kind}_synth.yaml", {
         "data": {"path": str(data), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0, "window_frames": 16},
-        "model": {"audio_encoder": "logmel"},
+        "model": {"audio_encoder": "logmel", "audio_finetune": 0},
         "optim": {"epochs": 2, "max_minutes": None, "batch_size": 4, "warmup_steps": 1, "device": "cuda", "lr": 3e-3}})
     results = train_peer(config, tmp_path / "run")
     assert np.isfinite(results["test"]["mve"]) and results["test"]["mve"] > 0

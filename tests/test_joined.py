@@ -88,9 +88,9 @@ def test_training_setups_add_the_joined_clips_with_aligned_features(tmp_path):
     root = write_fake_dataset(tmp_path / "data")  # 2 subjects × 3 training clips
     configs = Path(__file__).resolve().parents[1] / "configs"
     data = {"path": str(root), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0, "join_share": 0.5}
-    mm = build_setup(load_config(configs / "mmtalker_synth.yaml", {"data": data, "model": {"audio_encoder": "logmel"},
+    mm = build_setup(load_config(configs / "mmtalker_synth.yaml", {"data": data, "model": {"audio_encoder": "logmel", "audio_finetune": 0},
                                                                      "optim": {"device": "cpu"}}), torch.device("cpu"), Dist())
-    peer = build_peer_setup(load_peer_config(configs / "voca_synth.yaml", {"data": data, "model": {"audio_encoder": "logmel"},
+    peer = build_peer_setup(load_peer_config(configs / "voca_synth.yaml", {"data": data, "model": {"audio_encoder": "logmel", "audio_finetune": 0},
                                                                            "optim": {"device": "cpu"}}), torch.device("cpu"))
     for clips in (mm.train_clips, peer.train_clips):
         joined = [c for c in clips if "+" in c.key]

@@ -211,7 +211,7 @@ def fake_setup(tmp_path_factory):
 
     def make(kind, **sections):
         ov = {"data": {"path": str(root), "cache_dir": str(cache), "augment_variants": 0, "window_frames": 16},
-              "model": {"audio_encoder": "logmel"}, "optim": {"epochs": 2, "max_minutes": None, "batch_size": 4,
+              "model": {"audio_encoder": "logmel", "audio_finetune": 0}, "optim": {"epochs": 2, "max_minutes": None, "batch_size": 4,
                                                               "warmup_steps": 1, "device": "cpu", "lr": 3e-3}}
         for k, v in sections.items():
             ov.setdefault(k, {}).update(v)

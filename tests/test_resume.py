@@ -28,7 +28,7 @@ EPOCHS = 8
 KILL_AFTER_EPOCH = 3
 TINY = {
     "data": {"augment_variants": 1, "window_frames": 16, "val_max_clips": 2},
-    "model": {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
+    "model": {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
               "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8]},
     "sampler": {"points": 32},
     "optim": {"epochs": EPOCHS, "max_minutes": None, "batch_size": 2, "lr": 0.01, "warmup_steps": 2,

@@ -27,7 +27,7 @@ from fake_talk import FPS, grid_mesh, write_fake_dataset
 from mmtalker.errors import MMTalkerError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mmtalker"
-TINY_MODEL = {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
+TINY_MODEL = {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 16, "gcn_layers": 1, "num_region_tokens": 4, "heads": 2,
               "audio_layers": 1, "regressor_hidden": 16, "regressor_layers": [8]}
 
 

@@ -77,7 +77,7 @@ def test_lr_schedule_warms_up_then_decays():
 
 TINY = {
     "data": {"augment_variants": 1, "window_frames": 20},
-    "model": {"audio_encoder": "logmel", "d_model": 32, "gcn_layers": 2, "num_region_tokens": 8, "heads": 2,
+    "model": {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 32, "gcn_layers": 2, "num_region_tokens": 8, "heads": 2,
               "regressor_hidden": 32, "regressor_layers": [16]},
     "sampler": {"points": 64},
     "optim": {"epochs": 40, "max_minutes": None, "batch_size": 4, "lr": 0.01, "warmup_steps": 5, "select_metric": "loss"},
@@ -376,7 +376,7 @@ def test_mmtalker_step_takes_its_loss_on_the_window_not_the_context(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml", {
         "data": {"path": str(root), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0, "context_frames": 4},
-        "model": {"audio_encoder": "logmel", "dropout": 0.0}, "optim": {"device": "cpu"}})
+        "model": {"audio_encoder": "logmel", "audio_finetune": 0, "dropout": 0.0}, "optim": {"device": "cpu"}})
     setup = build_setup(config, torch.device("cpu"), Dist())
     setup.model.eval()
     clip = max(setup.train_clips, key=lambda c: c.num_frames)
@@ -411,7 +411,7 @@ def test_lip_max_term_is_lves_form_on_the_models_dense_prediction(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     overrides = {
         "data": {"path": str(root), "cache_dir": str(tmp_path / "cache"), "augment_variants": 0},
-        "model": {"audio_encoder": "logmel", "dropout": 0.0, "feature_dropout": 0.0}, "optim": {"device": "cpu"},
+        "model": {"audio_encoder": "logmel", "audio_finetune": 0, "dropout": 0.0, "feature_dropout": 0.0}, "optim": {"device": "cpu"},
         "loss": {"lip_max": 0.5, "lip_max_points": 10_000}}
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml", overrides)
     setup = build_setup(config, torch.device("cpu"), Dist())

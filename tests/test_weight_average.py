@@ -108,7 +108,7 @@ def test_mmtalker_saves_the_average_and_resumes_exactly(fake_data, tmp_path, mon
     data, cache = fake_data
     overrides = {
         "data": {"path": str(data), "cache_dir": str(cache), "augment_variants": 0, "window_frames": 16, "val_max_clips": 2},
-        "model": {"audio_encoder": "logmel", "d_model": 16, "gcn_layers": 1, "gcn_dim": 8, "num_region_tokens": 4, "heads": 2,
+        "model": {"audio_encoder": "logmel", "audio_finetune": 0, "d_model": 16, "gcn_layers": 1, "gcn_dim": 8, "num_region_tokens": 4, "heads": 2,
                   "audio_layers": 1, "fourier_frequencies": 2, "regressor_hidden": 16, "regressor_layers": [8], "regressor_rank": 4},
         "sampler": {"points": 32, "measure": "vertices"},
         "optim": {"epochs": 4, "max_minutes": None, "batch_size": 4, "lr": 0.01, "warmup_steps": 2, "ema": 0.9, "device": "cpu"},
@@ -137,7 +137,7 @@ def test_peer_resumes_exactly_with_and_without_the_average(fake_data, tmp_path, 
 
     data, cache = fake_data
     ov = {"data": {"path": str(data), "cache_dir": str(cache), "augment_variants": 0, "window_frames": 16},
-          "model": {"audio_encoder": "logmel"},
+          "model": {"audio_encoder": "logmel", "audio_finetune": 0},
           "optim": {"epochs": 4, "max_minutes": None, "batch_size": 4, "warmup_steps": 1, "device": "cpu", "lr": 3e-3, "ema": ema}}
     config = peers.load_peer_config(CONFIGS / "voca_synth.yaml", ov)
     torch.manual_seed(0)
