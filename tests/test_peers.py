@@ -494,9 +494,11 @@ def test_every_shipped_config_loads_and_all_four_models_hear_the_same_encoder(da
     from mmtalker.train.peers import load_peer_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    specs = {"mmtalker": load_config(configs / f"mmtalker_{dataset}.yaml").model.audio_encoder}
+    mm = load_config(configs / f"mmtalker_{dataset}.yaml")
+    specs = {"mmtalker": (mm.model.audio_encoder, mm.model.audio_finetune, mm.optim.audio_lr)}
     for kind in ("voca", "faceformer", "codetalker"):
         config = load_peer_config(configs / f"{kind}_{dataset}.yaml")
         assert config.kind == kind
-        specs[kind] = config.model.audio_encoder
-    assert len(set(specs.values())) == 1, f"{dataset}: the four models would hear different features: {specs}"
+        specs[kind] = (config.model.audio_encoder, config.model.audio_finetune, config.optim.audio_lr)
+    assert len(set(specs.values())) == 1, f"{dataset}: the four models would hear or tune differently: {specs}"
+    assert mm.model.audio_finetune == 1  # Whisper's blocks 1-3 tuned with each model (docs/results.md, nineteenth round)
