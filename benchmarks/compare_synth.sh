@@ -8,9 +8,9 @@
 # one is (benchmarks/compare_summary.py, which can also be run alone on finished runs).
 #
 #   benchmarks/compare_synth.sh                              # seed 0, the configs' budgets (15 min, 60 epochs)
-#   SEEDS="0 1 2" PARALLEL=2 MINUTES=60 benchmarks/compare_synth.sh
+#   SEEDS="0 1 2" PARALLEL=2 MINUTES=90 benchmarks/compare_synth.sh   # the README's table (Whisper tuned: 30-60 min a run)
 #   MODELS="mmtalker voca" RUNS=runs/cmp benchmarks/compare_synth.sh
-#   SET="model.audio_finetune=2" RUNS=runs/cmp_ft benchmarks/compare_synth.sh   # every model with Whisper fine-tuned
+#   SET="model.audio_finetune=0" RUNS=runs/cmp_frozen benchmarks/compare_synth.sh   # every model with Whisper frozen
 #
 # Environment: DATA (dataset folder, made with `mmtalker data synth --preset default` when absent; default
 # data/synth), RUNS (default runs/compare_synth; one folder per model and seed: RUNS/<model>/seed<N>),
