@@ -45,12 +45,12 @@ def _peak_rss_bytes() -> int:
 
 def build(kind: str, checkpoint: str | None, num_vertices: int, device: str):
     """A model of ``kind`` (eval mode) and its speech encoder."""
-    from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
+    from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder, trained_model_encoder
     from mmtalker.models.registry import get_kind, load_model
 
     if checkpoint:
-        model, config, _ = load_model(checkpoint, device, expect=kind)
-        return model, model_audio_encoder(config)
+        model, _, _ = load_model(checkpoint, device, expect=kind)
+        return model, trained_model_encoder(model)  # with the Whisper blocks it tuned, if any
     from mmtalker.inference.random_model import build_random_model, default_face_mesh
     from mmtalker.train.config import build_dataclass, read_config_dict
 

@@ -181,6 +181,22 @@ def test_inference_reads_the_tuned_blocks(tuned_run, audio):
     torch.testing.assert_close(stream.states(0, stream.num_frames), expected[0], atol=2e-4, rtol=1e-4)
 
 
+def test_the_speed_benchmark_times_a_tuned_checkpoint_with_its_tuned_blocks(tuned_run, audio):
+    """benchmarks/bench_models.py --checkpoint KIND=DIR runs the encoder the model was trained with."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("bench_models", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, encoder = bench.build("mmtalker", str(tuned_run[3] / "best"), 0, "cpu")
+    plain = model_audio_encoder(model.config)
+    with torch.no_grad():
+        expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
+        torch.testing.assert_close(encoder.eval()(audio), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_resume_continues_a_fine_tuning_run(tuned_run):
     root, config, data, out = tuned_run
     assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--resume", "--epochs", "4"]) == 0
