@@ -20,6 +20,11 @@ from mmtalker.train.data import Clip, Variant, Window, make_batch
 from test_train import CONFIGS, TINY, write_config
 
 
+def _tuned_features(model, plain, audio):
+    """What a tuned model's encoder must give: the pretrained encoder's frozen prefix through the model's own blocks."""
+    return model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
+
+
 @pytest.fixture(scope="module")
 def audio():
     rng = np.random.default_rng(0)
@@ -170,7 +175,7 @@ def test_inference_reads_the_tuned_blocks(tuned_run, audio):
     model = animator.model
     plain = model_audio_encoder(model.config)
     with torch.no_grad():
-        expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
+        expected = _tuned_features(model, plain, audio)
         assert (plain(audio) - expected).abs().max() > 1e-2  # the pretrained encoder differs from the tuned one
         torch.testing.assert_close(animator.engine.encoder(audio), expected, atol=1e-5, rtol=1e-5)
     # streaming's incremental Whisper is built from that encoder: all audio in one push gives the tuned features
@@ -183,17 +188,16 @@ def test_inference_reads_the_tuned_blocks(tuned_run, audio):
 
 def test_the_speed_benchmark_times_a_tuned_checkpoint_with_its_tuned_blocks(tuned_run, audio):
     """benchmarks/bench_models.py --checkpoint KIND=DIR runs the encoder the model was trained with."""
-    import importlib.util
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    model, encoder = bench.build("mmtalker", str(tuned_run[3] / "best"), 0, "cpu")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_models
+
+    model, encoder = bench_models.build("mmtalker", str(tuned_run[3] / "best"), 0, "cpu")
     plain = model_audio_encoder(model.config)
     with torch.no_grad():
-        expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
+        expected = _tuned_features(model, plain, audio)
         torch.testing.assert_close(encoder.eval()(audio), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -226,6 +230,6 @@ def test_a_peer_fine_tunes_too_and_its_inference_reads_the_tuned_blocks(tmp_path
     assert model.config.audio_finetune == 2 and model.config.audio_dim == 2 * 384
     plain = model_audio_encoder(model.config)
     with torch.no_grad():
-        expected = model.audio_blocks(frozen_prefix(plain, audio, prefix_states(model.config)))
+        expected = _tuned_features(model, plain, audio)
         assert (plain(audio) - expected).abs().max() > 1e-2
         torch.testing.assert_close(animator.engine.encoder(audio), expected, atol=1e-5, rtol=1e-5)
