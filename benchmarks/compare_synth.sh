@@ -11,6 +11,8 @@
 #   SEEDS="0 1 2" PARALLEL=2 MINUTES=90 benchmarks/compare_synth.sh   # the README's table (Whisper tuned: 30-60 min a run)
 #   MODELS="mmtalker voca" RUNS=runs/cmp benchmarks/compare_synth.sh
 #   SET="model.audio_finetune=0" RUNS=runs/cmp_frozen benchmarks/compare_synth.sh   # every model with Whisper frozen
+#   SET="model.audio_init=runs/hearing/blocks.safetensors" RUNS=runs/cmp_taught benchmarks/compare_synth.sh
+#       # every model's tuned Whisper blocks started from benchmarks/hearing_pretrain.py's file (docs/training.md)
 #
 # Environment: DATA (dataset folder, made with `mmtalker data synth --preset default` when absent; default
 # data/synth), RUNS (default runs/compare_synth; one folder per model and seed: RUNS/<model>/seed<N>),

@@ -233,3 +233,71 @@ def test_a_peer_fine_tunes_too_and_its_inference_reads_the_tuned_blocks(tmp_path
         expected = _tuned_features(model, plain, audio)
         assert (plain(audio) - expected).abs().max() > 1e-2
         torch.testing.assert_close(animator.engine.encoder(audio), expected, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ model.audio_init: the tuned blocks' own start
+def _blocks(finetune: int, init: str = ""):
+    config = MMTalkerConfig(audio_encoder="whisper-tiny.en@2+1", eye_pathway=False, audio_finetune=finetune, audio_init=init)
+    encoder = model_audio_encoder(config)
+    return config, encoder, TunedBlocks(config, encoder.layer_dim)
+
+
+def test_saved_blocks_are_the_start_audio_init_names(tmp_path):
+    from mmtalker.audio.finetune import save_blocks, start_blocks
+
+    config, encoder, blocks = _blocks(1)
+    blocks.copy_from(encoder)
+    with torch.no_grad():
+        blocks.layers[0].ffn[0].bias.add_(0.5)  # unlike Whisper's own
+    save_blocks(blocks, tmp_path / "b.safetensors", "whisper-tiny.en")
+
+    config2, _, fresh = _blocks(1, str(tmp_path / "b.safetensors"))
+    start_blocks(fresh, encoder, config2)
+    for (k, a), (_, b) in zip(blocks.state_dict().items(), fresh.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
+    _, _, plain = _blocks(1)
+    start_blocks(plain, encoder, config)  # no audio_init: Whisper's own blocks
+    assert float((plain.layers[0].ffn[0].bias - fresh.layers[0].ffn[0].bias).detach().abs().min()) == pytest.approx(0.5)
+
+
+def test_a_bad_audio_init_is_refused_with_its_name(tmp_path):
+    from safetensors.torch import save_file
+
+    from mmtalker.audio.finetune import save_blocks, start_blocks
+    from mmtalker.train.config import build_dataclass
+
+    _, encoder, two_on = _blocks(2)
+    two_on.copy_from(encoder)
+    save_blocks(two_on, tmp_path / "two.safetensors", "whisper-tiny.en")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "mmtalker-checkpoint"})
+    cases = [("missing.safetensors", "does not exist"), ("junk.safetensors", "not a readable safetensors"),
+             ("other.safetensors", "holds no tuned Whisper blocks"), ("two.safetensors", "blocks 2-2 .*tunes .*blocks 1-2")]
+    for name, match in cases:
+        config, _, blocks = _blocks(1, str(tmp_path / name))
+        with pytest.raises(MMTalkerError, match=match) as err:
+            start_blocks(blocks, encoder, config)
+        assert name in str(err.value)
+    with pytest.raises(MMTalkerError, match="audio_init.*needs model.audio_finetune"):
+        build_dataclass(MMTalkerConfig, {"audio_encoder": "whisper-tiny.en@2+1", "audio_init": "b.safetensors"}, "test config")
+
+
+def test_training_starts_the_tuned_blocks_from_audio_init(tuned_run, tmp_path):
+    """`mmtalker train --set model.audio_init=FILE`: the run's tuned blocks start from the file, not from Whisper."""
+    from mmtalker.audio.finetune import save_blocks
+    from mmtalker.train.checkpoint import load_checkpoint
+
+    root, config, data, _ = tuned_run
+    model, model_config, _ = load_checkpoint(tuned_run[3] / "best")
+    blocks = TunedBlocks(model_config, 384)
+    blocks.copy_from(model_audio_encoder(model_config))
+    with torch.no_grad():
+        blocks.layers[0].ffn[0].bias.add_(2.0)
+    save_blocks(blocks, tmp_path / "start.safetensors", "whisper-tiny.en")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--seed", "0",
+                 "--set", f"model.audio_init={tmp_path / 'start.safetensors'}"]) == 0
+    started, _, _ = load_checkpoint(out / "best")
+    moved = float((started.audio_blocks.layers[0].ffn[0].bias - blocks.layers[0].ffn[0].bias).detach().abs().mean())
+    plain = float((model.audio_blocks.layers[0].ffn[0].bias - blocks.layers[0].ffn[0].bias).detach().abs().mean())
+    assert moved < 0.2 < plain  # trained a little from the file's weights; the plain run is 2.0 away from them

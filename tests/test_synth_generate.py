@@ -336,6 +336,41 @@ def test_phonetic_ceiling_hears_the_phones_from_speech(tiny, tmp_path, capsys):
     assert len(rows) == 2 and all(float(r.split("|")[2]) > 0 for r in rows)
 
 
+def test_hearing_pretrain_saves_blocks_that_training_starts_from(tiny, tmp_path, capsys):
+    """benchmarks/hearing_pretrain.py: Whisper's tuned blocks taught to name the tiny set's phones (one epoch), the
+    share named right printed per split, the blocks saved for model.audio_init; an existing file is kept."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from hearing_pretrain import main as pretrain
+
+    from mmtalker.audio.encoders import model_audio_encoder
+    from mmtalker.audio.finetune import TunedBlocks, start_blocks
+    from mmtalker.train.config import load_config
+
+    out = tmp_path / "blocks.safetensors"
+    assert pretrain(["--data", str(tiny), "--eval", str(tiny), "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    scores = printed.split("frames named right: ")[1].splitlines()[0]
+    assert [part.split()[0] for part in scores.split(", ")] == ["val", "test", "test_unseen_subjects"]
+    assert all(0.0 <= float(part.split()[1].rstrip("%")) <= 100.0 for part in scores.split(", "))
+    with pytest.raises(MMTalkerError, match="already exists"):
+        pretrain(["--data", str(tiny), "--epochs", "1", "--out", str(out)])
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmtalker_synth.yaml",
+                         {"model": {"audio_init": str(out)}}).model
+    encoder = model_audio_encoder(config)
+    blocks, whisper = TunedBlocks(config, encoder.layer_dim), TunedBlocks(config, encoder.layer_dim)
+    start_blocks(blocks, encoder, config)
+    whisper.copy_from(encoder)
+    assert (blocks.first, blocks.last) == (1, 4)
+    moved = max(float((a - b).detach().abs().max()) for a, b in zip(blocks.parameters(), whisper.parameters()))
+    assert 0 < moved < 1  # one epoch at 1e-4 moved Whisper's blocks, a little
+    assert torch.equal(blocks.final_norm, whisper.final_norm)
+
+
 def test_phonetic_ceiling_units_kmeans_finds_separate_clusters():
     """`--units`' k-means on three well-separated blobs: one centre per blob, at its mean; the posteriors
     put each point on its own blob's centre and sum to 1."""

@@ -61,6 +61,9 @@ def check_audio_finetune(config, where: str) -> None:
         raise MMTalkerError(where, f"setting 'audio_finetune' must be 0 or more, got {config.audio_finetune}")
     if config.audio_finetune:
         tuned_range(config)
+    if getattr(config, "audio_init", "") and not config.audio_finetune:
+        raise MMTalkerError(where, "setting 'audio_init' is the tuned Whisper blocks' start: it needs model.audio_finetune",
+                            "set model.audio_finetune (the block it was made from), or leave audio_init unset")
     if getattr(config, "audio_window", 0) and not config.audio_finetune:
         raise MMTalkerError(where, "setting 'audio_window' applies to the fine-tuned Whisper blocks only",
                             "set model.audio_finetune too, or audio_window: 0")
@@ -163,3 +166,56 @@ def frozen_prefix(encoder, audio: torch.Tensor, states: list[int]) -> torch.Tens
     with torch.no_grad():
         hidden = _whisper_base(encoder).hidden_states(audio, upto=max(states))  # (B, ≤L, Ta, D)
     return torch.cat([hidden[:, s] for s in states], dim=-1)
+
+
+# ------------------------------------------------------------------------------------- a start other than Whisper's
+BLOCKS_FORMAT = "mmtalker-tuned-blocks"
+
+
+def save_blocks(blocks: TunedBlocks, path, encoder: str) -> None:
+    """Write ``blocks`` (their weights, the Whisper ``encoder`` name, the block range and width) to a safetensors
+    file that a model config's ``audio_init`` names as the tuned blocks' start (:func:`start_blocks`)."""
+    from safetensors.torch import save_file
+
+    meta = {"format": BLOCKS_FORMAT, "encoder": encoder, "first": str(blocks.first), "last": str(blocks.last),
+            "width": str(blocks.width)}
+    save_file({k: v.detach().cpu().contiguous() for k, v in blocks.state_dict().items()}, str(path), metadata=meta)
+
+
+def start_blocks(blocks: TunedBlocks, encoder, config) -> None:
+    """The tuned blocks' starting weights: the pretrained Whisper's (``encoder``), or, when the model config names
+    ``audio_init``, the blocks saved there by :func:`save_blocks` (e.g. ``benchmarks/hearing_pretrain.py``'s).
+    A file that is missing, not such a file, or for other blocks raises MMTalkerError naming it."""
+    blocks.copy_from(encoder)  # also the final_norm flag, which the file must agree with
+    path = getattr(config, "audio_init", "") or ""
+    if not path:
+        return
+    from pathlib import Path
+
+    from safetensors import SafetensorError, safe_open
+
+    file = Path(path).expanduser()
+    where = f"model.audio_init {str(file)!r}"
+    if not file.is_file():
+        raise MMTalkerError(where, "does not exist" if not file.exists() else "is not a file",
+                            "give the .safetensors file benchmarks/hearing_pretrain.py wrote, or leave audio_init unset")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise MMTalkerError(where, f"is not a readable safetensors file ({err})") from None
+    if meta.get("format") != BLOCKS_FORMAT:
+        raise MMTalkerError(where, f"holds no tuned Whisper blocks (format {meta.get('format')!r}, not {BLOCKS_FORMAT!r})",
+                            "give a file written by benchmarks/hearing_pretrain.py")
+    name, _ = split_spec(config.audio_encoder)
+    have = (meta.get("encoder"), meta.get("first"), meta.get("last"), meta.get("width"))
+    want = (name, str(blocks.first), str(blocks.last), str(blocks.width))
+    if have != want:
+        raise MMTalkerError(where, f"holds {have[0]}'s blocks {have[1]}-{have[2]} ({have[3]} wide); the config tunes "
+                            f"{want[0]}'s blocks {want[1]}-{want[2]} ({want[3]} wide)",
+                            "make the file with the same model.audio_encoder and model.audio_finetune")
+    try:
+        blocks.load_state_dict(state)
+    except RuntimeError as err:
+        raise MMTalkerError(where, f"does not fit the tuned blocks: {str(err).splitlines()[0]}") from None

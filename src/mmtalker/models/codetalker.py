@@ -53,6 +53,7 @@ class CodeTalkerConfig:
     own_inputs: float = 0.0  # stage 2: share of input frames whose codes are the model's own (0: teacher forcing)
     own_input_passes: int = 1  # stage 2: gradient-free passes that make those codes, each fed the last one's
     audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
+    audio_init: str | None = None  # with audio_finetune: a file of tuned blocks to start from (hearing_pretrain.py); unset: Whisper's own
 
     @property
     def latent_dim(self) -> int:

@@ -46,6 +46,7 @@ class FaceFormerConfig:
     own_inputs: float = 0.0  # training: share of input frames replaced by the model's own predictions (0: teacher forcing)
     own_input_passes: int = 1  # training: gradient-free passes that make those predictions, each fed the last one's
     audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
+    audio_init: str | None = None  # with audio_finetune: a file of tuned blocks to start from (hearing_pretrain.py); unset: Whisper's own
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""

@@ -82,6 +82,7 @@ class MMTalkerConfig:
                                  # (trials: the lips of a clip's first frames no longer pay; docs/results.md)
     audio_finetune: int = 0  # N > 0: Whisper's blocks N … (the last state read) trained with the model, held in it as
                              # ``audio_blocks`` (mmtalker.audio.finetune); 0: the encoder frozen
+    audio_init: str | None = None  # with audio_finetune: a file of tuned blocks to start from (hearing_pretrain.py); unset: Whisper's own
     audio_window: int = 0  # > 0 (with audio_finetune): the tuned blocks attend only to encoder frames at most this many
                            # away (50 per second), in training and at inference; 0: to the whole clip, as Whisper was trained
 

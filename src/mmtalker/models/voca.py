@@ -41,6 +41,7 @@ class VocaConfig:
     latent: int = 50  # the paper's code size
     dropout: float = 0.0
     audio_finetune: int = 0  # N > 0: Whisper's blocks N … trained with the model (mmtalker.audio.finetune); 0: frozen
+    audio_init: str | None = None  # with audio_finetune: a file of tuned blocks to start from (hearing_pretrain.py); unset: Whisper's own
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from mmtalker.audio.encoders import feature_name, model_audio_dim, model_audio_encoder
-from mmtalker.audio.finetune import prefix_states
+from mmtalker.audio.finetune import prefix_states, start_blocks
 from mmtalker.data.dataset import open_dataset
 from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
@@ -185,7 +185,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
     model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
     if model.audio_blocks is not None:
-        model.audio_blocks.copy_from(encoder)  # the pretrained blocks to start from (--resume then loads its own)
+        start_blocks(model.audio_blocks, encoder, model_config)  # the pretrained blocks to start from (--resume then loads its own)
         model.audio_blocks.to(device)
     sampler = NonUniformSampler(uvmap, uniform_mix=config.sampler.uniform_mix, measure=config.sampler.measure).to(device)
 

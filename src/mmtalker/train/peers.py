@@ -125,7 +125,7 @@ class PeerSetup:
 def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSetup:
     """Dataset, cached clip features (MMTalker's pipeline), the model with its mesh facts, region weights."""
     from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
-    from mmtalker.audio.finetune import prefix_states
+    from mmtalker.audio.finetune import prefix_states, start_blocks
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
@@ -150,7 +150,7 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     model_class = get_kind(config.kind).model_class()
     model = model_class(model_config, topology.vertices, templates, motion_scale(train_clips), topology.faces).to(device)
     if model.audio_blocks is not None:
-        model.audio_blocks.copy_from(encoder)  # the pretrained blocks to start from
+        start_blocks(model.audio_blocks, encoder, model_config)  # the pretrained blocks to start from
         model.audio_blocks.to(device)
 
     lw = config.loss
