@@ -126,8 +126,8 @@ def main(argv=None) -> int:
           f"{blocks.first}-{blocks.last} of {model_config.audio_encoder} {'tuned' if args.lr else 'frozen'}", flush=True)
 
     head = PhoneHead(blocks, len(vocab), fps)
-    blocks.requires_grad_(args.lr > 0)
-    blocks.ln_post.requires_grad_(args.lr > 0 and bool(blocks.final_norm))
+    if not args.lr:  # the head alone; else the blocks train as copy_from left them (ln_post only as the last block's)
+        blocks.requires_grad_(False)
     groups = [{"params": [*head.norm.parameters(), *head.out.parameters()], "lr": args.head_lr}]
     if args.lr > 0:
         groups.append({"params": [p for p in blocks.parameters() if p.requires_grad], "lr": args.lr})

@@ -236,7 +236,7 @@ def test_a_peer_fine_tunes_too_and_its_inference_reads_the_tuned_blocks(tmp_path
 
 
 # ------------------------------------------------------------------ model.audio_init: the tuned blocks' own start
-def _blocks(finetune: int, init: str = ""):
+def _blocks(finetune: int, init: str | None = None):
     config = MMTalkerConfig(audio_encoder="whisper-tiny.en@2+1", eye_pathway=False, audio_finetune=finetune, audio_init=init)
     encoder = model_audio_encoder(config)
     return config, encoder, TunedBlocks(config, encoder.layer_dim)

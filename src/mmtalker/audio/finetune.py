@@ -17,7 +17,11 @@ Shapes: ``Ta`` encoder frames (50 per second), ``D`` Whisper's width, ``K`` the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from mmtalker.audio.encoders import _extra_layers, whisper_inside
@@ -175,8 +179,6 @@ BLOCKS_FORMAT = "mmtalker-tuned-blocks"
 def save_blocks(blocks: TunedBlocks, path, encoder: str) -> None:
     """Write ``blocks`` (their weights, the Whisper ``encoder`` name, the block range and width) to a safetensors
     file that a model config's ``audio_init`` names as the tuned blocks' start (:func:`start_blocks`)."""
-    from safetensors.torch import save_file
-
     meta = {"format": BLOCKS_FORMAT, "encoder": encoder, "first": str(blocks.first), "last": str(blocks.last),
             "width": str(blocks.width)}
     save_file({k: v.detach().cpu().contiguous() for k, v in blocks.state_dict().items()}, str(path), metadata=meta)
@@ -187,13 +189,9 @@ def start_blocks(blocks: TunedBlocks, encoder, config) -> None:
     ``audio_init``, the blocks saved there by :func:`save_blocks` (e.g. ``benchmarks/hearing_pretrain.py``'s).
     A file that is missing, not such a file, or for other blocks raises MMTalkerError naming it."""
     blocks.copy_from(encoder)  # also the final_norm flag, which the file must agree with
-    path = getattr(config, "audio_init", "") or ""
+    path = getattr(config, "audio_init", None)
     if not path:
         return
-    from pathlib import Path
-
-    from safetensors import SafetensorError, safe_open
-
     file = Path(path).expanduser()
     where = f"model.audio_init {str(file)!r}"
     if not file.is_file():
