@@ -271,8 +271,14 @@ def test_a_bad_audio_init_is_refused_with_its_name(tmp_path):
     save_blocks(two_on, tmp_path / "two.safetensors", "whisper-tiny.en")
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "mmtalker-checkpoint"})
+    one_on = _blocks(1)[2]
+    one_on.copy_from(encoder)
+    with torch.no_grad():
+        one_on.layers[0].ffn[0].bias[3] = float("nan")  # a teaching run that diverged
+    save_blocks(one_on, tmp_path / "nan.safetensors", "whisper-tiny.en")
     cases = [("missing.safetensors", "does not exist"), ("junk.safetensors", "not a readable safetensors"),
-             ("other.safetensors", "holds no tuned Whisper blocks"), ("two.safetensors", "blocks 2-2 .*tunes .*blocks 1-2")]
+             ("other.safetensors", "holds no tuned Whisper blocks"), ("two.safetensors", "blocks 2-2 .*tunes .*blocks 1-2"),
+             ("nan.safetensors", "NaN or infinite")]
     for name, match in cases:
         config, _, blocks = _blocks(1, str(tmp_path / name))
         with pytest.raises(MMTalkerError, match=match) as err:

@@ -187,7 +187,8 @@ def save_blocks(blocks: TunedBlocks, path, encoder: str) -> None:
 def start_blocks(blocks: TunedBlocks, encoder, config) -> None:
     """The tuned blocks' starting weights: the pretrained Whisper's (``encoder``), or, when the model config names
     ``audio_init``, the blocks saved there by :func:`save_blocks` (e.g. ``benchmarks/hearing_pretrain.py``'s).
-    A file that is missing, not such a file, or for other blocks raises MMTalkerError naming it."""
+    A file that is missing, not such a file, for other blocks or with non-finite weights raises MMTalkerError
+    naming it."""
     blocks.copy_from(encoder)  # also the final_norm flag, which the file must agree with
     path = getattr(config, "audio_init", None)
     if not path:
@@ -213,6 +214,10 @@ def start_blocks(blocks: TunedBlocks, encoder, config) -> None:
         raise MMTalkerError(where, f"holds {have[0]}'s blocks {have[1]}-{have[2]} ({have[3]} wide); the config tunes "
                             f"{want[0]}'s blocks {want[1]}-{want[2]} ({want[3]} wide)",
                             "make the file with the same model.audio_encoder and model.audio_finetune")
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise MMTalkerError(where, f"weight '{bad}' has NaN or infinite values",
+                            "the teaching run diverged: make the file again (a lower --lr), or leave audio_init unset")
     try:
         blocks.load_state_dict(state)
     except RuntimeError as err:
