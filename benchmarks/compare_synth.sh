@@ -12,7 +12,8 @@
 #   MODELS="mmtalker voca" RUNS=runs/cmp benchmarks/compare_synth.sh
 #   SET="model.audio_finetune=0" RUNS=runs/cmp_frozen benchmarks/compare_synth.sh   # every model with Whisper frozen
 #   SET="model.audio_init=runs/hearing/blocks.safetensors" RUNS=runs/cmp_taught benchmarks/compare_synth.sh
-#       # every model's tuned Whisper blocks started from benchmarks/hearing_pretrain.py's file (docs/training.md)
+#       # every model's tuned Whisper blocks started from benchmarks/hearing_pretrain.py's file (docs/training.md);
+#       # add optim.audio_lr=3e-6 to SET to tune them on at a tenth of the rate (MMTalker's best, results.md round 27)
 #
 # Environment: DATA (dataset folder, made with `mmtalker data synth --preset default` when absent; default
 # data/synth), RUNS (default runs/compare_synth; one folder per model and seed: RUNS/<model>/seed<N>),
