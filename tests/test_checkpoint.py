@@ -55,6 +55,16 @@ def test_truncated_weights_without_checksum_are_refused(tmp_path):
         ckpt.load_checkpoint(tmp_path / "ck")
 
 
+def test_weights_with_nan_are_refused_with_the_weight_named(tmp_path):
+    model = small_model()
+    name, param = next((n, p) for n, p in model.named_parameters() if p.numel() > 1)
+    with torch.no_grad():
+        param.view(-1)[1] = float("nan")  # a run that diverged
+    ckpt.save_checkpoint(tmp_path / "ck", model)
+    with pytest.raises(MMTalkerError, match=f"weight '{name}' has NaN or infinite values"):
+        ckpt.load_checkpoint(tmp_path / "ck")
+
+
 def test_other_model_class_or_format_is_refused(tmp_path):
     ckpt.save_checkpoint(tmp_path / "ck", small_model())
     cfg_path = tmp_path / "ck" / "config.json"

@@ -29,6 +29,7 @@ from mmtalker.audio.mel import FRAME_RATE
 from mmtalker.audio.spec import split_spec
 from mmtalker.audio.whisper import EncoderLayer, WhisperEncoderConfig
 from mmtalker.errors import MMTalkerError
+from mmtalker.weights import first_nonfinite
 
 WHISPER_HEAD_DIM = 64  # every Whisper model's attention heads are 64 wide, and its FFN 4x the width
 
@@ -214,7 +215,7 @@ def start_blocks(blocks: TunedBlocks, encoder, config) -> None:
         raise MMTalkerError(where, f"holds {have[0]}'s blocks {have[1]}-{have[2]} ({have[3]} wide); the config tunes "
                             f"{want[0]}'s blocks {want[1]}-{want[2]} ({want[3]} wide)",
                             "make the file with the same model.audio_encoder and model.audio_finetune")
-    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    bad = first_nonfinite(state)
     if bad is not None:
         raise MMTalkerError(where, f"weight '{bad}' has NaN or infinite values",
                             "the teaching run diverged: make the file again (a lower --lr), or leave audio_init unset")

@@ -30,6 +30,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.train.config import build_dataclass
 from mmtalker.train.averaging import RAW
+from mmtalker.weights import first_nonfinite
 
 FORMAT = "mmtalker-checkpoint"
 VERSION = 1
@@ -130,7 +131,7 @@ def _read_weights(directory: Path, expected_sha: str | None) -> dict[str, torch.
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise MMTalkerError(path, f"cannot read the weights ({exc})", "the file is truncated or damaged") from None
-    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    bad = first_nonfinite(state)
     if bad is not None:
         raise MMTalkerError(path, f"weight '{bad}' has NaN or infinite values", "the training diverged; use an earlier checkpoint")
     return state
