@@ -71,6 +71,29 @@ def test_clear_errors(dataset_dir, tmp_path, capsys):
     assert "ROLE=FILE" in capsys.readouterr().err
 
 
+def test_a_split_file_replaces_the_datasets_splits(dataset_dir, tmp_path, capsys):
+    ds = open_dataset(dataset_dir)
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for seq in ds.sequences():
+        np.save(pred_dir / f"{seq.key}.npy", seq.vertices())
+    split_file = tmp_path / "splits.json"  # FaceFormer-style: test = one subject's first two sentences
+    split_file.write_text(json.dumps({"splits": {"test": {"subjects": ["s02"], "sentences": ["1-2"]}}}))
+    out_json = tmp_path / "s.json"
+    assert main(["evaluate", "--data", str(dataset_dir), "--splits", str(split_file), "--pred", str(pred_dir),
+                 "--json", str(out_json), "--per-subject"]) == 0
+    scores = json.loads(out_json.read_text())["models"]["pred"]
+    assert scores["overall"]["sequences"] == 2 and set(scores["per_subject"]) == {"s02"}
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"test": {"subjects": ["s09"]}}))
+    assert main(["evaluate", "--data", str(dataset_dir), "--splits", str(bad), "--pred", str(pred_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "s09" in err and "s01, s02" in err
+    assert main(["evaluate", "--data", str(dataset_dir), "--splits", str(tmp_path / "none.json"), "--pred", str(pred_dir)]) == 1
+    assert "none.json" in capsys.readouterr().err
+
+
 def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     from PIL import Image
 

@@ -124,6 +124,16 @@ def test_dataset_folder(capsys, tmp_path):
     assert record["splits"] == {"test": 2}
 
 
+def test_dataset_folder_with_a_split_file(capsys, tmp_path):
+    pytest.importorskip("mmtalker.data.dataset", reason="mmtalker.data.dataset (engineer B) is not in this build yet")
+    _tiny_dataset(tmp_path / "tiny")
+    split_file = tmp_path / "splits.json"
+    split_file.write_text(json.dumps({"train": {"subjects": ["S1"]}, "test": {"subjects": "*", "sentences": ["2"]}}))
+    assert main(["inspect", "--json", "--splits", str(split_file), str(tmp_path / "tiny")]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["splits"] == {"train": 2, "test": 2}
+
+
 def test_unknown_folder(capsys, tmp_path):
     pytest.importorskip("mmtalker.data.dataset", reason="mmtalker.data.dataset (engineer B) is not in this build yet")
     assert main(["inspect", str(tmp_path)]) == 1

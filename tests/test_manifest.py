@@ -74,6 +74,8 @@ def test_save_refuses_to_overwrite(tmp_path):
         ({"splits": {"train": {"subject": ["a"]}}}, "splits.train.subject"),
         ({"splits": {"train": {"subjects": "a"}}}, "splits.train.subjects"),
         ({"splits": {"train": {"subjects": ["a"], "sentences": ["9-2"]}}}, "splits.train.sentences"),
+        ({"splits": {"train": {"subjects": ["a"], "sentences": ["two"]}}}, "splits.train.sentences"),
+        ({"splits": {"train": {"subjects": ["a"], "sentences": ["-3"]}}}, "splits.train.sentences"),
         ({"splits": {"train": {"subjects": ["a"], "keys": ["a_1"]}}}, "splits.train"),
         ({"units": {"lenght": "m"}}, "units.lenght"),
         ({"units": {"report_scale": 0}}, "units.report_scale"),
@@ -133,6 +135,8 @@ def test_unknown_preset_lists_the_known_ones():
 def test_split_file_plain_or_wrapped(tmp_path):
     splits = {"test": {"subjects": ["F2"], "sentences": ["37-40"]}}
     assert load_splits(_write(tmp_path, splits, "a.json"))["test"].sentences == [37, 38, 39, 40]
+    splits = {"test": {"subjects": ["F2"], "sentences": [" 12 ", "37-38", 40]}}  # a number written as a string counts too
+    assert load_splits(_write(tmp_path, splits, "a2.json"))["test"].sentences == [12, 37, 38, 40]
     assert load_splits(_write(tmp_path, {"splits": splits}, "b.json"))["test"].subjects == ["F2"]
     with pytest.raises(MMTalkerError, match="'splits.test.sentence'"):
         load_splits(_write(tmp_path, {"test": {"subjects": ["F2"], "sentence": [1]}}, "c.json"))

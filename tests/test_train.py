@@ -190,6 +190,22 @@ def test_set_reads_values_as_yaml_and_nests_dotted_names():
     assert config.model.audio_finetune == 2 and config.optim.audio_lr == 1e-4
 
 
+@pytest.mark.parametrize("config_name", ["mmtalker_synth", "voca_synth"])
+def test_a_split_file_reaches_the_config_and_a_wrong_one_stops_the_run(config_name, tmp_path, capsys):
+    assert _train_overrides("--splits", "my_splits.json")["data"] == {"splits": "my_splits.json"}
+    config = load_config(CONFIGS / "mmtalker_synth.yaml", {"data": {"splits": "my_splits.json"}})
+    assert config.data.splits == "my_splits.json"
+    data = write_fake_dataset(tmp_path / "data")
+    split_file = tmp_path / "splits.json"
+    split_file.write_text(json.dumps({"train": {"subjects": ["s07"]}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIGS / f"{config_name}.yaml"), "--data", str(data), "--splits", str(split_file),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "split 'train'" in err and "s07" in err and "s01, s02" in err
+    assert not out.exists()  # a run that cannot start leaves no empty folder behind
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--set", "model"], "expected SECTION.KEY=VALUE"),
     (["--set", "model=2"], "expected SECTION.KEY=VALUE"),
@@ -198,6 +214,7 @@ def test_set_reads_values_as_yaml_and_nests_dotted_names():
     (["--set", "stages.train=[1"], "not valid YAML"),
     (["--set", "optim.seed=3", "--seed", "2"], "also given by its own option (--seed)"),
     (["--set", "data.path=a", "--data", "b"], "also given by its own option (--data)"),
+    (["--set", "data.splits=a.json", "--splits", "b.json"], "also given by its own option (--splits)"),
     (["--set", "model.x=1", "--set", "model.x.y=2"], "not a section"),
 ])
 def test_malformed_set_options_fail_naming_the_option(argv, message):

@@ -28,6 +28,7 @@ def register(sub) -> None:
     )
     p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout 'mmtalker inspect' reads)")
     p.add_argument("--preset", help="dataset preset for a processed folder without manifest (vocaset, biwi, multiface)")
+    p.add_argument("--splits", type=Path, metavar="FILE", help="a split JSON file replacing the dataset's splits (docs/datasets.md)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained model's folder (repeatable)")
     add_device_option(p, "--checkpoint models")
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json and args.json.exists() and not args.overwrite:
         raise MMTalkerError(args.json, "already exists", "pass --overwrite to replace it")
-    dataset = open_dataset(args.data, preset=args.preset)
+    dataset = open_dataset(args.data, preset=args.preset, splits=args.splits)
     if args.split not in dataset.split_names:
         raise MMTalkerError(args.data, f"has no split '{args.split}'", f"splits: {', '.join(dataset.split_names)}")
     regions = regions_for(dataset, _parse_regions(args.regions))

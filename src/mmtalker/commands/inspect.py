@@ -56,6 +56,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document (a list with one object per path)")
     p.add_argument("--preset", help="dataset preset for FaceFormer/CodeTalker-style folders (vertices_npy/ + wav/) "
                    "that have no manifest.json: vocaset, biwi, multiface, or a preset .json file")
+    p.add_argument("--splits", type=Path, metavar="FILE", help="a split JSON file replacing a dataset's splits: shows what each split "
+                   "then holds (docs/datasets.md)")
     p.set_defaults(func=run)
 
 
@@ -153,14 +155,14 @@ def describe_region_text(path: Path) -> dict[str, Any]:
     return {"kind": "regions", "regions": {n: {"indices": len(r), "duplicates": r.duplicates} for n, r in sets.items()}}
 
 
-def describe_dataset(path: Path, preset: str | None = None) -> dict[str, Any]:
+def describe_dataset(path: Path, preset: str | None = None, splits: Path | None = None) -> dict[str, Any]:
     try:
         from mmtalker.data.dataset import open_dataset
     except ModuleNotFoundError as exc:
         if exc.name != "mmtalker.data.dataset":
             raise
         raise MMTalkerError(path, "reading dataset folders is not part of this build of mmtalker") from None
-    ds = open_dataset(path, preset)
+    ds = open_dataset(path, preset, splits=splits)
     m = ds.manifest
     sequences = ds.sequences()
     return {
@@ -210,14 +212,14 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     return record
 
 
-def describe(path: Path, *, preset: str | None = None) -> dict[str, Any]:
+def describe(path: Path, *, preset: str | None = None, splits: Path | None = None) -> dict[str, Any]:
     """The record for one path: ``{"path", "kind", ...}``; raises MMTalkerError when it cannot be read."""
     if not path.exists():
         raise MMTalkerError(path, "no such file or folder", "check the path")
     if path.is_dir():
         if (path / "config.json").is_file() and not (path / "manifest.json").is_file():
             return {"path": str(path), **describe_checkpoint(path)}
-        return {"path": str(path), **describe_dataset(path, preset)}
+        return {"path": str(path), **describe_dataset(path, preset, splits)}
     suffix = path.suffix.lower()
     for suffixes, fn in (
         (AUDIO_SUFFIXES, describe_audio),
@@ -270,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     records, failed = [], 0
     for path in args.paths:
         try:
-            record = describe(path, preset=args.preset)
+            record = describe(path, preset=args.preset, splits=args.splits)
         except MMTalkerError as exc:
             if len(args.paths) == 1:
                 raise

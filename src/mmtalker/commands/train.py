@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--config", type=Path, required=True, help="YAML training config (e.g. configs/mmtalker_synth.yaml)")
     p.add_argument("--data", help="dataset folder (default: the config's data.path)")
     p.add_argument("--preset", help="community layout preset for --data (vocaset, biwi, multiface)")
+    p.add_argument("--splits", metavar="FILE", help="a split JSON file replacing the dataset's splits (default: the config's data.splits; "
+                   "docs/datasets.md)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the config's optim.epochs)")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of training, after validating")
@@ -89,6 +91,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         node[keys[-1]] = value
     for section, key, flag, value in [
         ("data", "path", "--data", args.data), ("data", "preset", "--preset", args.preset),
+        ("data", "splits", "--splits", args.splits),
         ("optim", "epochs", "--epochs", args.epochs), ("optim", "max_minutes", "--max-minutes", args.max_minutes),
         ("optim", "batch_size", "--batch-size", args.batch_size), ("optim", "seed", "--seed", args.seed),
         ("optim", "device", "--device", args.device),

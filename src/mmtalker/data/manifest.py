@@ -36,7 +36,7 @@ LAYOUTS = ("native", "processed", "vocaset_raw")
 
 MANIFEST_VERSION = 1
 
-_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")  # "21-40", or "7" alone
 
 
 @dataclass
@@ -343,9 +343,10 @@ def _sentence_numbers(value: Any, what: str, key: str) -> list[int]:
             numbers.add(item)
             continue
         match = _RANGE.match(item) if isinstance(item, str) else None
-        if not match or int(match.group(1)) > int(match.group(2)):
+        first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (1, 0)
+        if first > last:
             raise _fail(what, key, f'{item!r} is not a sentence number or an "a-b" range with a <= b')
-        numbers.update(range(int(match.group(1)), int(match.group(2)) + 1))
+        numbers.update(range(first, last + 1))
     return sorted(numbers)
 
 

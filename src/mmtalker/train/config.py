@@ -30,6 +30,7 @@ class DataConfig:
     path: str = "data/synth"  # dataset folder (relative paths: to the working directory)
     preset: str | None = None  # community layout preset (vocaset, biwi, multiface); None: the folder's manifest
     fps: float | None = None  # train at this frame rate; None: the manifest's fps
+    splits: str | None = None  # a split JSON file replacing the dataset's splits (data.manifest.load_splits); None: its own
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"

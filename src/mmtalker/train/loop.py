@@ -96,7 +96,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to write into a non-empty folder unless resuming or told to overwrite (nothing is deleted)."""
+    """Refuse to write into a non-empty folder unless resuming or told to overwrite (nothing is deleted). The
+    folder itself is made by the caller once the data and the network are ready, so a run that cannot start
+    leaves no empty folder behind."""
     if run_dir.exists() and not run_dir.is_dir():
         raise MMTalkerError(run_dir, "exists and is not a folder")
     busy = run_dir.is_dir() and any(run_dir.iterdir())
@@ -104,7 +106,6 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise MMTalkerError(run_dir, "has no checkpoint to resume from (last/training_state.json)")
     if busy and not (resume or overwrite):
         raise MMTalkerError(run_dir, "run folder exists and is not empty", "pass --resume to continue it or --overwrite to write over it")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def lr_factor(progress_fraction: float, step: int, warmup_steps: int, min_ratio: float) -> float:
@@ -157,7 +158,7 @@ def _spread(items: list, count: int) -> list:
 
 
 def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Setup:
-    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps)
+    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
     val_seqs = dataset.sequences(config.data.val_split)
     if not train_seqs:
@@ -340,6 +341,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         if not info.main and not ckpt.load_rank_rng(run_dir / "last", info.rank, counters["epoch"]):
             torch.manual_seed(config.optim.seed + info.rank + 7919 * counters["epoch"])
     if info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     regions = metric_regions(setup.regions, config.loss)

@@ -131,7 +131,7 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.train.joined import training_sequences
     from mmtalker.train.loop import _maybe_preload, _region_indices, _spread
 
-    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps)
+    dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
     val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
     fps = float(train_seqs[0].fps)
@@ -351,6 +351,7 @@ def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool 
     seed_everything(config.optim.seed, config.optim.deterministic)
     rng = np.random.default_rng(config.optim.seed)
     setup = build_peer_setup(config, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     adapter = get_kind(config.kind).training_adapter()
     elapsed_s = 0.0
