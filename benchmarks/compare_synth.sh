@@ -8,7 +8,7 @@
 # one is (benchmarks/compare_summary.py, which can also be run alone on finished runs).
 #
 #   benchmarks/compare_synth.sh                              # seed 0, the configs' budgets (15 min, 60 epochs)
-#   SEEDS="0 1 2" PARALLEL=2 MINUTES=90 benchmarks/compare_synth.sh   # the README's table (Whisper tuned: 30-60 min a run)
+#   SEEDS="0 1 2" PARALLEL=2 MINUTES=120 WIDE=1 benchmarks/compare_synth.sh   # the README's table (docs/results.md, top; 14-60 min a run, by machine)
 #   MODELS="mmtalker voca" RUNS=runs/cmp benchmarks/compare_synth.sh
 #   SET="model.audio_finetune=0" RUNS=runs/cmp_frozen benchmarks/compare_synth.sh   # every model with Whisper frozen
 #   SET="model.audio_init=runs/hearing/blocks.safetensors" RUNS=runs/cmp_taught benchmarks/compare_synth.sh
@@ -23,7 +23,7 @@
 # OVERWRITE=1 (retrain into existing run folders), LONG=1 (then also score every run on 50 s clips of continuous
 # speech: benchmarks/long_audio_accuracy.py, written to RUNS/long_speech.json; needs the synth extra), WIDE=1 (then
 # also score every run on five times the test sentences: the `wide-test` preset of DATA's seed, made in
-# WIDE_DATA, default DATA_wide, when absent; table in RUNS/wide; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
+# WIDE_DATA, default ${DATA%/}_wide, when absent; table in RUNS/wide; needs the synth extra), DEVICE (cpu/cuda/auto), CONFIG_DIR (default configs;
 # the configs are <model>_synth.yaml), SET (settings changed in every model's config, space-separated
 # SECTION.KEY=VALUE, each passed as `mmtalker train --set`; no spaces inside a value: [1,2]), TRAIN (the training
 # command; default `python -m mmtalker train`).

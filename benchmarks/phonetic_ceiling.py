@@ -19,8 +19,9 @@ displacement (PCA of the training frames), dropout 0.2 after each convolution, t
 from 2e-3 to 5 %) on the squared error of the displacement the coefficients make (each component by its size).
 Unseen subjects get the mean subject vector. Scores use mmtalker's metrics (LVE in the manifest's report units).
 
-What hearing costs (`--input`, the fifteenth round): the same network and training fed the speech features
-every shipped config reads (`speech`), only the phones' shares (`shares`), or those shares as a second network
+What hearing costs (`--input`, the fifteenth round): the same network and training fed pretrained speech features
+(`speech`: `--encoder`, by default `whisper-tiny.en@3+1+2`, every shipped config's encoder then; they now read
+`@3+1+2+4`), only the phones' shares (`shares`), or those shares as a second network
 of the same kind hears them from the speech (`heard`); `--phone-bottleneck` trains speech → phone posteriors →
 motion as one. The other options (`--bottleneck`, `--input-dropout`, `--variants`, `--clip-norm`,
 `--phone-aux`) are the trials of that round, kept so that its table can be measured again. `--units` (the
@@ -179,7 +180,9 @@ def main(argv=None) -> int:
                          "`shares`, scored on the shares a second network of the same kind *hears* from the speech "
                          "features (heard: trained to name each frame's phones on the training clips)")
     ap.add_argument("--encoder", default="whisper-tiny.en@3+1+2",
-                    help="speech encoder for --input speech (default: the shipped configs' whisper-tiny.en@3+1+2)")
+                    help="speech encoder for --input speech, pretrained and frozen (default whisper-tiny.en@3+1+2: the "
+                         "shipped configs' when docs/results.md's figures were measured; they now read "
+                         "whisper-tiny.en@3+1+2+4: pass it to match)")
     ap.add_argument("--variants", type=int, default=0,
                     help="--input speech or heard: augmented copies of each training clip beside the clean one (the "
                          "trainer's augmentation, its default ranges; default 0); `heard` trains its phone namer on them")

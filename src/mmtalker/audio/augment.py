@@ -3,7 +3,8 @@
 The chain (each step with its own probability, all randomness from one ``numpy.random.Generator``, so
 the same seed gives the same output): speed change by resampling (tempo and pitch together, +-10 %),
 reverberation with a synthetic room impulse response (RT60 0.15-0.7 s), additive white or pink noise at
-10-30 dB SNR, gain of -25..+5 dB. These ranges are the ones that helped in the trial in NOTES.md.
+10-30 dB SNR, gain of -25..+5 dB. These ranges are the ones that helped in a trial here (its notes are not in
+this repository).
 
 A speed change alters the clip's length: :func:`augment` returns the time-stretch factor (output duration
 / input duration) and the caller must resample the motion targets by the same factor. Every other step

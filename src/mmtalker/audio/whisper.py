@@ -4,8 +4,9 @@ Log-mel (B, 80, Tm) at 100 Hz -> conv1 (k3) -> GELU -> conv2 (k3, stride 2) -> G
 positions -> pre-LN transformer layers -> LayerNorm -> (B, ceil(Tm / 2), d_model) at 50 Hz.
 
 Whisper was trained on 30 s windows; here the stored position table is cut to the clip's length instead
-of padding every clip to 30 s (in a trial here, see NOTES.md, this transferred well and is ~10x faster
-on short clips). Clips longer than the table (30 s) are refused: windowing long audio is the caller's job.
+of padding every clip to 30 s (in a trial here, whose notes are not in this repository, this transferred
+well and was ~10x faster on short clips). Clips longer than the table (30 s) are refused: windowing long
+audio is the caller's job.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MMTalker: speech-driven 3D facial animation as a continuous displacement field over the face's UV plane.
 
-Reads top to bottom like the pipeline (DESIGN.md):
+Reads top to bottom like the pipeline (docs/internals.md, "MMTalker model, training and checkpoints"):
 
 1. geometry  — a residual GCN over the template mesh graph gives per-vertex features G (B, V, D), pooled by
    a learned soft assignment into K region tokens (B, K, D);
