@@ -94,6 +94,34 @@ def test_a_split_file_replaces_the_datasets_splits(dataset_dir, tmp_path, capsys
     assert "none.json" in capsys.readouterr().err
 
 
+def test_a_checkpoint_trained_with_a_split_file_is_noted_when_scored_by_other_splits(tmp_path):
+    from mmtalker.commands.evaluate import _split_file_notes
+    from mmtalker.train import checkpoint as ckpt
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"test": {"subjects": ["s02"], "sentences": ["1-2"]}}))
+    copy = tmp_path / "copy.json"  # the same splits under another name
+    copy.write_text(json.dumps({"splits": {"test": {"subjects": ["s02"], "sentences": [1, 2]}}}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"test": {"subjects": ["s01"]}}))
+
+    def checkpoint(name, splits):
+        folder = tmp_path / name
+        folder.mkdir()
+        training = {"data": {"path": "data", "splits": splits}}
+        (folder / ckpt.CONFIG).write_text(json.dumps({"format": ckpt.FORMAT, "version": ckpt.VERSION,
+                                                      "extras": {"training": training}}))
+        return folder
+
+    with_file, without = checkpoint("with", str(mine)), checkpoint("without", None)
+    (note,) = _split_file_notes([with_file, without], None)
+    assert str(with_file) in note and str(mine) in note and "the dataset's own splits" in note
+    assert _split_file_notes([with_file], mine) == [] and _split_file_notes([with_file], copy) == []
+    (note,) = _split_file_notes([with_file], other)
+    assert str(other) in note and f"--splits {mine}" in note
+    assert _split_file_notes([without], other) == []  # trained on the dataset's splits: scoring by others is a choice
+
+
 def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     from PIL import Image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -56,6 +57,32 @@ def _parse_regions(items: list[str] | None) -> dict[str, str]:
             raise MMTalkerError("--regions", f"'{item}' is not ROLE=FILE with ROLE one of lips, eyes, upper")
         out[role] = spec
     return out
+
+
+def _split_file_notes(checkpoints: list[Path], splits: Path | None) -> list[str]:
+    """A note for each checkpoint trained with a split file (``data.splits``) other than the ``--splits`` given:
+    scored by other splits, the sequences may include ones it trained on."""
+    from mmtalker.data.manifest import load_splits
+    from mmtalker.train.checkpoint import read_checkpoint_meta
+
+    def content(path):
+        try:
+            return load_splits(path)
+        except MMTalkerError:
+            return None
+
+    given = None if splits is None else content(splits)
+    notes = []
+    for ckpt in checkpoints:
+        trained = read_checkpoint_meta(ckpt).get("extras", {}).get("training", {}).get("data", {}).get("splits")
+        if not trained:
+            continue
+        same = splits is not None and (str(trained) == str(splits) or (given is not None and content(trained) == given))
+        if not same:
+            scored_by = "the dataset's own splits" if splits is None else f"the split file {splits}"
+            notes.append(f"{ckpt} was trained with the split file {trained}; scored by {scored_by}, the sequences may "
+                         f"include ones it trained on (pass --splits {trained} to score it by its own splits)")
+    return notes
 
 
 def _sources(args, dataset):
@@ -112,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError(args.data, f"has no split '{args.split}'", f"splits: {', '.join(dataset.split_names)}")
     regions = regions_for(dataset, _parse_regions(args.regions))
     sequences = dataset.sequences(args.split)
-    results = [score(name, sequences, predict, dataset, regions) for name, predict in _sources(args, dataset)]
+    sources = _sources(args, dataset)
+    for note in _split_file_notes(args.checkpoint, args.splits):
+        print(f"mmtalker evaluate: note: {note}", file=sys.stderr)
+    results = [score(name, sequences, predict, dataset, regions) for name, predict in sources]
     units = dataset.manifest.units
     print(f"{dataset.manifest.name}, split '{args.split}': {len(sequences)} sequences at {dataset.manifest.fps:g} fps")
     for role, src in regions.sources.items():
