@@ -157,7 +157,12 @@ def test_checkpoint_folder_is_described_without_loading_weights(capsys, tmp_path
     assert (record["audio_encoder"], record["styles"], record["style_names"]) == ("whisper-tiny.en@3", 2, ["a", "b"])
     assert (record["dataset"], record["num_vertices"], record["epoch"], record["weights_mb"]) == ("synth-default", 4998, 12, 1.0)
     assert record["validation"] == {"lve": 1.25, "eve": 0.3, "mve": 0.0005}
+    assert "split_file" not in record  # trained on the dataset's own splits
     assert main(["inspect", str(ckpt)]) == 0 and "whisper-tiny.en@3" in capsys.readouterr().out
+    config["extras"]["training"] = {"data": {"path": "data/x", "splits": "my_splits.json"}}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    code, (record,), _ = _json(capsys, ckpt)
+    assert record["split_file"] == "my_splits.json"
     (ckpt / "config.json").write_text("{not json")
     code, (bad, _), _ = _json(capsys, ckpt, tmp_path / "missing.wav")
     assert code == 1 and bad["kind"] == "error" and "not valid JSON" in bad["error"]

@@ -31,8 +31,10 @@ Show what mmtalker reads from each PATH (a file or a dataset folder), changing n
   regions (txt csv, npz npy pkl) vertex indices per set, duplicates removed
   pickle (pkl)                   its structure (loaded with the restricted unpickler: no code runs)
   dataset folder                 layout, subjects, sequences, fps, total duration, splits
+                                 (with --splits FILE: the sequences each split of that file holds)
   checkpoint folder              model kind, speech encoder, fps, vertices, speaking styles, dataset,
-                                 epoch, validation scores (the weights are not loaded)
+                                 epoch, the split file it trained with if any, validation scores
+                                 (the weights are not loaded)
 
 Use it to check a download before training or evaluating: a mesh whose vertex count differs from the
 dataset's, a region file with duplicates, or speech at an unexpected rate show up here."""
@@ -201,6 +203,9 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "step": extras.get("step", "?"),
         "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else f"missing ({WEIGHTS})",
     }
+    trained_splits = ((extras.get("training") or {}).get("data") or {}).get("splits")
+    if trained_splits:  # scored by other splits, its training sequences may be among the scored (mmtalker evaluate notes it)
+        record["split_file"] = trained_splits
     metrics = extras.get("metrics") or {}
     scale = float((dataset.get("units") or {}).get("report_scale", 1.0))
     scores = {k: round(float(metrics[k]) * (1.0 if k == "mve" else scale), 6)  # squared metrics in report units
