@@ -63,7 +63,7 @@ def _split_file_notes(checkpoints: list[Path], splits: Path | None) -> list[str]
     """A note for each checkpoint trained with a split file (``data.splits``) other than the ``--splits`` given:
     scored by other splits, the sequences may include ones it trained on."""
     from mmtalker.data.manifest import load_splits
-    from mmtalker.train.checkpoint import read_checkpoint_meta
+    from mmtalker.train.checkpoint import read_checkpoint_meta, trained_split_file
 
     def content(path):
         try:
@@ -74,7 +74,7 @@ def _split_file_notes(checkpoints: list[Path], splits: Path | None) -> list[str]
     given = None if splits is None else content(splits)
     notes = []
     for ckpt in checkpoints:
-        trained = read_checkpoint_meta(ckpt).get("extras", {}).get("training", {}).get("data", {}).get("splits")
+        trained = trained_split_file(read_checkpoint_meta(ckpt))
         if not trained:
             continue
         same = splits is not None and (str(trained) == str(splits) or (given is not None and content(trained) == given))

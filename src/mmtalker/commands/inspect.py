@@ -183,7 +183,7 @@ def describe_dataset(path: Path, preset: str | None = None, splits: Path | None 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint folder's config.json (any model kind); the weights are only sized, not loaded."""
-    from mmtalker.train.checkpoint import WEIGHTS, read_checkpoint_meta
+    from mmtalker.train.checkpoint import WEIGHTS, read_checkpoint_meta, trained_split_file
 
     meta = read_checkpoint_meta(path)
     model = meta.get("model") or {}
@@ -203,7 +203,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "step": extras.get("step", "?"),
         "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else f"missing ({WEIGHTS})",
     }
-    trained_splits = ((extras.get("training") or {}).get("data") or {}).get("splits")
+    trained_splits = trained_split_file(meta)
     if trained_splits:  # scored by other splits, its training sequences may be among the scored (mmtalker evaluate notes it)
         record["split_file"] = trained_splits
     metrics = extras.get("metrics") or {}

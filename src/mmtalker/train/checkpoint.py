@@ -112,6 +112,13 @@ def read_checkpoint_meta(directory: str | Path) -> dict:
     return config
 
 
+def trained_split_file(meta: dict) -> str | None:
+    """The split file (``data.splits``) a checkpoint's training config names, from :func:`read_checkpoint_meta`'s
+    dict; None when it trained on its dataset's own splits or the config does not say."""
+    training = (meta.get("extras") or {}).get("training") or {}
+    return (training.get("data") or {}).get("splits") or None
+
+
 def read_checkpoint_config(directory: str | Path) -> dict:
     """config.json of an MMTalker checkpoint folder (:func:`read_checkpoint_meta`, and the model class checked)."""
     config = read_checkpoint_meta(directory)
