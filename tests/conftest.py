@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _children_temp_dir(tmp_path_factory):
+    """Child processes (torchrun's launcher writes a torchelastic_* folder per run) keep their temporary files
+    under pytest's own temp folder, which pytest prunes, instead of leaving them in /tmp."""
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("child-tmp"))
+    yield
+    if previous is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """../shared/fixtures from the repo root; tests that need it skip when it is absent."""
