@@ -30,7 +30,7 @@ def register(sub) -> None:
         epilog="example: mmtalker demo --out runs/demo --minutes 15",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
-    p.add_argument("--preset", default="default", help="benchmark size: default, tiny or large (default: default)")
+    p.add_argument("--preset", default="default", help="benchmark preset: default, tiny, large or wide-test (mmtalker data synth --help; default: default)")
     p.add_argument("--minutes", type=float, default=15.0, help="training budget in minutes (default 15)")
     p.add_argument("--config", type=Path, default=REPO_CONFIGS / "mmtalker_synth.yaml", help="training config")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmark and the training (default 0)")
@@ -52,10 +52,46 @@ def _call(argv: list[str]) -> None:
 def _data(args, data: Path) -> None:
     _step(1, f"synthetic benchmark in {data}")
     if (data / "manifest.json").is_file():
+        _check_same(data / "manifest.json", _made_with(data), {"preset": args.preset, "seed": args.seed}, args.out)
         print("  already there: using it")
     else:
         _call(["data", "synth", "--out", str(data), "--preset", args.preset, "--seed", str(args.seed)])
     _call(["inspect", str(data)])
+
+
+def _made_with(data: Path) -> dict:
+    """The preset and seed the benchmark in ``data`` was generated with ({} when its manifest does not say)."""
+    try:
+        generator = json.loads((data / "manifest.json").read_text()).get("extra", {}).get("generator", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # `mmtalker inspect` in the same step names what is wrong with the manifest
+    return {k: generator[k] for k in ("preset", "seed") if k in generator}
+
+
+def _trained_with(run: Path) -> dict:
+    """The budget (minutes) and seed the finished run in ``run`` was trained with ({} when unknown)."""
+    try:
+        optim = json.loads((run / "training_config.json").read_text()).get("optim", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    found = {"minutes": optim.get("max_minutes"), "seed": optim.get("seed")}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _check_same(path: Path, found: dict, asked: dict, out: Path) -> None:
+    """A step's output from an earlier demo run is reused only when it was made with the settings asked for now."""
+    differ = [f"{k} {found[k]!r} (asked: {asked[k]!r})" for k in asked
+              if k in found and str(found[k]) != str(asked[k]) and not _same_number(found[k], asked[k])]
+    if differ:
+        raise MMTalkerError(path, "made by an earlier demo run with other settings: " + ", ".join(differ),
+                            f"delete {out} to start over with the new settings, or pass --out DIR for a second demo")
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _preview(data: Path, png: Path) -> None:
@@ -70,6 +106,7 @@ def _train(args, data: Path, run: Path) -> Path:
     _step(3, f"training MMTalker into {run} (budget {args.minutes:g} min)")
     best = run / "best"
     if (run / "results.json").is_file() and (best / "config.json").is_file():
+        _check_same(run / "training_config.json", _trained_with(run), {"minutes": args.minutes, "seed": args.seed}, args.out)
         print("  already trained: using it (delete the folder to train again)")
         return best
     if not args.config.is_file():
@@ -136,6 +173,9 @@ def _text(dataset, seq) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmtalker.synth.generate import load_preset
+
+    load_preset(args.preset)  # an unknown preset fails here, with the list, before anything is made
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
