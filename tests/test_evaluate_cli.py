@@ -1,6 +1,7 @@
 """`mmtalker evaluate` on saved predictions: peers' file naming, region overrides, frame-weighted totals."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -52,8 +53,9 @@ def test_region_override_and_missing_predictions(dataset_dir, tmp_path, capsys):
     out_json = tmp_path / "s.json"
     assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred_dir), "--regions", f"lips={lips_file}",
                  "--json", str(out_json)]) == 0
-    out = capsys.readouterr().out
-    assert "has no prediction for 1 sequences" in out and "lve.txt" in out
+    out, err = capsys.readouterr()
+    assert "lve.txt" in out
+    assert f"ours was scored on 1 of the split's {len(ds.sequences('test'))} sequences: no prediction for 1" in err
     overall = json.loads(out_json.read_text())["models"]["ours"]["overall"]
     assert overall["lve"] == 0.0 and overall["mve"] == 0.0
 
@@ -209,6 +211,21 @@ def test_recorded_oracle_floor_in_table_and_report(dataset_dir, tmp_path, capsys
     assert main(["report", str(scores), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "| oracle floor (recorded with the benchmark) |" in md and f"| {lve / floor['lve']:.1f}× |" in md
+    header, rule = next((a, b) for a, b in zip(md.splitlines(), md.splitlines()[1:]) if b.startswith("| ---"))
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line)) - 2  # noqa: E731  (an escaped \| is no separator)
+    assert cells(header) == cells(rule) == 7  # model, LVE, EVE, FDD, |FDD|, MVE, LVE ÷ floor
+    # a prediction for one of the two sequences: the floor row stays, the ratio across different sets does not
+    (pred_dir / f"{ds.sequences('test')[1].key}.npy").unlink()
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred_dir)]) == 0
+    printed, err = capsys.readouterr()
+    assert next(line for line in printed.splitlines() if line.startswith("| ours |")).endswith("| – |")
+    assert "scored on 1 of the split's 2 sequences" in err and "LVE ÷ floor is left out" in err
+    # other lips than the manifest's: the floor recorded on the manifest's is left out, with a note saying so
+    lips_file = tmp_path / "lips.txt"
+    lips_file.write_text("0 1 2")
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred_dir), "--regions", f"lips={lips_file}"]) == 0
+    printed, err = capsys.readouterr()
+    assert "oracle floor" not in printed and "÷ floor" not in printed and "recorded floor is left out" in err
     # --oracle on data without oracle motion: one clear error, not a hint about prediction file names
     assert main(["evaluate", "--data", str(data), "--pred", str(pred_dir), "--oracle"]) == 1
     assert "has no oracle motion to score with --oracle" in capsys.readouterr().err

@@ -150,10 +150,19 @@ def run(args: argparse.Namespace) -> int:
     # the synthetic benchmark records its oracle's scores per split (in the dataset's own units) when it is made;
     # with --oracle the oracle was just scored as a row of its own
     recorded_floor = dataset.manifest.extra.get("oracle_floor", {}).get(args.split)
+    if recorded_floor and (args.regions or args.splits) and not args.oracle:
+        # the recorded floor was measured on the manifest's regions and the generator's splits, not on these
+        print(f"mmtalker evaluate: note: the benchmark's recorded floor is left out: it was measured on "
+              f"{'the manifest regions' if args.regions else 'its own splits'}, not on the "
+              f"{'--regions' if args.regions else '--splits'} given (add --oracle to score the floor on them)",
+              file=sys.stderr)
+        recorded_floor = None
     print(format_table(results, units, None if args.oracle else recorded_floor))
     for r in results:
         if r.missing:
-            print(f"note: {r.name} has no prediction for {len(r.missing)} sequences (e.g. {r.missing[0]})")
+            print(f"mmtalker evaluate: note: {r.name} was scored on {len(sequences) - len(r.missing)} of the split's "
+                  f"{len(sequences)} sequences: no prediction for {len(r.missing)} (e.g. {r.missing[0]})"
+                  + ("; its LVE ÷ floor is left out" if recorded_floor and not args.oracle else ""), file=sys.stderr)
         if args.per_subject:
             print(f"\n{r.name}, per subject:")
             print(score_table(list(r.per_subject.items()), units, sequences=True, label="subject"))

@@ -59,11 +59,11 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
                 label: str = "model") -> str:
     """A Markdown table of overall scores (``rows``: (name, overall scores)) at the report scale of ``units``,
     the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
-    multiple of it; ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
+    multiple of it when the row was scored on as many sequences as the floor; ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
     scale = float(units.get("report_scale", 1.0))
     sq = squared_unit(units)
     ratio = bool(floor) and floor.get("lve", 0) > 0
-    header = f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({sq}) | |FDD| | MVE ({units.get('length', 'unit')}) |"
+    header = f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({sq}) | \\|FDD\\| | MVE ({units.get('length', 'unit')}) |"
     header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
     lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
     for name, o in rows + ([(FLOOR_NAME, floor)] if floor else []):
@@ -71,8 +71,9 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
         line = f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |"
         if sequences:
             line += f" {o.get('sequences', '–')} |"
-        if ratio:
-            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o else " – |"
+        if ratio:  # only over the sequences the floor was measured on: a partial set of predictions gets none
+            same_set = o.get("sequences") == floor.get("sequences") or "sequences" not in o or "sequences" not in floor
+            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o and same_set else " – |"
         lines.append(line)
     return "\n".join(lines)
 
