@@ -36,6 +36,26 @@ def test_round_trip_restores_identical_outputs(tmp_path):
     assert json.loads(raw[8 : 8 + header_len])["__metadata__"]["format"] == ckpt.FORMAT
 
 
+def test_weights_files_get_the_umask_permissions(tmp_path):
+    """safetensors alone writes 0600 files: a checkpoint shared with a group must read like the run's other files."""
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        model = small_model(seed=4)
+        ckpt.save_checkpoint(tmp_path / "ck", model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        ckpt.save_training_state(tmp_path / "ck", {"model": opt}, {}, {"epoch": 1}, np.random.default_rng(0))
+        ckpt.save_rank_rng(tmp_path / "ck", rank=1, epoch=1)
+    finally:
+        os.umask(previous)
+    written = sorted((tmp_path / "ck").rglob("*.safetensors"))
+    assert len(written) == 3
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path.name
+
+
 def test_truncated_weights_are_refused(tmp_path):
     ckpt.save_checkpoint(tmp_path / "ck", small_model())
     path = tmp_path / "ck" / "model.safetensors"

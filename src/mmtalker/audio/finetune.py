@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from mmtalker.audio.encoders import _extra_layers, whisper_inside
@@ -29,7 +28,7 @@ from mmtalker.audio.mel import FRAME_RATE
 from mmtalker.audio.spec import split_spec
 from mmtalker.audio.whisper import EncoderLayer, WhisperEncoderConfig
 from mmtalker.errors import MMTalkerError
-from mmtalker.weights import first_nonfinite
+from mmtalker.weights import first_nonfinite, save_safetensors
 
 WHISPER_HEAD_DIM = 64  # every Whisper model's attention heads are 64 wide, and its FFN 4x the width
 
@@ -182,7 +181,7 @@ def save_blocks(blocks: TunedBlocks, path, encoder: str) -> None:
     file that a model config's ``audio_init`` names as the tuned blocks' start (:func:`start_blocks`)."""
     meta = {"format": BLOCKS_FORMAT, "encoder": encoder, "first": str(blocks.first), "last": str(blocks.last),
             "width": str(blocks.width)}
-    save_file({k: v.detach().cpu().contiguous() for k, v in blocks.state_dict().items()}, str(path), metadata=meta)
+    save_safetensors({k: v.detach().cpu().contiguous() for k, v in blocks.state_dict().items()}, path, metadata=meta)
 
 
 def start_blocks(blocks: TunedBlocks, encoder, config) -> None:

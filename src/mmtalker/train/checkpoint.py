@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.mmtalker import MMTalker, MMTalkerConfig
 from mmtalker.train.config import build_dataclass
 from mmtalker.train.averaging import RAW
-from mmtalker.weights import first_nonfinite
+from mmtalker.weights import first_nonfinite, save_safetensors
 
 FORMAT = "mmtalker-checkpoint"
 VERSION = 1
@@ -74,7 +74,7 @@ def save_checkpoint(directory: str | Path, model: MMTalker, extras: dict | None 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS
-    _atomic_write(weights, lambda p: save_file(_contiguous(model.state_dict()), str(p), metadata={"format": FORMAT}))
+    _atomic_write(weights, lambda p: save_safetensors(_contiguous(model.state_dict()), p, metadata={"format": FORMAT}))
     config = {
         "format": FORMAT,
         "version": VERSION,
@@ -207,7 +207,7 @@ def save_training_state(directory: str | Path, optimizers: dict, modules: dict, 
     for name, module in modules.items():
         meta["modules"].append(name)
         tensors.update({f"module.{name}.{k}": v for k, v in module.state_dict().items()})
-    _atomic_write(directory / STATE, lambda p: save_file(_contiguous(tensors), str(p)))
+    _atomic_write(directory / STATE, lambda p: save_safetensors(_contiguous(tensors), p))
     meta["sha256"] = _sha256(directory / STATE)
     _write_json(directory / STATE_META, meta)
 
@@ -238,7 +238,7 @@ def save_rank_rng(directory: str | Path, rank: int, epoch: int) -> None:
     so whenever the run is killed, the state's epoch has its file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(_rank_rng_path(directory, rank, epoch), lambda p: save_file(_contiguous(_device_rng()), str(p)))
+    _atomic_write(_rank_rng_path(directory, rank, epoch), lambda p: save_safetensors(_contiguous(_device_rng()), p))
     for old in directory.glob(f"rng_rank{rank}_epoch*.safetensors"):
         tail = old.name[len(f"rng_rank{rank}_epoch") : -len(".safetensors")]
         if tail.isdigit() and int(tail) < epoch - 1:
