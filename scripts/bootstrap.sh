@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv and installs mmtalker into it when it is missing or when pyproject.toml changed.
-# Sourced by scripts/demo.sh and scripts/test.sh, so a newcomer never types a pip command.
-set -euo pipefail
+# Sourced by scripts/demo.sh and scripts/test.sh, so a newcomer never types a pip command; also safe to source
+# in an interactive shell (`source scripts/bootstrap.sh` puts .venv/bin on PATH): it sets no shell options and
+# a failure returns instead of closing the shell.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3.11}"
@@ -14,13 +15,13 @@ stamp_of() { cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[mmtalker] creating the virtual environment in .venv (first run only)" >&2
-    "$PY" -m venv "$VENV"
+    "$PY" -m venv "$VENV" || { echo "[mmtalker] could not create $VENV with $PY" >&2; return 1 2>/dev/null || exit 1; }
 fi
 if [ "$(cat "$VENV/.mmtalker-stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
     echo "[mmtalker] installing mmtalker and its pinned dependencies into .venv (about a minute)" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -q -e "$ROOT[synth,dev]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-    "$VENV/bin/python" -c "import mmtalker" || { echo "[mmtalker] installation failed; see the pip output above" >&2; exit 1; }
+    "$VENV/bin/python" -c "import mmtalker" || { echo "[mmtalker] installation failed; see the pip output above" >&2; return 1 2>/dev/null || exit 1; }
     stamp_of > "$VENV/.mmtalker-stamp"
 fi
 # The default face (menpo3d's BSD-3 head) is fetched once from PyPI into the cache; without it a
