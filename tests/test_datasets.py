@@ -379,7 +379,7 @@ def test_empty_and_unknown_folders(tmp_path, flame):
         open_dataset(tmp_path, preset="vocaset")
     with pytest.raises(MMTalkerError, match="not a dataset folder"):
         open_dataset(tmp_path / "vertices_npy")
-    with pytest.raises(MMTalkerError, match="no such folder"):
+    with pytest.raises(MMTalkerError, match="no such folder.*mmtalker data synth --out .*nowhere"):
         open_dataset(tmp_path / "nowhere")
     with pytest.raises(MMTalkerError, match="fps"):
         open_dataset(tmp_path, preset="vocaset", fps=0)

@@ -53,7 +53,10 @@ def load_preset(preset: str | os.PathLike, layout: str) -> Manifest:
 def detect_layout(root: Path) -> str:
     """``native`` (manifest.json), ``vocaset_raw`` (data_verts.npy) or ``processed`` (vertices_npy/)."""
     if not root.is_dir():
-        raise MMTalkerError(root, "no such folder" if not root.exists() else "is not a folder")
+        if root.exists():
+            raise MMTalkerError(root, "is not a folder", "a dataset is a folder")
+        raise MMTalkerError(root, "no such folder", f"make the synthetic benchmark there with `mmtalker data synth "
+                            f"--out {root}`, or give a dataset folder with --data DIR")
     if (root / MANIFEST_FILE).is_file():
         return "native"
     if (root / vocaset_raw.VERTS_FILE).is_file():
