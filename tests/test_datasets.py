@@ -381,6 +381,11 @@ def test_empty_and_unknown_folders(tmp_path, flame):
         open_dataset(tmp_path / "vertices_npy")
     with pytest.raises(MMTalkerError, match="no such folder.*mmtalker data synth --out .*nowhere"):
         open_dataset(tmp_path / "nowhere")
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "config.json").write_text("{}")
+    with pytest.raises(MMTalkerError, match="is a training run's folder, not a dataset.*best"):
+        open_dataset(run)
     with pytest.raises(MMTalkerError, match="fps"):
         open_dataset(tmp_path, preset="vocaset", fps=0)
 

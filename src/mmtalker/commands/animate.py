@@ -27,7 +27,7 @@ def register(sub) -> None:
             "another face with the checkpoint's topology, or a mesh of another resolution lying on the "
             "checkpoint's face (e.g. its template subdivided), retargeted through the UV displacement field."
         ),
-        epilog="example: mmtalker animate --checkpoint runs/synth/best --audio speech.wav --out anim.npz --video talk.mp4",
+        epilog="example: mmtalker animate --checkpoint runs/demo/mmtalker/best --audio speech.wav --out anim.npz --video talk.mp4 (runs/demo/mmtalker/best: the model the demo trains; a training run has its own best/ folder)",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (model.safetensors + config.json) of any model kind")
     p.add_argument("--audio", type=Path, required=True, help="speech file")

@@ -43,7 +43,7 @@ EPILOG = """\
 examples:
   mmtalker inspect speech.wav FLAME_sample.ply FLAME_masks.pkl
   mmtalker inspect data/vocaset --json | python -m json.tool
-  mmtalker inspect runs/mmtalker_synth/best"""
+  mmtalker inspect runs/demo/mmtalker/best"""
 
 
 def register(sub) -> None:

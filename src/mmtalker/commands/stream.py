@@ -26,7 +26,7 @@ def register(sub) -> None:
             "fast as possible. Writes the frames to --out (.npy or .npz) at the end and prints the compute time "
             "per chunk."
         ),
-        epilog="example: arecord -f S16_LE -r 16000 -c 1 | mmtalker stream --checkpoint runs/synth/best --audio - --out live.npz",
+        epilog="example: arecord -f S16_LE -r 16000 -c 1 | mmtalker stream --checkpoint runs/demo/mmtalker/best --audio - --out live.npz",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder")
     p.add_argument("--audio", required=True, help="speech file, or - for raw s16le 16 kHz mono PCM on stdin")

@@ -63,6 +63,9 @@ def detect_layout(root: Path) -> str:
         return "vocaset_raw"
     if (root / processed.VERTICES_DIR).is_dir():
         return "processed"
+    if (root / "best" / "config.json").is_file():
+        raise MMTalkerError(root, "is a training run's folder, not a dataset",
+                            f"its checkpoints are {root / 'best'} and {root / 'last'}, the last epoch's")
     raise MMTalkerError(
         root,
         "is not a dataset folder I know",
