@@ -88,3 +88,42 @@ def test_export_formats(tmp_path, fixtures_dir, animation, capsys):
     wrong.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     assert main(["export", str(path), "--template", str(wrong), "--format", "npz", "--out", str(tmp_path / "b.npz")]) == 1
     assert "vertices but the template has 3" in capsys.readouterr().err
+
+
+def test_an_npz_with_faces_needs_no_template(tmp_path, fixtures_dir, animation, capsys):
+    """An .npz from `animate`/`export` carries its faces: render and export read them when no --template is given;
+    a .npy (vertices only) without one, and a file name of another format, are refused with one clear line."""
+    from mmtalker.mesh.io import load_mesh
+    from mmtalker.render.export import read_glb_animation
+
+    path, anim = animation
+    template = str(fixtures_dir / "meshes" / "flame_sample.ply")
+    npz = tmp_path / "a.npz"
+    assert main(["export", str(path), "--template", template, "--format", "npz", "--out", str(npz)]) == 0
+    assert main(["render", str(npz), "--out", str(tmp_path / "a.mp4"), "--size", "64"]) == 0
+    assert video_info(tmp_path / "a.mp4")["frames"] == 20
+    assert main(["export", str(npz), "--format", "obj", "--out", str(tmp_path / "objs")]) == 0
+    first = load_mesh(tmp_path / "objs" / sorted(p.name for p in (tmp_path / "objs").glob("*.obj"))[0])
+    assert np.array_equal(first.faces, load_mesh(template).faces)
+    assert main(["export", str(npz), "--format", "glb", "--out", str(tmp_path / "a.glb")]) == 0  # the mean frame at rest
+    back, _, _ = read_glb_animation(tmp_path / "a.glb")
+    assert np.abs(back - anim).max() < 1e-4
+    capsys.readouterr()
+    assert main(["render", str(path), "--out", str(tmp_path / "b.mp4")]) == 1
+    assert "holds no faces" in capsys.readouterr().err and not (tmp_path / "b.mp4").exists()
+    assert main(["export", str(npz), "--format", "glb", "--out", str(tmp_path / "x.obj")]) == 1
+    assert "should end in .glb" in capsys.readouterr().err and not (tmp_path / "x.obj").exists()
+
+
+def test_render_says_what_it_cuts(tmp_path, fixtures_dir, animation, capsys):
+    path, anim = animation
+    short = tmp_path / "short.npy"
+    np.save(short, anim[:12])
+    out = tmp_path / "c.mp4"
+    assert main(["render", str(path), str(short), "--template", str(fixtures_dir / "meshes" / "flame_sample.ply"),
+                 "--audio", str(fixtures_dir / "audio" / "codetalker_man_stereo_44k.wav"), "--out", str(out),
+                 "--size", "64"]) == 0
+    err = capsys.readouterr().err
+    assert "anim.npy 20, short.npy 12 frames" in err and "the first 12" in err
+    assert "codetalker_man_stereo_44k.wav lasts 12.69 s, the video 0.40 s: the speech is cut" in err
+    assert video_info(out)["frames"] == 12

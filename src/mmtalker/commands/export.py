@@ -15,7 +15,7 @@ def register(sub) -> None:
         help="export an animation as npz, an OBJ sequence, or glTF binary (GLB) for Blender and engines",
         description=(
             "Export an animation (.npy (T, V, 3) or (T, V*3), or .npz from 'mmtalker animate') with the template's "
-            "topology. Formats: npz (vertices, faces, fps); obj (one OBJ per frame in the --out folder); glb (one "
+            "topology (the faces an .npz carries, or --template's). Formats: npz (vertices, faces, fps); obj (one OBJ per frame in the --out folder); glb (one "
             "mesh, the motion as morph targets = shape keys with weights in [0, 1], and an animation of their weights "
             "at the frame times, which Blender's glTF importer plays in sync with the audio). The GLB compresses the motion "
             "to at most --max-targets principal components and reports the largest vertex error this costs."
@@ -23,7 +23,8 @@ def register(sub) -> None:
         epilog="example: mmtalker export anim.npz --template face.obj --format glb --out talk.glb",
     )
     p.add_argument("animation", type=Path, help="animation file (.npy or .npz)")
-    p.add_argument("--template", type=Path, required=True, help="mesh file (OBJ/PLY) with the animation's topology")
+    p.add_argument("--template", type=Path, help="mesh file (OBJ/PLY) with the animation's topology (default: the faces "
+                   "an .npz carries; needed for .npy animations). For glb it is also the rest shape (else the mean frame)")
     p.add_argument("--format", choices=["npz", "obj", "glb"], required=True, help="output format")
     p.add_argument("--out", type=Path, required=True, help="output file (npz, glb) or folder (obj)")
     p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30)")
@@ -35,23 +36,25 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmtalker.data.animation import load_animation
-    from mmtalker.mesh.io import load_mesh
+    from mmtalker.data.animation import load_animations
     from mmtalker.render import export
 
-    template = load_mesh(args.template)
-    vertices, file_fps = load_animation(args.animation, num_vertices=len(template.vertices))
+    suffix = {"npz": ".npz", "glb": ".glb"}.get(args.format)
+    if suffix and args.out.suffix.lower() != suffix:
+        raise MMTalkerError(args.out, f"a {args.format} export's file name should end in {suffix}",
+                            f"e.g. --out {args.out.with_suffix(suffix)}")
+    [(vertices, file_fps)], faces, rest = load_animations([args.animation], args.template)
     fps = require_positive("--fps", args.fps) or file_fps or 30.0
     if args.format == "npz":
-        export.export_npz(args.out, vertices, fps=fps, faces=template.faces, overwrite=args.overwrite)
+        export.export_npz(args.out, vertices, fps=fps, faces=faces, overwrite=args.overwrite)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")
     elif args.format == "obj":
-        paths = export.export_obj_sequence(args.out, vertices, template.faces, overwrite=args.overwrite)
+        paths = export.export_obj_sequence(args.out, vertices, faces, overwrite=args.overwrite)
         print(f"wrote {len(paths)} OBJ files to {args.out} (frame rate {fps:g} fps)")
     else:
         if args.max_targets < 1:
             raise MMTalkerError("--max-targets", "must be at least 1")
-        info = export.export_glb(args.out, vertices, template.faces, fps=fps, template=template.vertices,
+        info = export.export_glb(args.out, vertices, faces, fps=fps, template=rest,
                                  max_targets=args.max_targets, tolerance=args.tolerance, overwrite=args.overwrite)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps, {info['targets']} morph targets, "
               f"largest vertex error {info['max_vertex_error']:.3g})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,14 @@ def register(sub) -> None:
             "Render one animation, or several side by side (truth | MMTalker | a peer), as an h264 mp4 with the "
             "speech muxed as AAC. Animations are .npy arrays (T, V, 3) or (T, V*3), as mmtalker and the peers' "
             "repositories save them, or .npz files from 'mmtalker animate'/'export'. The template gives the "
-            "faces (triangles) and must have the animation's vertex count."
+            "faces (triangles) and must have the animation's vertex count; without it the faces an .npz carries "
+            "are used."
         ),
         epilog="example: mmtalker render anim.npz --audio speech.wav --template face.obj --out talk.mp4",
     )
     p.add_argument("animations", nargs="+", type=Path, help="animation file(s); several are shown side by side")
-    p.add_argument("--template", type=Path, required=True, help="mesh file (OBJ/PLY) with the animation's topology")
+    p.add_argument("--template", type=Path, help="mesh file (OBJ/PLY) with the animation's topology (default: the faces "
+                   "stored in the first .npz given; needed for .npy animations)")
     p.add_argument("--audio", type=Path, help="speech to mux into the video (any format mmtalker reads)")
     p.add_argument("--out", type=Path, required=True, help="output .mp4 path")
     p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30)")
@@ -43,8 +46,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mmtalker.audio.io import load_audio, save_wav
-    from mmtalker.data.animation import load_animation
-    from mmtalker.mesh.io import load_mesh
+    from mmtalker.data.animation import load_animations
     from mmtalker.render.compose import side_by_side_frames
     from mmtalker.audio.io import SAMPLE_RATE
     from mmtalker.render.video import fit_audio, write_video
@@ -58,19 +60,27 @@ def run(args: argparse.Namespace) -> int:
     if args.heatmap_max is not None and not args.heatmap:
         raise MMTalkerError("--heatmap-max", "only applies with --heatmap")
     vmax = require_positive("--heatmap-max", args.heatmap_max)
-    template = load_mesh(args.template)
-    loaded = [load_animation(path, num_vertices=len(template.vertices)) for path in args.animations]
+    loaded, faces, _ = load_animations(args.animations, args.template)
     fps = require_positive("--fps", args.fps) or next((f for _, f in loaded if f), None) or 30.0
     animations = [v for v, _ in loaded]
     frames = side_by_side_frames(
-        animations, template.faces, captions=args.captions, width=args.size, height=args.size,
+        animations, faces, captions=args.captions, width=args.size, height=args.size,
         heatmap_against=animations[0] if args.heatmap else None, vmax=vmax, unit=args.unit,
     )
     total = min(len(a) for a in animations)
+    if len({len(a) for a in animations}) > 1:
+        lengths = ", ".join(f"{p.name} {len(a)}" for p, a in zip(args.animations, animations))
+        print(f"mmtalker render: note: the animations differ in length ({lengths} frames): the video shows the "
+              f"first {total}", file=sys.stderr)
     audio_path = None
     if args.audio is not None:
         # decode any readable format to a temporary wav that ffmpeg can mux
-        audio = fit_audio(load_audio(args.audio), total, fps, SAMPLE_RATE)
+        speech = load_audio(args.audio)
+        seconds, shown = len(speech) / SAMPLE_RATE, total / fps
+        if abs(seconds - shown) > 0.5:  # more than half a second cut off or padded with silence
+            print(f"mmtalker render: note: {args.audio} lasts {seconds:.2f} s, the video {shown:.2f} s: the speech is "
+                  f"{'cut to' if seconds > shown else 'padded with silence to'} the video's length", file=sys.stderr)
+        audio = fit_audio(speech, total, fps, SAMPLE_RATE)
         audio_path = args.out.with_name(f".{args.out.stem}.audio.wav")
         save_wav(audio_path, audio, overwrite=True)
     try:

@@ -46,3 +46,49 @@ def load_animation(path, *, num_vertices: int | None = None) -> tuple[np.ndarray
         raise MMTalkerError(path, f"has {verts.shape[1]} vertices but the template has {num_vertices}",
                             "pass the template the animation was made for")
     return verts.astype(np.float32), fps
+
+
+def stored_faces(path) -> np.ndarray | None:
+    """The triangles (F, 3) an ``.npz`` animation carries (``mmtalker animate`` and ``export`` write them), else None."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            faces = np.asarray(data["faces"]) if "faces" in data else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise MMTalkerError(path, f"cannot be read as a numpy array ({exc})") from exc
+    if faces is not None and (faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer)):
+        raise MMTalkerError(path, f"its 'faces' array has shape {faces.shape} and type {faces.dtype}; expected (F, 3) integers")
+    return faces
+
+
+def topology_for(animations, template) -> tuple[np.ndarray, np.ndarray | None]:
+    """The faces (F, 3) to draw or export the ``animations`` (paths) with, and the rest shape (V, 3) when a
+    ``template`` mesh file is given; without one, the faces the first ``.npz`` among them carries and no rest shape."""
+    if template is not None:
+        from mmtalker.mesh.io import load_mesh
+
+        mesh = load_mesh(template)
+        return np.asarray(mesh.faces), np.asarray(mesh.vertices)
+    for path in animations:
+        faces = stored_faces(path)
+        if faces is not None:
+            return faces, None
+    raise MMTalkerError(animations[0], "holds no faces to draw the mesh with (a .npy holds vertices only)",
+                        "pass --template MESH, a mesh file with the animation's topology")
+
+
+def load_animations(paths, template) -> tuple[list[tuple[np.ndarray, float | None]], np.ndarray, np.ndarray | None]:
+    """``(load_animation(path) for each path, faces, rest shape or None)``, every animation checked against the
+    template's vertex count, or (without a template) against the first one's and the stored faces."""
+    faces, rest = topology_for(paths, template)
+    loaded = [load_animation(p, num_vertices=None if rest is None else len(rest)) for p in paths]
+    for path, (verts, _) in zip(paths, loaded):
+        if verts.shape[1] != loaded[0][0].shape[1]:
+            raise MMTalkerError(path, f"has {verts.shape[1]} vertices, {paths[0]} {loaded[0][0].shape[1]}",
+                                "animations shown together must share one topology")
+        if rest is None and faces.size and (faces.min() < 0 or faces.max() >= verts.shape[1]):
+            raise MMTalkerError(path, f"its {verts.shape[1]} vertices do not fit the faces stored in the .npz "
+                                f"(they index up to {faces.max()})", "pass --template MESH")
+    return loaded, faces, rest
