@@ -105,6 +105,34 @@ def tiny_run(tmp_path_factory):
     return root, config, data, out
 
 
+def test_the_end_of_a_run_prints_a_table_not_json(tiny_run, capsys):
+    """The summary a finished run prints: the test splits' scores in the dataset's units beside the benchmark's
+    floor, read from results.json (which now records the units)."""
+    from mmtalker.commands.train import summary
+
+    _, _, _, out = tiny_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["units"]["report_scale"] > 0
+    results["oracle_floor"] = {"test": dict(results["test"], lve=results["test"]["lve"] / 2)}
+    text = summary(results, out)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"trained {results['epochs']} epochs") and f"(epoch {results['best_epoch']})" in lines[0]
+    scale = results["units"]["report_scale"]
+    test_row = next(line for line in lines if line.startswith("| test |"))
+    floor_row = next(line for line in lines if line.startswith("| test: oracle floor |"))
+    assert f"{results['test']['lve'] * scale:.4g}"[:4] in test_row and floor_row.endswith(f"| {results['test']['sequences']} |")
+    assert "{" not in text and lines[-1].startswith(f"all scores in {out}/results.json")
+
+
+def test_epoch_line_shows_scores_at_the_report_scale():
+    from mmtalker.train.loop import epoch_scores
+
+    units = {"length": "m", "report_scale": 1e5}
+    line = epoch_scores({"loss": 0.25, "mve": 4.5e-4, "lve": 1.23e-5, "eve": 3e-6}, units, True, "mve")
+    assert line == "val loss 0.25, MVE 0.00045 m, LVE 1.2300, EVE 0.3000 (m² ×1e-05); best MVE so far: saved to best/"
+    assert epoch_scores({}, units, False, "mve") == "no validation"
+
+
 def _history(out):
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 

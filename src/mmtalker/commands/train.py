@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -122,6 +121,29 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides, where=where)
         results = train(config, out, resume=args.resume, overwrite=args.overwrite)
     if results:
-        print(json.dumps(results, indent=2))
-        print(f"checkpoints in {out}/best and {out}/last; curves in {out}/curves.png")
+        print(summary(results, out))
     return 0
+
+
+_NOT_SPLITS = ("val", "oracle_floor", "static_baseline", "units")
+
+
+def summary(results: dict, out: Path) -> str:
+    """What a finished run prints: its length, the test splits' scores with the best weights (the benchmark's
+    recorded floor under each, when it has one) in the dataset's units, and where everything is."""
+    from mmtalker.eval.report import score_table
+
+    units = results.get("units") or {}
+    floors = results.get("oracle_floor") or {}
+    rows = []
+    for split, scores in results.items():
+        if split in _NOT_SPLITS or not isinstance(scores, dict) or "lve" not in scores:
+            continue
+        rows.append((split, scores))
+        if isinstance(floors.get(split), dict):
+            rows.append((f"{split}: oracle floor", floors[split]))
+    lines = [f"trained {results.get('epochs')} epochs in {results.get('train_minutes')} min; the best "
+             f"(epoch {results.get('best_epoch')}) scored on the test splits:"]
+    lines += [score_table(rows, units, sequences=True, label="split")] if rows else ["  (no test split scored)"]
+    lines.append(f"all scores in {out}/results.json; checkpoints in {out}/best and {out}/last; curves in {out}/curves.png")
+    return "\n".join(lines)

@@ -514,8 +514,25 @@ def _end_of_epoch(config, setup, run_dir, counters, train_terms, optimizers, rng
         f.write(json.dumps(record) + "\n")
     if plot:
         plot_curves(counters["history"], run_dir / "curves.png")
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in record["val"].items() if k in ("loss", "mve", "lve", "eve"))
-    print(f"epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; val {shown}{' (best)' if improved else ''}", flush=True)
+    print(f"epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; "
+          f"{epoch_scores(record['val'], setup.dataset.manifest.units, improved, config.optim.select_metric)}", flush=True)
+
+
+def epoch_scores(val: dict, units: dict, improved: bool, metric: str) -> str:
+    """An epoch's validation scores as the log shows them: LVE and EVE at the dataset's report scale, as every
+    table shows them, and whether this epoch is the best so far by the checkpoint-picking ``metric``."""
+    from mmtalker.eval.report import number, squared_unit
+
+    if not val:
+        return "no validation" + (f" (best train {metric} so far)" if improved else "")
+    scale = float(units.get("report_scale", 1.0))
+    parts = [f"loss {val['loss']:.4g}"] if "loss" in val else []
+    if "mve" in val:
+        parts.append(f"MVE {val['mve']:.4g} {units.get('length', '')}".rstrip())
+    squared = [f"{k.upper()} {number(val[k] * scale)}" for k in ("lve", "eve") if k in val]
+    if squared:
+        parts.append(", ".join(squared) + f" ({squared_unit(units)})")
+    return "val " + ", ".join(parts) + (f"; best {metric.upper()} so far: saved to best/" if improved else "")
 
 
 def _state_modules(setup: Setup) -> dict:
@@ -539,5 +556,6 @@ def _finish(config, setup, run_dir, counters, regions, device) -> dict:
     for key in ("oracle_floor", "static_baseline"):  # reference scores the synthetic benchmark's manifest carries
         if key in extra:
             results[key] = extra[key]
+    results["units"] = setup.dataset.manifest.units  # the scores' units and report scale
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -438,7 +438,7 @@ def _extras(config, setup, counters, metrics, phase: Phase) -> dict:
 
 def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_terms, opt, rng, device, plot, averager=None) -> None:
     """Validate, log, keep last and best checkpoints (of the weight average, when there is one), redraw the curves."""
-    from mmtalker.train.loop import record_epoch
+    from mmtalker.train.loop import epoch_scores, record_epoch
 
     scored = scored_model(setup.model, averager)
     val = adapter.validate(scored, setup.val_clips, setup.regions, device, phase) if setup.val_clips else {}
@@ -451,10 +451,9 @@ def _end_of_epoch(config, setup, adapter, phase, phase_dir, counters, train_term
         f.write(json.dumps(record) + "\n")
     if plot:
         plot_curves(counters["history"], phase_dir / "curves.png")
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in record["val"].items() if k in ("loss", "mve", "lve", "eve"))
     label = f"{config.kind}{f' stage {phase.stage}' if phase.stage else ''}"
-    print(f"{label} epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; val {shown}"
-          f"{' (best)' if improved else ''}", flush=True)
+    print(f"{label} epoch {counters['epoch']}: train loss {train_terms.get('loss', float('nan')):.4g}; "
+          f"{epoch_scores(record['val'], setup.dataset.manifest.units, improved, config.optim.select_metric)}", flush=True)
 
 
 def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
@@ -476,6 +475,7 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     extra = getattr(setup.dataset.manifest, "extra", None) or {}
     if "oracle_floor" in extra:
         results["oracle_floor"] = extra["oracle_floor"]
+    results["units"] = setup.dataset.manifest.units  # the scores' units and report scale
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
