@@ -72,6 +72,21 @@ def test_colour_bar_runs_from_dark_blue_to_dark_red():
     assert np.abs(row[ramp[0]] - lo).max() <= 2 and np.abs(row[ramp[-1]] - hi).max() <= 2
 
 
+def test_a_long_colour_bar_label_is_wrapped_under_the_bar_not_cut():
+    from mmtalker.render.compose import _wrap, colour_bar, label_font
+    from PIL import Image, ImageDraw
+
+    label = "root mean squared error per vertex (m)"
+    wide, narrow = colour_bar(900, 0.002, label), colour_bar(256, 0.002, label)
+    assert wide.shape[0] == 40 and narrow.shape[0] > 40 and narrow.shape[0] % 2 == 0
+    below = narrow[40:]  # the label's lines: ink inside the band, not touching its right edge
+    ink = np.argwhere(below.min(axis=2) < 128)
+    assert len(ink) and ink[:, 1].max() < 256 - 5
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), label_font(11)
+    lines = _wrap(label, 76, font, draw)
+    assert " ".join(lines) == label and len(lines) > 1
+
+
 def test_export_formats(tmp_path, fixtures_dir, animation, capsys):
     from mmtalker.render.export import read_glb_animation
 

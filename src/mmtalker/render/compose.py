@@ -30,27 +30,46 @@ def label_font(size: int):
 
 def colour_bar(width: int, vmax: float, label: str) -> np.ndarray:
     """A white band (H, ``width``, 3) uint8 with the 'turbo' scale of :func:`error_colors` from 0 to ``vmax``,
-    its ends and middle labelled, and ``label`` (what the colours measure, with its unit) beside it; the
-    height is even, so the band can sit under h264 frames."""
+    its ends and middle labelled, and ``label`` (what the colours measure, with its unit) beside it, or under it,
+    word-wrapped, when the band is too narrow for both; the height is even, so the band can sit under h264 frames."""
     from matplotlib import colormaps
 
-    height = 40
+    font = label_font(11)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    beside = measure.textlength(label, font=font) + 12 <= min(width // 2, width - 170)  # and a bar of 150 px
+    lines = [label] if beside else _wrap(label, width - 20, font, measure)
+    height = 40 if beside else 38 + 13 * len(lines) + 4
+    height += height % 2
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    font = label_font(11)
-    label_w = min(int(draw.textlength(label, font=font)) + 12, width // 2)
-    x0, x1 = 10, max(width - label_w - 10, 60)
+    x0 = 10
+    x1 = max(width - int(draw.textlength(label, font=font)) - 22, 60) if beside else max(width - 10, x0 + 20)
     ramp = colormaps["turbo"](np.linspace(0, 1, x1 - x0))[:, :3]
     bar = (np.repeat(ramp[None], 12, axis=0) * 255).astype(np.uint8)
     canvas.paste(Image.fromarray(bar), (x0, 6))
-    for frac in (0.0, 0.5, 1.0):
+    for frac in (0.0, 0.5, 1.0) if x1 - x0 >= 100 else (0.0, 1.0):  # a short bar has no room for the middle
         text = "0" if frac == 0 else f"{vmax * frac:.3g}"
         tw = draw.textlength(text, font=font)
         x = x0 + frac * (x1 - x0)
         draw.line([(x, 18), (x, 21)], fill="black")
         draw.text((min(max(x - tw / 2, 0), width - tw), 22), text, fill="black", font=font)
-    draw.text((x1 + 8, 6), label, fill="black", font=font)
+    if beside:
+        draw.text((x1 + 8, 6), label, fill="black", font=font)
+    else:
+        for i, line in enumerate(lines):
+            draw.text(((width - draw.textlength(line, font=font)) / 2, 38 + 13 * i), line, fill="black", font=font)
     return np.asarray(canvas)
+
+
+def _wrap(text: str, width: float, font, draw) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken at spaces (a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def caption(image: np.ndarray, text: str) -> np.ndarray:
