@@ -112,12 +112,28 @@ def _render(args, verts: np.ndarray, faces: np.ndarray, samples: np.ndarray, fps
             audio_path.unlink()
 
 
+def _check_windows(args, talker) -> None:
+    """--window and --overlap, checked in the seconds the user gave, before any work."""
+    from mmtalker.audio.io import SAMPLE_RATE
+
+    if not args.window > 0:
+        raise MMTalkerError("--window", f"must be a positive number of seconds, got {args.window:g}")
+    limit = talker.engine.max_samples
+    if limit is not None and args.window * SAMPLE_RATE > limit:
+        raise MMTalkerError("--window", f"{args.window:g} s is longer than the speech encoder takes "
+                            f"({limit / SAMPLE_RATE:.0f} s)", "use a shorter window")
+    if not 0 <= args.overlap < args.window / 2:
+        raise MMTalkerError("--overlap", f"{args.overlap:g} s must be at least 0 and under half the window "
+                            f"({args.window / 2:g} s)")
+
+
 def run(args: argparse.Namespace) -> int:
     from mmtalker.inference.api import MMTalker
 
     _check_outputs(args)
     talker = MMTalker.from_pretrained(args.checkpoint, device=args.device)
     talker.subject_index(args.style)  # an unknown style fails before any work
+    _check_windows(args, talker)
     samples = talker.read_audio(args.audio)
     T = talker.num_frames_for(len(samples))
     verts, faces = _write_frames(talker, samples, args, T)
