@@ -166,3 +166,20 @@ def test_checkpoint_folder_is_described_without_loading_weights(capsys, tmp_path
     (ckpt / "config.json").write_text("{not json")
     code, (bad, _), _ = _json(capsys, ckpt, tmp_path / "missing.wav")
     assert code == 1 and bad["kind"] == "error" and "not valid JSON" in bad["error"]
+
+
+def test_glb_from_export(tmp_path, capsys):
+    """The GLB `mmtalker export` writes: frames, rate, mesh and morph targets; a foreign file fails in one line."""
+    from mmtalker.render.export import export_glb
+
+    t, v = 12, np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    anim = v[None] + 0.01 * np.sin(np.arange(t))[:, None, None].astype(np.float32)
+    glb = tmp_path / "a.glb"
+    export_glb(glb, anim, np.array([[0, 1, 2], [2, 3, 4]]), fps=25.0)
+    code, [record], _ = _json(capsys, glb)
+    assert code == 0 and record["kind"] == "animation (glTF binary)"
+    assert (record["frames"], record["vertices"], record["faces"], record["fps"]) == (12, 5, 2, 25.0)
+    assert record["duration_s"] == pytest.approx(11 / 25, abs=1e-3) and record["morph_targets"] >= 1
+    (tmp_path / "junk.glb").write_bytes(b"glTF" + bytes(40))
+    assert main(["inspect", str(tmp_path / "junk.glb")]) == 1
+    assert "junk.glb: not a GLB animation" in capsys.readouterr().err

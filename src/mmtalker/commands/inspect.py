@@ -22,6 +22,7 @@ MESH_SUFFIXES = (".obj", ".ply")
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 ARRAY_SUFFIXES = (".npz", ".npy")
 REGION_TEXT_SUFFIXES = (".txt", ".csv")
+GLB_SUFFIXES = (".glb",)
 
 DESCRIPTION = """\
 Show what mmtalker reads from each PATH (a file or a dataset folder), changing nothing:
@@ -150,6 +151,34 @@ def describe_array_file(path: Path) -> dict[str, Any]:
     return record
 
 
+def describe_glb(path: Path) -> dict[str, Any]:
+    """A GLB as ``mmtalker export --format glb`` writes it: the animation's frames, rate, mesh and morph targets."""
+    import json
+    import struct
+
+    from mmtalker.render.export import read_glb_animation
+
+    try:
+        vertices, times, faces = read_glb_animation(path)
+        head = path.read_bytes()[:20 + struct.unpack_from("<I", path.read_bytes(), 12)[0]]
+        gltf = json.loads(head[20:])
+    except MMTalkerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged GLB fails in many ways
+        raise MMTalkerError(path, f"not a GLB animation as `mmtalker export` writes it ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from None
+    extras = gltf.get("extras") or {}
+    record: dict[str, Any] = {"kind": "animation (glTF binary)", "frames": int(len(vertices)),
+                              "vertices": int(vertices.shape[1]), "faces": int(len(faces)),
+                              "morph_targets": len(gltf["meshes"][0]["primitives"][0].get("targets", [])),
+                              "duration_s": round(float(times[-1]), 3) if len(times) else 0.0}
+    if "fps" in extras:
+        record["fps"] = extras["fps"]
+    if "max_vertex_error" in extras:
+        record["max_vertex_error"] = extras["max_vertex_error"]
+    return record
+
+
 def describe_region_text(path: Path) -> dict[str, Any]:
     from mmtalker.data.regions import load_region_sets
 
@@ -232,12 +261,14 @@ def describe(path: Path, *, preset: str | None = None, splits: Path | None = Non
         (PICKLE_SUFFIXES, describe_pickle),
         (ARRAY_SUFFIXES, describe_array_file),
         (REGION_TEXT_SUFFIXES, describe_region_text),
+        (GLB_SUFFIXES, describe_glb),
     ):
         if suffix in suffixes:
             return {"path": str(path), **fn(path)}
     raise MMTalkerError(
         path, f"mmtalker does not know what a {path.suffix or 'suffix-less'} file is",
-        "it inspects speech (wav flac ogg mp3), meshes (obj ply), regions (txt npz npy pkl), dataset and checkpoint folders",
+        "it inspects speech (wav flac ogg mp3), meshes (obj ply), regions (txt npz npy pkl), animations (npz npy glb), "
+        "dataset and checkpoint folders",
     )
 
 

@@ -51,6 +51,8 @@ def load_animation(path, *, num_vertices: int | None = None) -> tuple[np.ndarray
 def stored_faces(path) -> np.ndarray | None:
     """The triangles (F, 3) an ``.npz`` animation carries (``mmtalker animate`` and ``export`` write them), else None."""
     path = Path(path)
+    if not path.is_file():
+        raise MMTalkerError(path, "animation file not found")
     if path.suffix != ".npz":
         return None
     try:
