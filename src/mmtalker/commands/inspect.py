@@ -31,6 +31,8 @@ Show what mmtalker reads from each PATH (a file or a dataset folder), changing n
   mesh (obj ply)                 vertices, faces, connected components, boundary loops, UVs, extent
   regions (txt csv, npz npy pkl) vertex indices per set, duplicates removed
   pickle (pkl)                   its structure (loaded with the restricted unpickler: no code runs)
+  animation (npz npy, glb)       the arrays' shapes; a GLB from `mmtalker export`: frames, fps, mesh,
+                                 morph targets and the vertex error of its compression
   dataset folder                 layout, subjects, sequences, fps, total duration, splits
                                  (with --splits FILE: the sequences each split of that file holds)
   checkpoint folder              model kind, speech encoder, fps, vertices, speaking styles, dataset,
