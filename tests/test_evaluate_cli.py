@@ -394,3 +394,17 @@ def test_phonetic_ceiling_sees_every_phone_of_a_frame():
     np.testing.assert_allclose(track[:, 7], np.log(np.array([0.8, 2, 2]) + 1e-3), atol=1e-5)
     with pytest.raises(MMTalkerError, match="no phone alignment"):
         phone_track(SimpleNamespace(alignment=lambda: [], num_frames=3, key="s_b"), vocab, fps)
+
+
+def test_ratio_to_an_oracle_scored_afresh():
+    """With --oracle the floor is one of the rows: each row's LVE ÷ floor is to it, and no row is added."""
+    from types import SimpleNamespace
+
+    from mmtalker.commands.evaluate import ORACLE_NAME, format_table
+
+    rows = [SimpleNamespace(name="m", overall={"lve": 3e-6, "mve": 1e-4, "sequences": 4}),
+            SimpleNamespace(name="part", overall={"lve": 2e-6, "mve": 1e-4, "sequences": 1}),
+            SimpleNamespace(name=ORACLE_NAME, overall={"lve": 1.5e-6, "mve": 1e-4, "sequences": 4})]
+    lines = format_table(rows, {"length": "m", "report_scale": 1e5}).splitlines()
+    assert lines[0].endswith("| LVE ÷ floor |") and len(lines) == 5
+    assert lines[2].endswith("| 4 | 2.0× |") and lines[3].endswith("| 1 | – |") and lines[4].endswith("| 4 | 1.0× |")

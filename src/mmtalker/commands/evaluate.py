@@ -112,19 +112,25 @@ def _sources(args, dataset):
             o = seq.oracle()
             return [] if o is None else [o]
 
-        sources.append(("oracle (floor)", oracle))
+        sources.append((ORACLE_NAME, oracle))
     if not sources:
         raise MMTalkerError("evaluate", "nothing to score", "give --checkpoint, --pred or --oracle")
     return sources
 
 
+ORACLE_NAME = "oracle (floor)"
+
+
 def format_table(results, units: dict, floor: dict | None = None) -> str:
     """A Markdown table of the overall scores, scaled for reading, with the units in the header and each
     model's sequence count; ``floor``: the benchmark's recorded oracle scores for the split (the manifest's
-    ``oracle_floor``) as a last row, with each model's LVE as a multiple of it."""
+    ``oracle_floor``) as a last row, with each model's LVE as a multiple of it. With the oracle scored afresh
+    as one of the rows (``--oracle``), the ratio is to that row."""
     from mmtalker.eval.report import score_table
 
-    return score_table([(r.name, r.overall) for r in results], units, floor, sequences=True)
+    oracle = next((r.overall for r in results if r.name == ORACLE_NAME), None)
+    return score_table([(r.name, r.overall) for r in results], units, floor, sequences=True,
+                       ratio_to=None if floor else oracle)
 
 
 def run(args: argparse.Namespace) -> int:

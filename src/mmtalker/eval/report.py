@@ -56,13 +56,15 @@ def recorded_floor(data: dict) -> dict | None:
 
 
 def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = None, *, sequences: bool = False,
-                label: str = "model") -> str:
+                label: str = "model", ratio_to: dict | None = None) -> str:
     """A Markdown table of overall scores (``rows``: (name, overall scores)) at the report scale of ``units``,
     the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
-    multiple of it when the row was scored on as many sequences as the floor; ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
+    multiple of it when the row was scored on as many sequences as the floor (``ratio_to``: the same ratio to
+    scores among ``rows``, the oracle scored afresh, with no row added); ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
     scale = float(units.get("report_scale", 1.0))
     sq = squared_unit(units)
-    ratio = bool(floor) and floor.get("lve", 0) > 0
+    reference = floor or ratio_to
+    ratio = bool(reference) and reference.get("lve", 0) > 0
     header = f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({sq}) | \\|FDD\\| | MVE ({units.get('length', 'unit')}) |"
     header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
     lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
@@ -72,8 +74,8 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
         if sequences:
             line += f" {o.get('sequences', '–')} |"
         if ratio:  # only over the sequences the floor was measured on: a partial set of predictions gets none
-            same_set = o.get("sequences") == floor.get("sequences") or "sequences" not in o or "sequences" not in floor
-            line += f" {o['lve'] / floor['lve']:.1f}× |" if "lve" in o and same_set else " – |"
+            same_set = o.get("sequences") == reference.get("sequences") or "sequences" not in o or "sequences" not in reference
+            line += f" {o['lve'] / reference['lve']:.1f}× |" if "lve" in o and same_set else " – |"
         lines.append(line)
     return "\n".join(lines)
 
