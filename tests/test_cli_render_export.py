@@ -29,6 +29,7 @@ def test_render_with_audio(tmp_path, fixtures_dir, animation, capsys):
     assert code == 0
     info = video_info(out)
     assert info["frames"] == 20 and abs(info["audio_duration"] - 20 / 25) < 1 / 25
+    assert info["audio_rate"] == 44100  # the recording's own rate, not the 16 kHz the models hear
     # nothing is overwritten without asking
     assert main(["render", str(path), "--template", str(fixtures_dir / "meshes" / "flame_sample.ply"),
                  "--out", str(out)]) == 1

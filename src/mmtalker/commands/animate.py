@@ -95,14 +95,15 @@ def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, n
     return verts, face.faces
 
 
-def _render(args, verts: np.ndarray, faces: np.ndarray, samples: np.ndarray, fps: float) -> None:
-    from mmtalker.audio.io import SAMPLE_RATE, save_wav
+def _render(args, verts: np.ndarray, faces: np.ndarray, fps: float) -> None:
+    from mmtalker.audio.io import save_wav
     from mmtalker.progress import progress
     from mmtalker.render.compose import side_by_side_frames
-    from mmtalker.render.video import fit_audio, write_video
+    from mmtalker.render.video import fit_audio, speech_for_video, write_video
 
     audio_path = args.video.with_name(f".{args.video.stem}.audio{os.getpid()}.wav")
-    save_wav(audio_path, fit_audio(samples, len(verts), fps, SAMPLE_RATE), overwrite=True)
+    speech, rate = speech_for_video(args.audio)  # the recording's own rate, not the 16 kHz the model heard
+    save_wav(audio_path, fit_audio(speech, len(verts), fps, rate), rate, overwrite=True)
     try:
         frames = side_by_side_frames([verts], faces, width=args.size, height=args.size)
         write_video(args.video, progress(frames, desc="render", total=len(verts), unit="frame"), fps,
@@ -139,6 +140,6 @@ def run(args: argparse.Namespace) -> int:
     verts, faces = _write_frames(talker, samples, args, T)
     print(f"wrote {args.out} ({T} frames × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
     if args.video is not None:
-        _render(args, verts, faces, samples, talker.fps)
+        _render(args, verts, faces, talker.fps)
         print(f"wrote {args.video}")
     return 0

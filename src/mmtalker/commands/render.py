@@ -45,11 +45,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmtalker.audio.io import load_audio, save_wav
+    from mmtalker.audio.io import save_wav
     from mmtalker.data.animation import load_animations
     from mmtalker.render.compose import side_by_side_frames
-    from mmtalker.audio.io import SAMPLE_RATE
-    from mmtalker.render.video import fit_audio, write_video
+    from mmtalker.render.video import fit_audio, speech_for_video, write_video
 
     if args.out.exists() and not args.overwrite:
         raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
@@ -75,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
     audio_path = None
     if args.audio is not None:
         # decode any readable format to a temporary wav that ffmpeg can mux
-        speech = load_audio(args.audio)
-        seconds, shown = len(speech) / SAMPLE_RATE, total / fps
+        speech, rate = speech_for_video(args.audio)
+        seconds, shown = len(speech) / rate, total / fps
         if abs(seconds - shown) > 0.5:  # more than half a second cut off or padded with silence
             print(f"mmtalker render: note: {args.audio} lasts {seconds:.2f} s, the video {shown:.2f} s: the speech is "
                   f"{'cut to' if seconds > shown else 'padded with silence to'} the video's length", file=sys.stderr)
-        audio = fit_audio(speech, total, fps, SAMPLE_RATE)
+        audio = fit_audio(speech, total, fps, rate)
         audio_path = args.out.with_name(f".{args.out.stem}.audio.wav")
-        save_wav(audio_path, audio, overwrite=True)
+        save_wav(audio_path, audio, rate, overwrite=True)
     try:
         write_video(args.out, progress(frames, desc="render", total=total, unit="frame"), fps,
                     audio_path=audio_path, overwrite=args.overwrite)

@@ -66,6 +66,19 @@ def write_video(
     return path
 
 
+VIDEO_MAX_RATE = 48000
+"""Hz: speech muxed into a video keeps its own rate up to this (AAC's usual ceiling for speech)."""
+
+
+def speech_for_video(path) -> tuple[np.ndarray, int]:
+    """A speech file as mono float32 at its own sample rate (at most :data:`VIDEO_MAX_RATE`), for the video's sound:
+    the 16 kHz the models hear would throw away what a 44.1 kHz recording has above 8 kHz."""
+    from mmtalker.audio.io import audio_info, load_audio
+
+    rate = min(audio_info(path).sample_rate, VIDEO_MAX_RATE)
+    return load_audio(path, sample_rate=rate), rate
+
+
 def fit_audio(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
     """``audio`` (N,) cut or zero-padded to exactly the duration of ``num_frames`` at ``fps``."""
     n = int(round(num_frames / fps * sample_rate))
@@ -73,7 +86,7 @@ def fit_audio(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) 
 
 
 def video_info(path: str | os.PathLike) -> dict:
-    """Frame count, fps, size and duration of a video, and the duration of its audio stream if any."""
+    """Frame count, fps, size and duration of a video, and the duration and sample rate of its audio stream if any."""
     import re
     import subprocess
 
@@ -96,7 +109,9 @@ def video_info(path: str | os.PathLike) -> dict:
         audio = len(out.stdout) / 2 / 16000
     fps = float(meta["fps"])
     match = re.search(r"Audio: (\w+)", probe.stderr)
+    rate = re.search(r"Audio: .*?(\d+) Hz", probe.stderr)
     return {
         "frames": frames, "fps": fps, "size": tuple(meta["size"]), "duration": frames / fps,
         "video_codec": meta.get("codec"), "audio_codec": match.group(1) if match else None, "audio_duration": audio,
+        "audio_rate": int(rate.group(1)) if rate else None,
     }
