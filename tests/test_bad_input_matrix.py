@@ -649,6 +649,19 @@ def _options(w: dict, d: Path) -> dict:
         "train --resume with --overwrite": (["train", "--config", w["config"], "--data", data, "--out", d / "r", "--resume",
                                              "--overwrite"], ["--resume"]),
         "train --epochs 0": (["train", "--config", w["config"], "--data", data, "--out", d / "r", "--epochs", "0"], ["epochs"]),
+        "train --out a file": (["train", "--config", w["config"], "--data", data, "--out", wav], ["speech.wav", "is a file"]),
+        "data synth --out under a file": (["data", "synth", "--out", wav / "d", "--preset", "tiny"],
+                                          ["speech.wav is a file, not a folder"]),
+        "evaluate --json under a file": (["evaluate", "--data", data, "--checkpoint", ckpt, "--json", wav / "s.json"],
+                                         ["speech.wav is a file, not a folder", "--json"]),
+        "animate --size 0 with --video": (["animate", "--checkpoint", ckpt, "--audio", wav, "--out", d / "o.npz", "--video",
+                                           d / "v.mp4", "--size", "0"], ["--size"]),
+        "render --size 100000": (["render", anim, "--template", mesh, "--out", d / "o.mp4", "--size", "100000"],
+                                 ["--size", "4096"]),
+        "stream --chunk-ms 0": (["stream", "--checkpoint", ckpt, "--audio", wav, "--out", d / "o.npy", "--chunk-ms", "0"],
+                                ["--chunk-ms"]),
+        "stream --lookahead -1": (["stream", "--checkpoint", ckpt, "--audio", wav, "--out", d / "o.npy", "--lookahead", "-1"],
+                                  ["--lookahead"]),
     }
 
 
@@ -677,3 +690,38 @@ def test_closed_stdout_pipe_is_no_traceback(world):
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "Exception ignored" not in err, err[-1500:]
+
+
+def test_an_output_that_is_a_folder_is_refused_even_with_overwrite(world, tmp_path, capsys):
+    """`--out x.npy` naming an existing folder: one error before any work, the folder untouched, no partial file."""
+    folder = tmp_path / "adir.npy"
+    (folder / "keep").mkdir(parents=True)
+    for argv in (["animate", "--checkpoint", world["ckpt"], "--audio", world["wav"], "--out", folder, "--overwrite"],
+                 ["stream", "--checkpoint", world["ckpt"], "--audio", world["wav"], "--out", folder, "--overwrite"]):
+        assert_clear_error(argv, capsys, "adir.npy", "is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npy"] and (folder / "keep").is_dir()
+
+
+def test_stream_stdin_holding_a_file_or_nothing(world, tmp_path, capsys, monkeypatch):
+    """`--audio -` reads raw PCM: a WAV piped in is refused (not read as 18 s of noise), and so is no audio."""
+    import io
+    import sys
+
+    argv = ["stream", "--checkpoint", world["ckpt"], "--audio", "-", "--out", tmp_path / "o.npy"]
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(world["wav"].read_bytes())})())
+    assert_clear_error(argv, capsys, "stdin holds a WAV file", "--audio FILE")
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(b"abc")})())
+    assert_clear_error(argv, capsys, "stdin gave 0 ms of audio")
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_a_file_system_refusal_is_one_line(world, tmp_path, capsys, monkeypatch):
+    """A write the up-front checks could not foresee (a full disk, /proc) fails as one line naming the file."""
+    import numpy as np
+
+    def refuse(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "o.npz"))
+
+    monkeypatch.setattr(np, "savez_compressed", refuse)
+    assert_clear_error(["export", world["anim"], "--template", world["mesh"], "--format", "npz", "--out", tmp_path / "o.npz"],
+                       capsys, "o.npz", "No space left on device")

@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:  # the file system refused a read or write the checks up front could not foresee
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mmtalker {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

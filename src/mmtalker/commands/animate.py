@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import add_device_option
+from mmtalker.commands.options import add_device_option, check_output_file, require_pixels
 from mmtalker.errors import MMTalkerError
 
 OUTPUT_SUFFIXES = (".npy", ".npz")
@@ -48,11 +48,11 @@ def _check_outputs(args) -> None:
         raise MMTalkerError(args.out, f"unsupported output type '{args.out.suffix}'", "use .npy or .npz")
     if args.video is not None and args.video.suffix.lower() != ".mp4":
         raise MMTalkerError(args.video, "the video must be an .mp4")
-    for path in (args.out, args.video):
-        if path is not None and path.exists() and not args.overwrite:
-            raise MMTalkerError(path, "already exists", "pass --overwrite to replace it")
+    check_output_file(args.out, args.overwrite)
+    check_output_file(args.video, args.overwrite, "--video")
     if args.video is not None and args.video.resolve() == args.out.resolve():
         raise MMTalkerError(args.video, "is the same file as --out")
+    require_pixels("--size", args.size)  # before any work: a bad size would fail after --out was written
 
 
 def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from mmtalker.commands.options import check_output_folder
 from mmtalker.errors import MMTalkerError
 
 
@@ -78,6 +79,7 @@ def _synth(args: argparse.Namespace) -> int:
         raise MMTalkerError(f"--fps {args.fps}", "must be a positive frame rate", "30 is the usual value")
     if args.workers < 1:
         raise MMTalkerError(f"--workers {args.workers}", "must be at least 1")
+    check_output_folder(args.out)
     before = os.environ.get("MMTALKER_QUIET")
     if args.quiet:
         os.environ["MMTALKER_QUIET"] = "1"

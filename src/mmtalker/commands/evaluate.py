@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from mmtalker.commands.options import add_device_option
+from mmtalker.commands.options import add_device_option, check_output_file
 from mmtalker.errors import MMTalkerError
 
 
@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from mmtalker.eval.protocol import regions_for, score
     from mmtalker.eval.report import score_table
 
-    if args.json and args.json.exists() and not args.overwrite:
-        raise MMTalkerError(args.json, "already exists", "pass --overwrite to replace it")
+    check_output_file(args.json, args.overwrite, "--json")  # before the scoring, not after it
     dataset = open_dataset(args.data, preset=args.preset, splits=args.splits)
     if args.split not in dataset.split_names:
         raise MMTalkerError(args.data, f"has no split '{args.split}'", f"splits: {', '.join(dataset.split_names)}")

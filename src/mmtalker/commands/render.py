@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import require_positive
+from mmtalker.commands.options import check_output_file, require_pixels, require_positive
 from mmtalker.errors import MMTalkerError
 from mmtalker.progress import progress
 
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from mmtalker.render.compose import side_by_side_frames
     from mmtalker.render.video import fit_audio, speech_for_video, write_video
 
-    if args.out.exists() and not args.overwrite:
-        raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
+    check_output_file(args.out, args.overwrite)
+    require_pixels("--size", args.size)
     if args.captions and len(args.captions) != len(args.animations):
         raise MMTalkerError("--captions", f"gives {len(args.captions)} captions for {len(args.animations)} animations")
     if args.heatmap and len(args.animations) < 2:

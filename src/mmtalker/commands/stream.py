@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import add_device_option
+from mmtalker.commands.options import add_device_option, check_output_file
 from mmtalker.errors import MMTalkerError
 
 
@@ -46,19 +47,44 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+CONTAINERS = {b"RIFF": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF"}
+"""File headers that show stdin holds an audio file, not the raw PCM --audio - reads."""
+
+
 def _chunks(args, talker, step: int):
     """Yield (n,) float32 chunks of 16 kHz audio from stdin or a file."""
     if args.audio == "-":
+        first = True
         while True:
             raw = sys.stdin.buffer.read(2 * step)
             if not raw:
                 return
+            if first:
+                kind = next((k for magic, k in CONTAINERS.items() if raw.startswith(magic)), None)
+                if kind:
+                    raise MMTalkerError("--audio -", f"stdin holds a {kind} file, not raw 16-bit 16 kHz mono PCM",
+                                        "give the file as --audio FILE, or decode it to s16le 16 kHz mono first")
+                first = False
             raw = raw[: len(raw) // 2 * 2]
             yield np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     else:
         audio = talker.read_audio(args.audio)
         for s in range(0, len(audio), step):
             yield audio[s : s + step]
+
+
+CHUNK_MS = (10.0, 10000.0)
+"""Chunk lengths accepted: one speech-encoder hop (10 ms) to 10 s."""
+
+
+def _check_options(args) -> None:
+    """The timing options, named as the user typed them, before the model loads."""
+    if not (CHUNK_MS[0] <= args.chunk_ms <= CHUNK_MS[1]):
+        raise MMTalkerError("--chunk-ms", f"must be from {CHUNK_MS[0]:g} to {CHUNK_MS[1]:g} ms, got {args.chunk_ms:g}")
+    for option, value, least in (("--context", args.context, None), ("--encoder-context", args.encoder_context, 0.0),
+                                 ("--lookahead", args.lookahead, 0.0)):
+        if not math.isfinite(value) or (value <= 0 if least is None else value < least):
+            raise MMTalkerError(option, f"must be {'positive' if least is None else 'zero or more'} seconds, got {value:g}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,14 +94,24 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".npy", ".npz"):
         raise MMTalkerError(args.out, f"unsupported output type '{args.out.suffix}'", "use .npy or .npz")
-    if args.out.exists() and not args.overwrite:
-        raise MMTalkerError(args.out, "already exists", "pass --overwrite to replace it")
+    check_output_file(args.out, args.overwrite)
+    _check_options(args)
     talker = MMTalker.from_pretrained(args.checkpoint, device=args.device)
+    limit = talker.engine.max_samples
+    if limit is not None and (args.encoder_context + args.lookahead + 1.0) * SAMPLE_RATE > limit:
+        raise MMTalkerError("--encoder-context/--lookahead", f"{args.encoder_context:g} s + {args.lookahead:g} s (+ 1 s "
+                            f"of margin) is longer than the speech encoder takes ({limit / SAMPLE_RATE:.0f} s)")
     stream = talker.stream(style=args.style, template=args.template, context_s=args.context,
                            encoder_context_s=args.encoder_context, lookahead_s=args.lookahead,
                            incremental=not args.reencode)
     step = max(1, int(round(args.chunk_ms / 1000 * SAMPLE_RATE)))
-    blocks = [stream.push(chunk) for chunk in _chunks(args, talker, step)]
+    blocks, heard = [], 0
+    for chunk in _chunks(args, talker, step):
+        blocks.append(stream.push(chunk))
+        heard += len(chunk)
+    if args.audio == "-" and heard < talker.engine.min_samples:  # a file's length is checked when it is read
+        raise MMTalkerError("--audio -", f"stdin gave {heard / SAMPLE_RATE * 1000:.0f} ms of audio; at least "
+                            f"{talker.engine.min_samples / SAMPLE_RATE * 1000:.0f} ms of speech is needed")
     blocks.append(stream.flush())
     verts = np.concatenate(blocks)
     if len(verts) == 0:

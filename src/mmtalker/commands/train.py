@@ -105,6 +105,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmtalker.commands.options import check_output_folder
     from mmtalker.errors import MMTalkerError
     from mmtalker.train.config import load_config
     from mmtalker.train.loop import train
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise MMTalkerError("--resume/--overwrite", "choose one: continue the run, or write a new one over it")
     out = args.out or Path("runs") / args.config.stem
+    check_output_folder(out)
     overrides = overrides_from_args(args)
     where = " ".join([str(args.config), *(f"--set {s}" for s in args.settings)])  # errors name the --set options too
     if is_peer_config(args.config):  # a config with `kind: voca | faceformer | codetalker`

@@ -59,7 +59,8 @@ class StreamingAnimator:
                 raise MMTalkerError("streaming", f"{name} must be {need} seconds, got {value}")
         limit = engine.max_samples
         if limit is not None and (encoder_context_s + lookahead_s + 1.0) * SAMPLE_RATE > limit:
-            raise MMTalkerError("encoder_context_s", f"{encoder_context_s} s is too long for the speech encoder ({limit / SAMPLE_RATE:.0f} s)")
+            raise MMTalkerError("streaming", f"encoder_context_s {encoder_context_s:g} s + lookahead_s {lookahead_s:g} s + 1 s "
+                                f"of margin is longer than the speech encoder takes ({limit / SAMPLE_RATE:.0f} s)")
         self.engine, self.face = engine, face
         self.fps = engine.fps
         self.context_frames = max(1, int(round(context_s * self.fps)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Iterable
@@ -56,11 +57,22 @@ def write_video(
         writer.close()
         writer = None
         os.replace(tmp, path)
-    except RuntimeError as exc:  # ffmpeg failures come as RuntimeError with its log
-        raise MMTalkerError(path, f"ffmpeg failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from exc
+    except (RuntimeError, BrokenPipeError, OSError) as exc:  # ffmpeg's failures: RuntimeError with its log, or
+        # an OSError (a broken pipe) when it quit early, e.g. unable to open its output
+        if isinstance(exc, OSError) and exc.errno is not None and exc.errno != errno.EPIPE:
+            raise  # our own file-system error: the command line names its file
+        if isinstance(exc, OSError):
+            writer = None  # its process is gone; closing it again would raise the same error
+            raise MMTalkerError(path, "ffmpeg stopped before the video was written (its own message is above)",
+                                "check that the folder can be written") from None
+        text = str(exc).strip()
+        raise MMTalkerError(path, f"ffmpeg failed: {text.splitlines()[-1] if text else exc}") from None
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except (RuntimeError, OSError):
+                pass
         if tmp.exists():
             tmp.unlink()
     return path
