@@ -30,11 +30,11 @@ def register(sub) -> None:
         epilog="example: arecord -f S16_LE -r 16000 -c 1 | mmtalker stream --checkpoint runs/demo/mmtalker/best --audio - --out live.npz",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder")
-    p.add_argument("--audio", required=True, help="speech file, or - for raw s16le 16 kHz mono PCM on stdin")
+    p.add_argument("--audio", required=True, help="speech file, or - for raw s16le 16 kHz mono PCM on stdin (headerless: a wav file is given by its path)")
     p.add_argument("--out", type=Path, required=True, help="output .npy or .npz")
     p.add_argument("--style", help="a training subject of the checkpoint (default: the mean style)")
     p.add_argument("--template", type=Path, help="face mesh to animate (default: the checkpoint's template)")
-    p.add_argument("--chunk-ms", type=float, default=160.0, help="chunk length in milliseconds (default 160)")
+    p.add_argument("--chunk-ms", type=float, default=160.0, help="chunk length in milliseconds, 10 to 10000 (default 160)")
     p.add_argument("--context", type=float, default=2.0, help="seconds of past speech features the model sees (default 2)")
     p.add_argument("--encoder-context", type=float, default=0.5,
                    help="seconds of past audio a non-incremental speech encoder re-encodes per chunk (default 0.5; "
