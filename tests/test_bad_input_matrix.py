@@ -725,3 +725,17 @@ def test_a_file_system_refusal_is_one_line(world, tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(np, "savez_compressed", refuse)
     assert_clear_error(["export", world["anim"], "--template", world["mesh"], "--format", "npz", "--out", tmp_path / "o.npz"],
                        capsys, "o.npz", "No space left on device")
+
+
+def test_a_template_in_other_units_is_refused(world, tmp_path, capsys):
+    """The checkpoint's topology in millimetres where it trained in metres: the motion would barely show."""
+    from mmtalker.mesh.io import load_mesh
+
+    mesh = load_mesh(world["mesh"])
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in mesh.vertices * 1000]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
+    mm = tmp_path / "face_mm.obj"
+    mm.write_text("\n".join(lines) + "\n")
+    assert_clear_error(["animate", "--checkpoint", world["ckpt"], "--audio", world["wav"], "--out", tmp_path / "o.npz",
+                        "--template", mm], capsys, "face_mm.obj", "1e+03× the size", "units")
+    assert not (tmp_path / "o.npz").exists()

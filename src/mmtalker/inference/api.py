@@ -154,6 +154,7 @@ class MMTalker:
         same = mesh.vertices.shape[0] == self.num_vertices and (
             mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
         if same:
+            self._check_size(mesh)
             return self.engine.prepare(subject, mesh.vertices)
         if self.kind != "mmtalker":
             raise MMTalkerError(mesh.path or "template", f"is not the {self.kind} checkpoint's topology "
@@ -164,6 +165,19 @@ class MMTalker:
         retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.cpu().numpy(), ckpt_faces,
                                       self.model.vertex_uv.cpu().numpy(), what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
+
+    MAX_SIZE_RATIO = 3.0
+    """A template of the checkpoint's topology may differ in size from its training face by at most this factor:
+    beyond it the units differ (mm against m), and the motion, learnt in the training face's units, would barely show."""
+
+    def _check_size(self, mesh: Mesh) -> None:
+        ours = np.ptp(self.model.template.cpu().numpy(), axis=0).max()
+        theirs = float(np.ptp(mesh.vertices, axis=0).max())
+        ratio = theirs / max(float(ours), 1e-12)
+        if not 1 / self.MAX_SIZE_RATIO <= ratio <= self.MAX_SIZE_RATIO:
+            raise MMTalkerError(mesh.path or "template", f"is {ratio:.3g}× the size of the face the checkpoint was trained "
+                                f"on ({theirs:.3g} against {float(ours):.3g} across)",
+                                "give the template in the training data's units (mm and m differ 1000×)")
 
     def _as_mesh(self, template) -> Mesh:
         if isinstance(template, Mesh):
