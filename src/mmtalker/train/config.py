@@ -232,6 +232,8 @@ def load_yaml(text: str):
 
 
 def _read_yaml(path: Path) -> dict:
+    if path.is_dir():
+        raise MMTalkerError(path, "is a folder; a config is a YAML file", "e.g. configs/mmtalker_synth.yaml")
     if not path.is_file():
         raise MMTalkerError(path, "config file not found", "see configs/ for the shipped ones")
     try:
