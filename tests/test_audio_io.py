@@ -136,6 +136,11 @@ def test_text_file_is_not_audio(tmp_path):
     with pytest.raises(MMTalkerError, match="not a readable audio file") as err:
         load_audio(path)
     assert str(path) in str(err.value)
+    text_mp3 = tmp_path / "speech.mp3"  # libsndfile's "does not exist ... (possibly a pipe?)" for an existing file
+    text_mp3.write_text("this is not audio\n")
+    with pytest.raises(MMTalkerError, match="its contents match no audio format") as err:
+        load_audio(text_mp3)
+    assert "possibly a pipe" not in str(err.value)
 
 
 def test_empty_file_is_named_empty(tmp_path):

@@ -66,6 +66,8 @@ def _check_file(path: Path) -> None:
 def _reason(exc: Exception) -> str:
     """libsndfile's own words for a failure, without the file name it repeats."""
     text = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+    if "possibly a pipe" in text:  # libsndfile's words when no format it knows matches an existing, regular file
+        return "its contents match no audio format libsndfile knows"
     return text.rstrip(".")
 
 
