@@ -649,6 +649,8 @@ def _options(w: dict, d: Path) -> dict:
         "train --resume with --overwrite": (["train", "--config", w["config"], "--data", data, "--out", d / "r", "--resume",
                                              "--overwrite"], ["--resume"]),
         "train --epochs 0": (["train", "--config", w["config"], "--data", data, "--out", d / "r", "--epochs", "0"], ["epochs"]),
+        "animate --checkpoint a file": (["animate", "--checkpoint", ckpt / "model.safetensors", "--audio", wav, "--out",
+                                         d / "o.npz"], ["model.safetensors", "is a file; a checkpoint is a folder"]),
         "train --config a folder": (["train", "--config", data, "--data", data, "--out", d / "r"], ["is a folder", "YAML"]),
         "train --out a file": (["train", "--config", w["config"], "--data", data, "--out", wav], ["speech.wav", "is a file"]),
         "data synth --out under a file": (["data", "synth", "--out", wav / "d", "--preset", "tiny"],

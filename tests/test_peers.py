@@ -310,10 +310,11 @@ def test_a_peer_is_scored_past_the_encoders_30_s_in_windows(tmp_path):
 
     torch.manual_seed(0)
     config = VocaConfig(subjects=SUBJECTS)  # Whisper tiny.en features, 30 fps
-    model = VOCA(config, torch.randn(V, 3), torch.randn(len(SUBJECTS), V, 3), 0.01, torch.tensor([[0, 1, 2], [2, 3, 4]]))
+    rest = torch.randn(V, 3)
+    model = VOCA(config, rest, torch.randn(len(SUBJECTS), V, 3), 0.01, torch.tensor([[0, 1, 2], [2, 3, 4]]))
     torch.nn.init.normal_(model.decoder.weight, std=0.05)
     ckpt.save_checkpoint(tmp_path / "voca", model.eval())
-    template = np.zeros((V, 3), np.float32)
+    template = rest.numpy()  # the dataset's face, in the checkpoint's units (a point-sized one is refused)
     dataset = SimpleNamespace(manifest=SimpleNamespace(num_vertices=V), template=lambda subject: template)
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(35 * 16000)).astype(np.float32)

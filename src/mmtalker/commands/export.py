@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmtalker.commands.options import require_positive
+from mmtalker.commands.options import check_output_file, check_output_folder, require_positive
 from mmtalker.errors import MMTalkerError
 
 
@@ -27,11 +27,12 @@ def register(sub) -> None:
                    "an .npz carries; needed for .npy animations). For glb it is also the rest shape (else the mean frame)")
     p.add_argument("--format", choices=["npz", "obj", "glb"], required=True, help="output format")
     p.add_argument("--out", type=Path, required=True, help="output file (npz, glb) or folder (obj)")
-    p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30)")
+    p.add_argument("--fps", type=float, help="frame rate (default: from the .npz, else 30); replaces the .npz's own")
     p.add_argument("--max-targets", type=int, default=64, help="glb: most morph targets (default 64)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="glb: largest vertex error wanted, in the mesh's unit (default 1e-4, 0.1 mm for metres)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (obj: also deletes the "
+                   "frame_NNNNN.obj files of an earlier, longer export in the folder; other files stay)")
     p.set_defaults(func=run)
 
 
@@ -43,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if suffix and args.out.suffix.lower() != suffix:
         raise MMTalkerError(args.out, f"a {args.format} export's file name should end in {suffix}",
                             f"e.g. --out {args.out.with_suffix(suffix)}")
-    [(vertices, file_fps)], faces, rest = load_animations([args.animation], args.template)
-    fps = require_positive("--fps", args.fps) or file_fps or 30.0
+    if args.format == "obj":
+        check_output_folder(args.out)
+    else:
+        check_output_file(args.out, args.overwrite)
+    fps_arg = require_positive("--fps", args.fps)  # given, it replaces the stored fps, even a damaged one
+    [(vertices, file_fps)], faces, rest = load_animations([args.animation], args.template, fps_override=fps_arg)
+    fps = fps_arg or file_fps or 30.0
     if args.format == "npz":
         export.export_npz(args.out, vertices, fps=fps, faces=faces, overwrite=args.overwrite)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")

@@ -212,14 +212,32 @@ def describe_dataset(path: Path, preset: str | None = None, splits: Path | None 
     }
 
 
+def _check_shown_settings(config_path: Path, model: dict, dataset: dict) -> None:
+    """The settings of a checkpoint's config.json that inspect shows beyond its mappings, each of the type
+    it is written with, else MMTalkerError naming ``config_path`` and the entry."""
+    from mmtalker.models.peer_base import check_fps
+
+    subjects = model.get("subjects") or []
+    if not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects):
+        raise MMTalkerError(config_path, f"entry 'model.subjects' must be a list of names, got {subjects!r}"[:200],
+                            "the file is damaged; use another checkpoint or retrain")
+    if "fps" in model:
+        check_fps(model["fps"], f"{config_path}: model")
+    scale = (dataset.get("units") or {}).get("report_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise MMTalkerError(config_path, f"entry 'extras.dataset.units.report_scale' must be a number, got {scale!r}"[:200],
+                            "the file is damaged; use another checkpoint or retrain")
+
+
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint folder's config.json (any model kind); the weights are only sized, not loaded."""
     from mmtalker.train.checkpoint import WEIGHTS, read_checkpoint_meta, trained_split_file
 
-    meta = read_checkpoint_meta(path)
+    meta = read_checkpoint_meta(path)  # its model, extras, dataset, units and metrics entries are mappings
     model = meta.get("model") or {}
     extras = meta.get("extras") or {}
     dataset = extras.get("dataset") or {}
+    _check_shown_settings(path / "config.json", model, dataset)
     weights = path / WEIGHTS
     record: dict[str, Any] = {
         "kind": "checkpoint",

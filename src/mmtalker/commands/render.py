@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if args.heatmap_max is not None and not args.heatmap:
         raise MMTalkerError("--heatmap-max", "only applies with --heatmap")
     vmax = require_positive("--heatmap-max", args.heatmap_max)
-    loaded, faces, _ = load_animations(args.animations, args.template)
-    fps = require_positive("--fps", args.fps) or next((f for _, f in loaded if f), None) or 30.0
+    fps_arg = require_positive("--fps", args.fps)  # given, it replaces the stored fps, even a damaged one
+    loaded, faces, _ = load_animations(args.animations, args.template, fps_override=fps_arg)
+    fps = fps_arg or next((f for _, f in loaded if f), None) or 30.0
     animations = [v for v, _ in loaded]
     frames = side_by_side_frames(
         animations, faces, captions=args.captions, width=args.size, height=args.size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmtalker.commands.options import check_output_folder
 from mmtalker.errors import MMTalkerError
 
 
@@ -30,6 +31,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmtalker.eval.report import write_report
 
+    check_output_folder(args.out)
     if (args.out / "report.md").exists() and not args.overwrite:
         raise MMTalkerError(args.out / "report.md", "already exists", "pass --overwrite or choose another --out")
     dataset = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -10,12 +11,30 @@ import numpy as np
 from mmtalker.errors import MMTalkerError
 
 
-def load_animation(path, *, num_vertices: int | None = None) -> tuple[np.ndarray, float | None]:
+def _stored_fps(path: Path, value: np.ndarray, fps_override: float | None) -> float | None:
+    """An .npz's ``fps`` entry as a float. One that is not a single finite number above 0 raises MMTalkerError
+    naming ``path``, unless the caller has a frame rate of its own (``fps_override``): then it is None."""
+    value = np.asarray(value)
+    number = value.size == 1 and (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating))
+    fps = float(value.reshape(())) if number else None
+    if fps is not None and math.isfinite(fps) and fps > 0:
+        return fps
+    if fps_override is not None:
+        return None
+    shown = f"{fps:g}" if fps is not None else f"an array of shape {value.shape} and type {value.dtype}"
+    raise MMTalkerError(path, f"stores fps {shown}, not a frame rate above 0",
+                        "pass --fps to override it, or rewrite the file with 'mmtalker export --format npz --fps'")
+
+
+def load_animation(path, *, num_vertices: int | None = None,
+                   fps_override: float | None = None) -> tuple[np.ndarray, float | None]:
     """Reads an animation; returns ``(vertices (T, V, 3) float32, fps or None)``.
 
     ``.npy`` files hold the vertices alone (flattened (T, V·3) as FaceFormer and CodeTalker save them,
     or (T, V, 3)); ``.npz`` files (from ``mmtalker animate``/``export``) hold ``vertices`` and ``fps``.
-    ``num_vertices`` resolves the flattened form and checks the vertex count.
+    ``num_vertices`` resolves the flattened form and checks the vertex count. A stored fps that is not a
+    finite number above 0 is an error, unless the caller passes the frame rate it uses instead
+    (``fps_override``, the user's ``--fps``): then it is returned as None.
     """
     path = Path(path)
     if not path.is_file():
@@ -27,7 +46,7 @@ def load_animation(path, *, num_vertices: int | None = None) -> tuple[np.ndarray
                 if "vertices" not in data:
                     raise MMTalkerError(path, f"has no 'vertices' array (it holds {sorted(data.files)})")
                 verts = np.asarray(data["vertices"])
-                fps = float(data["fps"]) if "fps" in data else None
+                fps = _stored_fps(path, data["fps"], fps_override) if "fps" in data else None
         elif path.suffix == ".npy":
             verts = np.load(path, allow_pickle=False)
         else:
@@ -81,11 +100,13 @@ def topology_for(animations, template) -> tuple[np.ndarray, np.ndarray | None]:
                         "pass --template MESH, a mesh file with the animation's topology")
 
 
-def load_animations(paths, template) -> tuple[list[tuple[np.ndarray, float | None]], np.ndarray, np.ndarray | None]:
+def load_animations(paths, template, *, fps_override: float | None = None
+                    ) -> tuple[list[tuple[np.ndarray, float | None]], np.ndarray, np.ndarray | None]:
     """``(load_animation(path) for each path, faces, rest shape or None)``, every animation checked against the
-    template's vertex count, or (without a template) against the first one's and the stored faces."""
+    template's vertex count, or (without a template) against the first one's and the stored faces.
+    ``fps_override``: the user's ``--fps``, which makes a bad stored fps no error (see :func:`load_animation`)."""
     faces, rest = topology_for(paths, template)
-    loaded = [load_animation(p, num_vertices=None if rest is None else len(rest)) for p in paths]
+    loaded = [load_animation(p, num_vertices=None if rest is None else len(rest), fps_override=fps_override) for p in paths]
     for path, (verts, _) in zip(paths, loaded):
         if verts.shape[1] != loaded[0][0].shape[1]:
             raise MMTalkerError(path, f"has {verts.shape[1]} vertices, {paths[0]} {loaded[0][0].shape[1]}",

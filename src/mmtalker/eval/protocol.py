@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from mmtalker.errors import MMTalkerError
-from mmtalker.eval.metrics import MetricAccumulator
+from mmtalker.eval.metrics import MAX_FRAME_MISMATCH, MetricAccumulator
 from mmtalker.progress import progress
 
 # Metric -> the manifest region names that can serve it, in order of preference.
@@ -113,8 +113,8 @@ def score(
         acc = by_subject.setdefault(seq.subject, MetricAccumulator(regions.lips, regions.eyes, regions.upper))
         own = []
         for pred in preds:
-            if pred.shape[1:] != gt.shape[1:]:
-                raise MMTalkerError(f"prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
+            if pred.shape[1:] != gt.shape[1:] or abs(len(pred) - len(gt)) > MAX_FRAME_MISMATCH:
+                raise MMTalkerError(f"{name}: prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
             own.append(total.add(pred, gt, template))
             acc.add(pred, gt, template)
             t = min(len(pred), len(gt))
@@ -137,6 +137,19 @@ def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
         raise MMTalkerError(pred_dir, "prediction folder not found")
 
     def predict(seq):
-        return [load_animation(p, num_vertices=num_vertices)[0] for p in prediction_files(pred_dir, seq.key)]
+        preds = []
+        for path in prediction_files(pred_dir, seq.key):
+            verts = load_animation(path, num_vertices=num_vertices)[0]
+            check_frames(path, len(verts), seq)
+            preds.append(verts)
+        return preds
 
     return predict
+
+
+def check_frames(what, frames: int, seq) -> None:
+    """Refuse a prediction of ``frames`` frames for ``seq`` when the two differ by more than the metrics cut off
+    (:data:`~mmtalker.eval.metrics.MAX_FRAME_MISMATCH` frames, what fps rounding gives)."""
+    if abs(frames - seq.num_frames) > MAX_FRAME_MISMATCH:
+        raise MMTalkerError(what, f"has {frames} frames, but the sequence {seq.key} has {seq.num_frames} "
+                            f"at {seq.fps:g} fps", "predict each sequence from its own audio at the dataset's frame rate")

@@ -11,6 +11,8 @@ for all models, shown in a colour bar with the dataset's unit).
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +22,84 @@ from mmtalker.errors import MMTalkerError
 BAR_METRICS = (("lve", "LVE"), ("eve", "EVE"), ("fdd_abs", "|FDD|"))
 
 
+METRIC_KEYS = ("frames", "sequences", "lve", "eve", "mve", "fdd", "fdd_abs")  # numbers wherever scores are kept
+
+
 def load_scores(path: Path) -> dict:
-    """One ``evaluate --json`` file, checked for the fields the report needs."""
+    """One ``evaluate --json`` file, checked for the fields the report reads: an error names the first bad entry."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise MMTalkerError(path, f"cannot be read as JSON ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or "split" not in data:
         raise MMTalkerError(path, "is not a score file from 'mmtalker evaluate --json'")
+    problem = bad_entry(data)
+    if problem is not None:
+        raise MMTalkerError(path, problem, "the report reads score files as 'mmtalker evaluate --json' writes them")
     return data
+
+
+def bad_entry(data: dict) -> str | None:
+    """The first entry of a score file that the report cannot use, as ``"'<entry>': <problem>"``; None when all is well."""
+    split = data["split"]
+    if not isinstance(split, str) or not split or "/" in split or "\\" in split:
+        return f"'split': expected a split name, got {_shown(split)}"
+    if not data["models"]:
+        return "'models': holds no model"
+    units = data.get("units", {})
+    if not isinstance(units, dict):
+        return f"'units': expected an object {{\"length\": ..., \"report_scale\": ...}}, got {_shown(units)}"
+    if not isinstance(units.get("length", "m"), str):
+        return f"'units.length': expected a unit name, got {_shown(units['length'])}"
+    scale = units.get("report_scale", 1.0)
+    if not _is_number(scale) or not math.isfinite(scale) or scale <= 0:
+        return f"'units.report_scale': expected a positive number, got {_shown(scale)}"
+    floor = data.get("oracle_floor")
+    if floor is not None and (problem := _bad_scores(floor, "oracle_floor")):
+        return problem
+    for name, entry in data["models"].items():
+        where = f"models.{name}"
+        if not isinstance(entry, dict):
+            return f"'{where}': expected an object with the model's scores, got {_shown(entry)}"
+        if "overall" not in entry:
+            return f"'{where}': has no 'overall' scores"
+        if problem := _bad_scores(entry["overall"], f"{where}.overall"):
+            return problem
+        per_subject = entry.get("per_subject") or {}
+        if not isinstance(per_subject, dict):
+            return f"'{where}.per_subject': expected an object subject -> scores, got {_shown(per_subject)}"
+        for subject, scores in per_subject.items():
+            if problem := _bad_scores(scores, f"{where}.per_subject.{subject}", required=()):
+                return problem
+        per_vertex = entry.get("per_vertex_sq_error")
+        if per_vertex is not None and (not isinstance(per_vertex, list) or not all(map(_is_number, per_vertex))):
+            return f"'{where}.per_vertex_sq_error': expected a list of numbers, got {_shown(per_vertex)}"
+    return None
+
+
+def _bad_scores(scores, where: str, required: tuple = ("mve",)) -> str | None:
+    """The first problem of one set of scores (metric -> number; ``required`` metrics present), or None."""
+    if not isinstance(scores, dict):
+        return f"'{where}': expected an object metric -> number, got {_shown(scores)}"
+    for key in required:
+        if key not in scores:
+            return f"'{where}': has no '{key}'"
+    for key in METRIC_KEYS:
+        if key in scores and not _is_number(scores[key]):
+            return f"'{where}.{key}': expected a number, got {_shown(scores[key])}"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value) -> str:
+    """A value as an error shows it: short values as JSON has them, containers by kind."""
+    if isinstance(value, (list, dict)):
+        return f"a list of {len(value)}" if isinstance(value, list) else "an object"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 FLOOR_NAME = "oracle floor (recorded with the benchmark)"
@@ -142,7 +213,7 @@ def heatmap_sheet(data: dict, vertices: np.ndarray, faces: np.ndarray, path: Pat
     from mmtalker.render.renderer import MeshRenderer
 
     entries = [(n, np.asarray(s["per_vertex_sq_error"])) for n, s in data["models"].items() if s.get("per_vertex_sq_error")]
-    entries = [(n, e) for n, e in entries if e.shape == (len(vertices),)]
+    entries = [(n, e) for n, e in entries if e.shape == (len(vertices),)]  # mesh_misfits names the others
     if not entries:
         return None
     from matplotlib import colormaps
@@ -163,12 +234,19 @@ def heatmap_sheet(data: dict, vertices: np.ndarray, faces: np.ndarray, path: Pat
     return path
 
 
+def mesh_misfits(data: dict, num_vertices: int) -> list[tuple[str, int]]:
+    """``(model, its vertex count)`` for each model whose per-vertex errors do not fit a mesh of ``num_vertices``
+    (scores of another dataset): :func:`heatmap_sheet` leaves them out."""
+    errors = {n: s.get("per_vertex_sq_error") for n, s in data["models"].items()}
+    return [(n, len(e)) for n, e in errors.items() if e and len(e) != num_vertices]
+
+
 def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
     """Writes report.md and the figures into ``out``; returns the Markdown file's path."""
+    loaded = [(file, load_scores(file)) for file in score_files]  # every file checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# Comparison", ""]
-    for file in score_files:
-        data = load_scores(file)
+    for file, data in loaded:
         split = data["split"]
         parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From `{file}`.", "", markdown_table(data), ""]
         bars = bar_chart(data, out / f"metrics_{split}.png")
@@ -180,6 +258,12 @@ def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
         if dataset is not None:
             topo = dataset.topology()
             heat = heatmap_sheet(data, dataset.template(dataset.subjects[0]), topo.faces, out / f"heatmap_{split}.png")
+            misfits = mesh_misfits(data, topo.num_vertices)
+            if misfits:
+                models = ", ".join(f"{name} ({count} vertices)" for name, count in misfits)
+                left = f"heatmap_{split}.png is left out" if heat is None else f"they are left out of heatmap_{split}.png"
+                print(f"mmtalker report: note: {file}: the per-vertex errors of {models} do not fit the mesh of "
+                      f"{dataset.root} ({topo.num_vertices} vertices); {left}", file=sys.stderr)
             if heat is not None:
                 parts += ["Root mean squared error per vertex over the split's frames (one colour scale for all):", "",
                           f"![heatmap]({heat.name})", ""]

@@ -25,7 +25,7 @@ from mmtalker.audio.finetune import check_audio_finetune
 from mmtalker.errors import MMTalkerError
 from mmtalker.models.blocks import TemporalConvBlock
 from mmtalker.models.faceformer import MotionDecoder
-from mmtalker.models.peer_base import DenseVertexModel, check_own_inputs
+from mmtalker.models.peer_base import DenseVertexModel, check_fps, check_own_inputs
 
 
 @dataclass
@@ -61,6 +61,7 @@ class CodeTalkerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        check_fps(self.fps, where)
         check_own_inputs(self, where)
         check_audio_finetune(self, where)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtalker.audio.finetune import check_audio_finetune
-from mmtalker.models.peer_base import DenseVertexModel, check_own_inputs
+from mmtalker.models.peer_base import DenseVertexModel, check_fps, check_own_inputs
 
 
 @dataclass
@@ -50,6 +50,7 @@ class FaceFormerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        check_fps(self.fps, where)
         check_own_inputs(self, where)
         check_audio_finetune(self, where)
 

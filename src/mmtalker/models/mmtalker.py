@@ -40,6 +40,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.mesh.graph import ResidualGCN, mesh_adjacency
 from mmtalker.mesh.uv import barycentric_interpolate
 from mmtalker.models.blocks import AttentionPool, CrossAttention, FeedForward, FourierFeatures, TemporalConvBlock, UVFeatureGrid
+from mmtalker.models.peer_base import check_fps
 
 UNSEEN_SUBJECT = -1  # subject index meaning "no training subject": the mean style embedding is used
 
@@ -102,6 +103,7 @@ class MMTalkerConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        check_fps(self.fps, where)
         for key in ("dropout", "feature_dropout", "utterance_dropout", "style_dropout", "template_jitter"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:

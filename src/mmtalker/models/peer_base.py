@@ -13,6 +13,8 @@ dataset's unit.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -22,6 +24,14 @@ from mmtalker.errors import MMTalkerError
 UNSEEN_SUBJECT = -1  # same meaning as in mmtalker.models.mmtalker: use the mean style
 
 MESH_BUFFERS = ("faces", "template", "subject_templates", "motion_scale")
+
+
+def check_fps(fps, where: str) -> None:
+    """A model config's ``fps`` (the mesh frame rate it was trained at) a finite number above 0, else
+    MMTalkerError naming ``where``: inference divides by it to cut the speech into frames."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
+        raise MMTalkerError(where, f"setting 'fps' must be a positive frame rate, got {fps!r}",
+                            "it is the frame rate of the meshes the model was trained on, such as 30")
 
 
 def check_own_inputs(config, where: str) -> None:

@@ -121,5 +121,5 @@ def load_model(directory: str | Path, device="cpu", *, expect: str | None = None
         model = kind.model_class().from_state(config, state)
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # shape mismatches, missing or unexpected keys
-        raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({str(exc).splitlines()[0]})") from None
+        raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({ckpt.load_error_detail(exc)})") from None
     return model.to(device).eval(), config, meta.get("extras", {})

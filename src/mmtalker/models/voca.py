@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtalker.audio.finetune import check_audio_finetune
-from mmtalker.models.peer_base import DenseVertexModel
+from mmtalker.models.peer_base import DenseVertexModel, check_fps
 
 
 @dataclass
@@ -45,6 +45,7 @@ class VocaConfig:
 
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
+        check_fps(self.fps, where)
         check_audio_finetune(self, where)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -60,10 +61,25 @@ def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = Fals
     return path
 
 
+def _frame_files(folder: Path, prefix: str) -> list[Path]:
+    """The files in ``folder`` named as :func:`export_obj_sequence` names its frames (``prefix_00012.obj``, five
+    digits or more), whatever the number of frames of the export that wrote them."""
+    pattern = re.compile(rf"{re.escape(prefix)}_[0-9]{{5,}}\.obj")
+    return [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+
+
 def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, prefix: str = "frame") -> list[Path]:
-    """One OBJ per frame, ``folder/frame_00000.obj`` …, sharing the template's faces."""
+    """One OBJ per frame, ``folder/frame_00000.obj`` …, sharing the template's faces.
+
+    A folder that is not empty is refused unless ``overwrite``; then the frame files of an earlier export that
+    this one does not replace (a longer animation's last frames) are deleted, so the folder holds this
+    animation's frames alone. Only files named like frames (``frame_`` and five digits or more, ``.obj``) are
+    deleted; any other file in the folder stays.
+    """
     folder = Path(folder)
     vertices, faces = _check_animation(vertices, faces)
+    if folder.exists() and not folder.is_dir():
+        raise MMTalkerError(folder, "exists and is not a folder", "an obj export writes one file per frame into --out: pass a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise MMTalkerError(folder, "exists and is not empty", "pass --overwrite or choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +92,8 @@ def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, pre
             f.write("".join(f"v {x:.7g} {y:.7g} {z:.7g}\n" for x, y, z in frame))
             f.write(face_lines)
         paths.append(path)
+    for stale in set(_frame_files(folder, prefix)) - set(paths):  # an earlier, longer export's frames
+        stale.unlink()
     return paths
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,9 @@ def read_checkpoint_meta(directory: str | Path) -> dict:
     """config.json of a checkpoint folder of any model kind, checked for format and version."""
     directory = Path(directory)
     path = directory / CONFIG
+    if directory.is_file():
+        raise MMTalkerError(directory, "is a file; a checkpoint is a folder",
+                            f"pass the folder holding model.safetensors and config.json ({directory.parent}?)")
     if not directory.is_dir():
         raise MMTalkerError(directory, "checkpoint folder not found", "pass the folder holding model.safetensors and config.json")
     if not path.is_file():
@@ -109,7 +113,25 @@ def read_checkpoint_meta(directory: str | Path) -> dict:
         raise MMTalkerError(path, "not an mmtalker checkpoint config (no 'format': 'mmtalker-checkpoint')")
     if config.get("version") != VERSION:
         raise MMTalkerError(path, f"checkpoint format version {config.get('version')!r}; this mmtalker reads version {VERSION}")
+    _check_sections(config, path)
     return config
+
+
+# the entries of config.json that are mappings (save_checkpoint's and the trainers' extras), as key paths
+_SECTIONS = (("model",), ("extras",), ("extras", "training"), ("extras", "training", "data"), ("extras", "dataset"),
+             ("extras", "dataset", "units"), ("extras", "metrics"))
+
+
+def _check_sections(config: dict, path: Path) -> None:
+    """Each of ``_SECTIONS`` a mapping where present (absent or null: no entry), else MMTalkerError naming
+    ``path`` and the entry, so that no reader of a damaged config.json fails on it half-way."""
+    for keys in _SECTIONS:
+        value = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            raise MMTalkerError(path, f"entry '{'.'.join(keys)}' must be a mapping, got {type(value).__name__}",
+                                "the file is damaged; use another checkpoint or retrain")
 
 
 def trained_split_file(meta: dict) -> str | None:
@@ -144,6 +166,29 @@ def _read_weights(directory: Path, expected_sha: str | None) -> dict[str, torch.
     return state
 
 
+def load_error_detail(exc: Exception, keys: int = 3, problems: int = 2) -> str:
+    """One line saying what a ``load_state_dict`` error lists under its heading (``Error(s) in loading
+    state_dict for X:``): its first ``problems`` lines (missing, unexpected or mis-sized entries), each
+    list of keys cut to its first ``keys``. Any other error: its text on one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    parts = []
+    for line in lines:
+        head, sep, names = line.partition(": ")
+        if sep and head.endswith("key(s) in state_dict"):
+            found = [n.strip(' ".') for n in names.split(", ")]
+            more = f" and {len(found) - keys} more" if len(found) > keys else ""
+            line = f"{head}: {', '.join(found[:keys])}{more}"
+        sizes = re.fullmatch(r"(size mismatch for \S+): copying a param with shape torch.Size\((.*)\) from checkpoint, "
+                             r"the shape in current model is torch.Size\((.*)\)\.?", line)
+        if sizes:
+            line = f"{sizes[1]}: {sizes[2]} in the weights, {sizes[3]} in the model"
+        parts.append(line.rstrip(". "))
+    more = f"; {len(parts) - problems} more problem(s)" if len(parts) > problems else ""
+    return "; ".join(parts[:problems]) + more
+
+
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a trained model from a checkpoint folder.
 
@@ -162,7 +207,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
         model = MMTalker(config, state["faces"], state["vertex_uv"], state["template"], state["subject_templates"], state["motion_scale"].item())
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches between config and weights
-        raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({exc})".splitlines()[0]) from None
+        raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({load_error_detail(exc)})") from None
     if result.missing_keys or result.unexpected_keys:
         raise MMTalkerError(
             directory,
@@ -172,6 +217,21 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
 
 
 # -------------------------------------------------------------------------------------------- training state
+def check_resume_kind(run_dir: str | Path, kind: str) -> None:
+    """Refuse (MMTalkerError naming ``run_dir``) to resume a run whose checkpoints (``last/``, and a CodeTalker
+    run's ``stage1/last/``) hold another model kind than ``kind``, the one the training config trains: the
+    run's weights and optimizer state cannot fit the network that config builds."""
+    from mmtalker.models.registry import checkpoint_kind
+
+    run_dir = Path(run_dir)
+    for sub in ("last", "stage1/last"):
+        if (run_dir / sub / CONFIG).is_file():
+            held = checkpoint_kind(run_dir / sub)
+            if held != kind:
+                raise MMTalkerError(run_dir, f"holds a run of kind {held} ({sub}/{CONFIG}), but the config trains {kind}",
+                                    f"resume it with the {held} config it was started with, or choose another --out")
+
+
 def _flatten_optimizer(name: str, state_dict: dict, tensors: dict) -> dict:
     """Move an optimizer state_dict's tensors into ``tensors``; return the JSON-able rest."""
     state = {}

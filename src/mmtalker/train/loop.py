@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -141,13 +142,29 @@ class Setup:
 
 
 def _region_indices(dataset, names: list[str]) -> dict[str, np.ndarray]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = np.asarray(dataset.region(name), dtype=np.int64)
-        except MMTalkerError:
-            pass  # a dataset without that region: its metric and loss weight are skipped
-    return out
+    """The named regions the dataset's manifest defines, as vertex indices. A defined region is read and checked
+    (a missing, unreadable or out-of-range region file is an error naming it); an undefined name is left out, for
+    :func:`_check_regions` to judge."""
+    defined = dataset.manifest.regions
+    return {name: np.asarray(dataset.region(name), dtype=np.int64) for name in dict.fromkeys(names) if name in defined}
+
+
+def _check_regions(dataset, loss, regions: dict) -> str | None:
+    """Refuse a region the ``loss`` settings need but the dataset lacks: ``loss.lip_region`` always (LVE and the lip
+    weight, as ``mmtalker evaluate`` needs it), ``loss.eye_region`` when ``loss.eyes`` weights it. A dataset without
+    an eye region or ``upper_face`` (BIWI, Multiface) trains with ``loss.eyes: 0``, EVE or FDD unscored: returns
+    the one-line note that says so (None when every metric is scored)."""
+    defined = f"its regions: {', '.join(dataset.manifest.regions) or 'none'}"
+    if loss.lip_region not in regions:
+        raise MMTalkerError("loss.lip_region", f"the dataset {dataset.root} has no region '{loss.lip_region}'",
+                            f"{defined}; name its lip region")
+    if loss.eye_region not in regions and loss.eyes > 0:
+        raise MMTalkerError("loss.eye_region", f"the dataset {dataset.root} has no region '{loss.eye_region}', "
+                            f"which loss.eyes ({loss.eyes:g}) weights",
+                            f"{defined}; name its eye region, or set loss.eyes: 0 for a dataset without one")
+    unscored = [f"{metric} (no region '{name}')" for metric, name in (("EVE", loss.eye_region), ("FDD", "upper_face"))
+                if name not in regions]
+    return f"{dataset.root}: {' and '.join(unscored)} not scored" if unscored else None
 
 
 def _spread(items: list, count: int) -> list:
@@ -170,6 +187,9 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     if config.model.eye_pathway and lw.eye_region not in regions:
         raise MMTalkerError(config.data.path, f"has no region '{lw.eye_region}' (loss.eye_region), which model.eye_pathway needs",
                             "set model.eye_pathway: false, as configs/mmtalker_biwi.yaml does, or name the dataset's eye region in loss.eye_region")
+    note = _check_regions(dataset, lw, regions)
+    if note and info.main:
+        print(f"mmtalker train: note: {note}", file=sys.stderr)
     encoder = model_audio_encoder(config.model)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     cache = FeatureCache(Path(config.data.cache_dir) if config.data.cache_dir else cache_dir() / "features")
@@ -319,6 +339,7 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     gen = torch.Generator(device="cpu").manual_seed(config.optim.seed + 1000)
 
     if resume:  # the run's own network, whatever the config file says now
+        ckpt.check_resume_kind(run_dir, "mmtalker")  # a peer's run: refused before anything is built or written
         saved = ckpt.read_checkpoint_config(run_dir / "last")["model"]
         config = dataclasses.replace(config, model=build_dataclass(MMTalkerConfig, saved, str(run_dir / "last" / ckpt.CONFIG)))
     setup = build_setup(config, device, info)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,13 +130,18 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
-    from mmtalker.train.loop import _maybe_preload, _region_indices, _spread
+    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
     val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
+    lw = config.loss
+    found = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    note = _check_regions(dataset, lw, found)
+    if note:
+        print(f"mmtalker train: note: {note}", file=sys.stderr)
     encoder = model_audio_encoder(config.model)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
     common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config),
@@ -153,8 +159,6 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
         start_blocks(model.audio_blocks, encoder, model_config)  # the pretrained blocks to start from
         model.audio_blocks.to(device)
 
-    lw = config.loss
-    found = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
     weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in found.items() if k in weights}, weights)
     roles = {"lips": lw.lip_region, "eyes": lw.eye_region, "upper": "upper_face"}
@@ -347,6 +351,8 @@ def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool 
         raise MMTalkerError("torchrun", "the peers train in one process", "launch 'mmtalker train' without torchrun")
     if resume and not any((run_dir / sub / "last" / ckpt.STATE_META).is_file() for sub in ("", "stage1")):
         raise MMTalkerError(run_dir, "has no checkpoint to resume from (last/training_state.json)")
+    if resume:  # another kind's run: refused before its training_config.json is written over
+        ckpt.check_resume_kind(run_dir, config.kind)
     prepare_run_dir(run_dir, resume=False, overwrite=overwrite or resume)  # a CodeTalker run may resume in stage1/
     seed_everything(config.optim.seed, config.optim.deterministic)
     rng = np.random.default_rng(config.optim.seed)

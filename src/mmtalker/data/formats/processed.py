@@ -11,13 +11,15 @@
     <root>/oracle_npy/<key>.npy                    oracle motion (optional)
     <root>/regions/<name>.txt, topology mesh       named in the manifest
 
-Every ``.npy`` in ``vertices_npy/`` is a sequence and needs its wav; wav files without motion are not used
+Every ``.npy`` in ``vertices_npy/`` is a sequence and needs its wav. A wav without motion is an error in our own
+format (the writer writes both, so one is missing); in the processed layout it is skipped with a note on stderr
 (BIWI ships some). Only headers are read when the dataset is opened.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,32 @@ def scan(root: Path, manifest: Manifest, subjects: list[str]) -> list[Sequence]:
         subjects: known subject names (manifest and templates), used to split file names.
 
     Raises:
-        MMTalkerError: no ``vertices_npy/`` folder, a motion file without its wav, a corrupt or truncated
-        ``.npy``, a vertex count that is not the manifest's, or audio and motion of different lengths.
+        MMTalkerError: no ``vertices_npy/`` folder, a motion file without its wav (or, in the ``native`` layout, a
+        wav without its motion file), a corrupt or truncated ``.npy``, a vertex count that is not the manifest's,
+        or audio and motion of different lengths.
     """
     vertex_dir = root / VERTICES_DIR
     if not vertex_dir.is_dir():
         raise MMTalkerError(root, f"has no {VERTICES_DIR}/ folder", "is this the right dataset folder?")
-    return [_sequence(root, npy, manifest, subjects) for npy in sorted(vertex_dir.glob("*.npy"))]
+    sequences = [_sequence(root, npy, manifest, subjects) for npy in sorted(vertex_dir.glob("*.npy"))]
+    _audio_without_motion(root, manifest, {s.key for s in sequences})
+    return sequences
+
+
+def _audio_without_motion(root: Path, manifest: Manifest, keys: set[str]) -> None:
+    """Wav files whose motion file is missing: an error naming it in our own format (``native``: the writer writes
+    both), else a one-line note on stderr that they are skipped (BIWI's processed release ships some)."""
+    wav_dir = root / WAV_DIR
+    orphans = sorted(p for p in wav_dir.glob("*.wav") if p.stem not in keys) if wav_dir.is_dir() else []
+    if not orphans:
+        return
+    first = orphans[0]
+    if manifest.layout == "native":
+        more = f" (and {len(orphans) - 1} more wav files without motion)" if len(orphans) > 1 else ""
+        raise MMTalkerError(first, f"has no motion: {root / VERTICES_DIR / (first.stem + '.npy')} is missing{more}",
+                            "every sequence needs its motion file of the same name; copy it again, or remove the wav")
+    print(f"mmtalker: note: {wav_dir}: {len(orphans)} wav file(s) without motion in {VERTICES_DIR}/ skipped "
+          f"(e.g. {first.name})", file=sys.stderr)
 
 
 def _sequence(root: Path, npy: Path, manifest: Manifest, subjects: list[str]) -> Sequence:
