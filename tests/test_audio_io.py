@@ -177,7 +177,8 @@ def test_truncated_wav_reads_what_is_there_or_fails_clearly(tmp_path):
     sf.write(good, _tone(16000, seconds=1.0), 16000)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(good.read_bytes()[: 44 + 2 * 8000])
-    out = load_audio(cut)
+    with pytest.warns(UserWarning, match="cut.wav: truncated: its header promises 1.00 s"):
+        out = load_audio(cut)
     assert len(out) == 8000
 
 
@@ -235,3 +236,21 @@ def test_save_wav_refuses_bad_audio(tmp_path):
     with pytest.raises(MMTalkerError, match="mono"):
         save_wav(tmp_path / "st.wav", np.zeros((10, 2), np.float32))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_cut_wav_is_read_with_a_warning_naming_it(tmp_path):
+    """libsndfile reads a wav cut short without a word: the header's promise is checked against the file."""
+    import warnings
+
+    from mmtalker.audio.io import wav_share_present
+
+    good = tmp_path / "whole.wav"
+    sf.write(good, (0.1 * np.sin(np.arange(32000) / 5)).astype(np.float32), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:2000])
+    assert wav_share_present(good) == 1.0 and wav_share_present(cut) == pytest.approx(1956 / 64000, rel=0.01)
+    with pytest.warns(UserWarning, match=r"cut.wav: truncated: its header promises 2.00 s of audio, the file holds 0.06 s"):
+        assert len(load_audio(cut)) == 978
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(good)  # a whole file: no warning

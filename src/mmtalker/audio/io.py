@@ -111,7 +111,34 @@ def _read_samples(path: Path) -> tuple[np.ndarray, int]:
             data = f.read(dtype="float32", always_2d=True)
         except _READ_ERRORS as exc:
             raise MMTalkerError(path, f"the audio data is corrupt or truncated ({_reason(exc)})", _HINT_FORMATS) from None
+    share = wav_share_present(path)
+    if share is not None and share < 0.999:
+        held = len(data) / rate
+        warnings.warn(f"{path}: truncated: its header promises {held / max(share, 1e-9):.2f} s of audio, the file holds "
+                      f"{held:.2f} s (was it copied or written completely?)", stacklevel=3)
     return data, rate
+
+
+def wav_share_present(path: Path) -> float | None:
+    """For a RIFF/WAVE file, the share of the bytes its ``data`` chunk declares that the file holds (1.0 when whole;
+    libsndfile reads a cut file without a word); None for other files and for headers that declare no size."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    if size in (0, 0xFFFFFFFF):  # a stream's header, written before its length was known
+                        return None
+                    return min(1.0, (path.stat().st_size - f.tell()) / size)
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
 
 
 def resample_audio(audio: np.ndarray, src_rate: float, dst_rate: float) -> np.ndarray:

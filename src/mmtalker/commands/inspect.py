@@ -70,9 +70,12 @@ def register(sub) -> None:
 
 
 def describe_audio(path: Path) -> dict[str, Any]:
-    from mmtalker.audio.io import SAMPLE_RATE, audio_info
+    from mmtalker.audio.io import SAMPLE_RATE, wav_share_present, audio_info
 
     info = audio_info(path)
+    share = wav_share_present(path)
+    truncated = {} if share is None or share >= 0.999 else {
+        "truncated": f"its header promises {info.duration / max(share, 1e-9):.2f} s; the file holds {info.duration:.2f} s"}
     return {
         "kind": "audio",
         "duration_s": round(info.duration, 6),
@@ -82,6 +85,7 @@ def describe_audio(path: Path) -> dict[str, Any]:
         "format": info.format,
         "subtype": info.subtype,
         "read_as": f"{round(info.frames * SAMPLE_RATE / info.sample_rate)} samples, mono, {SAMPLE_RATE} Hz",
+        **truncated,
     }
 
 
