@@ -224,3 +224,29 @@ def test_report_notes_a_heatmap_left_out_for_scores_of_another_mesh(world, tmp_p
     assert len(notes) == 1, err
     for name in ("note:", "other_scores.json", "perfect", "50 vertices", "81 vertices", "heatmap_test.png"):
         assert name in notes[0], f"{name!r} not in: {notes[0]}"
+
+
+def test_predictions_in_other_units_or_twice_over_are_refused(tmp_path, capsys):
+    """Millimetres scored against metres, or two files predicting one sequence: one error, not a number."""
+    import numpy as np
+
+    from mmtalker.cli import main
+    from mmtalker.data.dataset import open_dataset
+
+    data = write_fake_dataset(tmp_path / "data")
+    seqs = open_dataset(data).sequences("test")
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    for seq in seqs:
+        np.save(mm / f"{seq.key}.npy", seq.vertices() * 1000)
+    assert main(["evaluate", "--data", str(data), "--pred", str(mm)]) == 1
+    err = capsys.readouterr().err
+    assert f"prediction for {seqs[0].key}: is 1e+03× the size of the truth's face" in err and "units" in err
+    both = tmp_path / "both"
+    both.mkdir()
+    for seq in seqs:
+        np.save(both / f"{seq.key}.npy", seq.vertices())
+    np.save(both / f"{seqs[0].key}_condition_s01.npy", seqs[0].vertices())
+    assert main(["evaluate", "--data", str(data), "--pred", str(both)]) == 1
+    err = capsys.readouterr().err
+    assert f"holds more than one prediction of {seqs[0].key} ({seqs[0].key}.npy, 1 {seqs[0].key}_condition_*.npy)" in err

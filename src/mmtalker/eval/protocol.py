@@ -67,11 +67,13 @@ def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
 
 def prediction_files(pred_dir: Path, key: str) -> list[Path]:
     """The prediction files for sequence ``key`` in ``pred_dir`` (one, or one per condition)."""
-    for suffix in (".npy", ".npz"):
-        plain = pred_dir / f"{key}{suffix}"
-        if plain.is_file():
-            return [plain]
-    return sorted(pred_dir.glob(f"{key}_condition_*.npy"))
+    conditioned = sorted(pred_dir.glob(f"{key}_condition_*.npy"))
+    plain = [p for p in (pred_dir / f"{key}.npy", pred_dir / f"{key}.npz") if p.is_file()]
+    if len(plain) + bool(conditioned) > 1:
+        names = ", ".join(p.name for p in plain) + (f", {len(conditioned)} {key}_condition_*.npy" if conditioned else "")
+        raise MMTalkerError(pred_dir, f"holds more than one prediction of {key} ({names})",
+                            "keep one: <key>.npy, <key>.npz, or the <key>_condition_<style>.npy files")
+    return plain or conditioned
 
 
 @dataclass
@@ -115,6 +117,7 @@ def score(
         for pred in preds:
             if pred.shape[1:] != gt.shape[1:] or abs(len(pred) - len(gt)) > MAX_FRAME_MISMATCH:
                 raise MMTalkerError(f"{name}: prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
+            check_size(f"{name}: prediction for {seq.key}", pred, gt)
             own.append(total.add(pred, gt, template))
             acc.add(pred, gt, template)
             t = min(len(pred), len(gt))
@@ -145,6 +148,20 @@ def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
         return preds
 
     return predict
+
+
+MAX_SIZE_RATIO = 3.0
+"""A prediction's face may be at most this factor larger or smaller than the truth's: beyond it the units differ."""
+
+
+def check_size(what, pred: np.ndarray, gt: np.ndarray) -> None:
+    """Refuse a prediction whose face is far larger or smaller than the truth's (millimetres scored against metres
+    would give errors a million times too large, without a word)."""
+    ours, theirs = float(np.ptp(pred[0], axis=0).max()), float(np.ptp(gt[0], axis=0).max())
+    ratio = ours / max(theirs, 1e-12)
+    if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
+        raise MMTalkerError(what, f"is {ratio:.3g}× the size of the truth's face ({ours:.3g} against {theirs:.3g} across)",
+                            "save predictions in the dataset's units (mm and m differ 1000×)")
 
 
 def check_frames(what, frames: int, seq) -> None:
