@@ -266,7 +266,9 @@ def test_non_empty_run_folder_is_refused_and_resume_continues(tiny_run, capsys):
     assert "not empty" in capsys.readouterr().err
     changed = root / "changed.yaml"  # a config whose network differs: resuming keeps the run's own network
     changed.write_text(config.read_text() + "\n" + yaml.safe_dump({"model": {**TINY["model"], "regressor_hidden": 24}}))
+    capsys.readouterr()
     assert main(["train", "--config", str(changed), "--data", str(data), "--out", str(out), "--resume", "--epochs", "42"]) == 0
+    assert "the config's model settings that differ from it are not used: regressor_hidden 24 → 32" in capsys.readouterr().err
     history = _history(out)
     assert [r["epoch"] for r in history][-3:] == [40, 41, 42]
     assert history[-1]["step"] == 84

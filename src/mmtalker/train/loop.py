@@ -325,6 +325,17 @@ def metric_regions(regions: dict, loss_cfg) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ the loop
+_DERIVED = ("subjects", "fps", "audio_dim")
+"""Model settings a run derives from its data and encoder, not from the config file."""
+
+
+def _unused_model_settings(asked: MMTalkerConfig, saved: dict) -> str:
+    """``name config → run`` for each model setting of the config that differs from the resumed run's own."""
+    asked = json.loads(json.dumps(dataclasses.asdict(asked)))  # tuples as lists, as config.json holds them
+    return ", ".join(f"{k} {asked[k]!r} → {v!r}" for k, v in saved.items()
+                     if k in asked and k not in _DERIVED and asked[k] != v)
+
+
 def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train MMTalker as ``config`` says into ``run_dir``; returns the final results (rank 0)."""
     run_dir = Path(run_dir)
@@ -341,6 +352,10 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     if resume:  # the run's own network, whatever the config file says now
         ckpt.check_resume_kind(run_dir, "mmtalker")  # a peer's run: refused before anything is built or written
         saved = ckpt.read_checkpoint_config(run_dir / "last")["model"]
+        ignored = _unused_model_settings(config.model, saved)
+        if ignored and info.main:
+            print(f"mmtalker train: note: --resume keeps the run's own network; the config's model settings that differ "
+                  f"from it are not used: {ignored}", file=sys.stderr)
         config = dataclasses.replace(config, model=build_dataclass(MMTalkerConfig, saved, str(run_dir / "last" / ckpt.CONFIG)))
     setup = build_setup(config, device, info)
     model, sampler = setup.model, setup.sampler
