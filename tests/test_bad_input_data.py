@@ -250,3 +250,12 @@ def test_predictions_in_other_units_or_twice_over_are_refused(tmp_path, capsys):
     assert main(["evaluate", "--data", str(data), "--pred", str(both)]) == 1
     err = capsys.readouterr().err
     assert f"holds more than one prediction of {seqs[0].key} ({seqs[0].key}.npy, 1 {seqs[0].key}_condition_*.npy)" in err
+
+
+def test_a_text_file_named_npy_is_said_to_be_no_numpy_file(tmp_path, capsys):
+    """numpy calls any non-numpy bytes "pickled data ... allow_pickle=False": the error says what the file is not."""
+    text = tmp_path / "anim.npy"
+    text.write_text("0 1 2\n")
+    assert main(["inspect", str(text)]) == 1
+    err = capsys.readouterr().err
+    assert "anim.npy: not a readable numpy file (it starts with neither the .npy header" in err and "pickle" not in err

@@ -150,7 +150,9 @@ def describe_array_file(path: Path) -> dict[str, Any]:
             with np.load(path, allow_pickle=False) as data:
                 record["entries"] = {k: _describe_value(data[k]) for k in data.files}
     except Exception as exc:  # noqa: BLE001 - numpy raises many types on corrupt files
-        raise MMTalkerError(path, f"not a readable numpy file ({type(exc).__name__}: {str(exc)[:200]})") from None
+        from mmtalker.data.formats.common import numpy_failure
+
+        raise MMTalkerError(path, f"not a readable numpy file ({numpy_failure(path, exc)})") from None
     regions = _regions(path)
     if regions is not None:
         record["regions"] = regions

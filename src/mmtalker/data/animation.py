@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtalker.data.formats.common import numpy_failure
 from mmtalker.errors import MMTalkerError
 
 
@@ -52,7 +53,7 @@ def load_animation(path, *, num_vertices: int | None = None,
         else:
             raise MMTalkerError(path, "is not an animation file", "expected .npy or .npz")
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise MMTalkerError(path, f"cannot be read as a numpy array ({exc})") from exc
+        raise MMTalkerError(path, f"cannot be read as a numpy array ({numpy_failure(path, exc)})") from None
     if verts.ndim == 2:
         if verts.shape[1] % 3:
             raise MMTalkerError(path, f"has shape {verts.shape}; a flattened animation needs V·3 columns")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtalker.data.formats.common import numpy_failure
 from mmtalker.data.safe_pickle import load_pickle
 from mmtalker.errors import MMTalkerError
 
@@ -90,7 +91,7 @@ def _read_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
             return {key: npz[key] for key in npz.files}
     except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types on corrupt files
         raise MMTalkerError(
-            path, f"not a readable numpy file ({type(exc).__name__}: {str(exc)[:200]})", "the file is corrupt or truncated"
+            path, f"not a readable numpy file ({numpy_failure(path, exc)})", "the file is corrupt or truncated"
         ) from None
 
 

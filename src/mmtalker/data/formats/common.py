@@ -11,6 +11,20 @@ from mmtalker.data.manifest import Manifest
 from mmtalker.errors import MMTalkerError
 
 _NPY_ERRORS = (ValueError, OSError, EOFError, TypeError)
+_NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy; .npz (a zip archive, or an empty one)
+
+
+def numpy_failure(path: Path, exc: Exception) -> str:
+    """Why numpy could not read ``path``, in words: a file that is no numpy file at all says so (numpy's own
+    words for it, "Cannot load file containing pickled data", mislead), else numpy's message."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        head = b""
+    if head and not head.startswith(_NUMPY_MAGIC):
+        return "it starts with neither the .npy header nor a zip archive's"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def open_npy(path: Path, what: str | None = None) -> np.ndarray:
@@ -25,7 +39,7 @@ def open_npy(path: Path, what: str | None = None) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except _NPY_ERRORS as exc:
-        raise MMTalkerError(what, f"corrupt or truncated .npy file ({exc})", "copy or export the file again") from None
+        raise MMTalkerError(what, f"corrupt or truncated .npy file ({numpy_failure(path, exc)})", "copy or export the file again") from None
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
         raise MMTalkerError(what, f"expected a numeric array, got {getattr(array, 'dtype', type(array))}")
     return array
@@ -99,7 +113,7 @@ def _read_template_file(path: Path) -> dict:
             with np.load(path, allow_pickle=False) as data:
                 return {name: np.asarray(data[name]) for name in data.files}
         except _NPY_ERRORS as exc:
-            raise MMTalkerError(path, f"corrupt .npz file ({exc})") from None
+            raise MMTalkerError(path, f"corrupt .npz file ({numpy_failure(path, exc)})") from None
     from mmtalker.data.safe_pickle import load_pickle
 
     data = load_pickle(path)
