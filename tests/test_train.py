@@ -133,6 +133,17 @@ def test_epoch_line_shows_scores_at_the_report_scale():
     assert epoch_scores({}, units, False, "mve") == "no validation"
 
 
+def test_overwrite_starts_the_history_afresh(tiny_run):
+    """--overwrite replaces the run's files: history.jsonl (appended to epoch by epoch) holds this run's epochs only."""
+    import shutil
+
+    root, config, data, out = tiny_run
+    again = root / "again"
+    shutil.copytree(out, again)
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(again), "--overwrite", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in _history(again)] == [1, 2]
+
+
 def _history(out):
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 

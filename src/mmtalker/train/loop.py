@@ -379,6 +379,8 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
     if info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if not resume:  # --overwrite: the earlier run's epochs are not this run's (history.jsonl is appended to)
+            (run_dir / "history.jsonl").unlink(missing_ok=True)
 
     regions = metric_regions(setup.regions, config.loss)
     budget_s = None if config.optim.max_minutes is None else config.optim.max_minutes * 60

@@ -384,6 +384,8 @@ def _run_phase(config, setup, adapter, phase: Phase, phase_dir: Path, rng, devic
     epochs = max(1, round(opt_cfg.epochs * phase.share))
     counters = {"epoch": 0, "step": 0, "best": None, "history": [], "elapsed_s": 0.0, "done": False}
     averager = WeightAverage(model, opt_cfg.ema) if opt_cfg.ema else None  # see mmtalker.train.averaging
+    if not (resume and (phase_dir / "last" / ckpt.STATE_META).is_file()):
+        (phase_dir / "history.jsonl").unlink(missing_ok=True)  # --overwrite: an earlier run's epochs are not this run's
     if resume and (phase_dir / "last" / ckpt.STATE_META).is_file():
         scored_model(model, averager).load_state_dict(load_model(phase_dir / "last", device)[0].state_dict())
         counters = ckpt.load_training_state(phase_dir / "last", {"model": opt}, raw_state(model, averager), rng)
