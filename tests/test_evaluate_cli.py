@@ -402,9 +402,34 @@ def test_ratio_to_an_oracle_scored_afresh():
 
     from mmtalker.commands.evaluate import ORACLE_NAME, format_table
 
-    rows = [SimpleNamespace(name="m", overall={"lve": 3e-6, "mve": 1e-4, "sequences": 4}),
-            SimpleNamespace(name="part", overall={"lve": 2e-6, "mve": 1e-4, "sequences": 1}),
-            SimpleNamespace(name=ORACLE_NAME, overall={"lve": 1.5e-6, "mve": 1e-4, "sequences": 4})]
+    rows = [SimpleNamespace(name="m", overall={"lve": 3e-6, "mve": 1e-4, "sequences": 4}, missing=[]),
+            SimpleNamespace(name="part", overall={"lve": 2e-6, "mve": 1e-4, "sequences": 1}, missing=["a", "b", "c"]),
+            SimpleNamespace(name=ORACLE_NAME, overall={"lve": 1.5e-6, "mve": 1e-4, "sequences": 4}, missing=[])]
     lines = format_table(rows, {"length": "m", "report_scale": 1e5}).splitlines()
     assert lines[0].endswith("| LVE ÷ floor |") and len(lines) == 5
     assert lines[2].endswith("| 4 | 2.0× |") and lines[3].endswith("| 1 | – |") and lines[4].endswith("| 4 | 1.0× |")
+
+
+def test_report_table_of_an_oracle_scored_file_has_the_ratio():
+    """A score file from `evaluate --oracle` (the demo's) has the oracle as a model: the report's ratio is to it."""
+    from mmtalker.eval.report import markdown_table
+
+    data = {"split": "test", "units": {"length": "m", "report_scale": 1e5}, "oracle_floor": {"lve": 9.0, "mve": 1.0},
+            "models": {"m": {"overall": {"lve": 3e-6, "mve": 1e-4, "sequences": 4}},
+                       "oracle (floor)": {"overall": {"lve": 1.5e-6, "mve": 1e-4, "sequences": 4}}}}
+    lines = markdown_table(data).splitlines()
+    assert lines[0].endswith("| LVE ÷ floor |") and lines[2].endswith("| 2.0× |") and lines[3].endswith("| 1.0× |")
+    assert len(lines) == 4  # no recorded-floor row beside the oracle scored afresh
+
+
+def test_a_model_with_several_predictions_per_sequence_keeps_its_ratio():
+    """--unseen-styles all (or FaceFormer's condition files): more predictions than sequences, every sequence covered."""
+    from types import SimpleNamespace
+
+    from mmtalker.commands.evaluate import format_table
+
+    rows = [SimpleNamespace(name="all styles", overall={"lve": 3e-6, "mve": 1e-4, "sequences": 48}, missing=[]),
+            SimpleNamespace(name="part", overall={"lve": 2e-6, "mve": 1e-4, "sequences": 8}, missing=["s_1"])]
+    floor = {"lve": 1.5e-6, "mve": 1e-4, "sequences": 8}
+    lines = format_table(rows, {"length": "m", "report_scale": 1e5}, floor).splitlines()
+    assert lines[2].endswith("| 48 | 2.0× |") and lines[3].endswith("| 8 | – |") and lines[4].endswith("| 1.0× |")

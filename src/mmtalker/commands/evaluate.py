@@ -130,7 +130,7 @@ def format_table(results, units: dict, floor: dict | None = None) -> str:
 
     oracle = next((r.overall for r in results if r.name == ORACLE_NAME), None)
     return score_table([(r.name, r.overall) for r in results], units, floor, sequences=True,
-                       ratio_to=None if floor else oracle)
+                       ratio_to=None if floor else oracle, complete={r.name for r in results if not r.missing})
 
 
 def run(args: argparse.Namespace) -> int:

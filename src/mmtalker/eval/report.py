@@ -127,11 +127,12 @@ def recorded_floor(data: dict) -> dict | None:
 
 
 def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = None, *, sequences: bool = False,
-                label: str = "model", ratio_to: dict | None = None) -> str:
+                label: str = "model", ratio_to: dict | None = None, complete: set | None = None) -> str:
     """A Markdown table of overall scores (``rows``: (name, overall scores)) at the report scale of ``units``,
     the units in the header; ``floor`` (recorded oracle scores) as a last row, with each row's LVE as a
     multiple of it when the row was scored on as many sequences as the floor (``ratio_to``: the same ratio to
-    scores among ``rows``, the oracle scored afresh, with no row added); ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
+    scores among ``rows``, the oracle scored afresh, with no row added; ``complete``: the rows known to cover every
+    sequence of the split, the only ones then to get the ratio, whatever their count of predictions); ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
     scale = float(units.get("report_scale", 1.0))
     sq = squared_unit(units)
     reference = floor or ratio_to
@@ -145,7 +146,10 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
         if sequences:
             line += f" {o.get('sequences', '–')} |"
         if ratio:  # only over the sequences the floor was measured on: a partial set of predictions gets none
-            same_set = o.get("sequences") == reference.get("sequences") or "sequences" not in o or "sequences" not in reference
+            if complete is not None:
+                same_set = name in complete or name == FLOOR_NAME
+            else:
+                same_set = o.get("sequences") == reference.get("sequences") or "sequences" not in o or "sequences" not in reference
             line += f" {o['lve'] / reference['lve']:.1f}× |" if "lve" in o and same_set else " – |"
         lines.append(line)
     return "\n".join(lines)
@@ -155,7 +159,10 @@ def markdown_table(data: dict) -> str:
     """The split's table: every model's overall scores at the report scale of the dataset's units, and the
     benchmark's recorded oracle floor with each model's LVE as a multiple of it, when there is one."""
     rows = [(name, scores["overall"]) for name, scores in data["models"].items()]
-    return score_table(rows, data.get("units", {}), recorded_floor(data))
+    floor = recorded_floor(data)
+    oracle = next((scores for name, scores in rows if "oracle" in name), None)  # scored afresh (evaluate --oracle)
+    complete = {name for name, scores in data["models"].items() if not scores.get("missing")}
+    return score_table(rows, data.get("units", {}), floor, ratio_to=None if floor else oracle, complete=complete)
 
 
 def per_subject_table(data: dict, metric: str) -> str | None:
