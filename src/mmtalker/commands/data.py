@@ -41,8 +41,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default 0)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second of the motion (default 30)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing its files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out that holds an earlier benchmark: its files are deleted first (a folder holding other files is refused)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary at the end")
     p.set_defaults(func=_synth)
 
 

@@ -40,7 +40,8 @@ def register(sub) -> None:
     p.add_argument("--pred", type=Path, action="append", default=[], help="a folder of saved predictions (repeatable)")
     p.add_argument("--name", action="append", default=[], help="display names for the --pred folders, in order")
     p.add_argument("--oracle", action="store_true", help="also score the synthetic benchmark's oracle (the error floor) afresh; without it the "
-                   "table ends with the floor the benchmark recorded when it was made, and each model's LVE ÷ floor")
+                   "table ends with the floor the benchmark recorded when it was made, and each model's LVE ÷ floor (where it applies: "
+                   "not with --regions or --splits, nor for a model missing sequences; docs/evaluation.md)")
     p.add_argument("--regions", nargs="+", metavar="ROLE=FILE[:KEY]",
                    help="region files for lips, eyes and upper (face): e.g. lips=FLAME_masks.pkl:lips upper=fdd.txt")
     p.add_argument("--per-subject", action="store_true", help="also print each subject's scores")

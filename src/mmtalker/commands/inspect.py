@@ -52,7 +52,7 @@ examples:
 def register(sub) -> None:
     p = sub.add_parser(
         "inspect",
-        help="show what mmtalker reads in speech, mesh, region, pickle files, dataset and checkpoint folders",
+        help="show what mmtalker reads in speech, mesh, region, pickle and animation files, dataset and checkpoint folders",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

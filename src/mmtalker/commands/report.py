@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("scores", nargs="+", type=Path, help="JSON files written by 'mmtalker evaluate --json'")
     p.add_argument("--data", type=Path, help="the dataset (for the heatmaps' face)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
-    p.add_argument("--overwrite", action="store_true", help="write into an existing report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the report.md (and figures) already in --out")
     p.set_defaults(func=run)
 
 

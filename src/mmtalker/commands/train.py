@@ -45,7 +45,7 @@ def register(sub) -> None:
                    help="change one of the config's settings for this run (repeatable; the value is read as YAML: "
                         "2, 1e-4, true, [1, 2], null); the run folder's training_config.json records the result")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (files there are replaced)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (the run's files there are replaced, history.jsonl started afresh; others are left)")
     p.set_defaults(func=run)
 
 
