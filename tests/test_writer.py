@@ -157,3 +157,23 @@ def test_bad_input_is_refused(tmp_path, flame):
     with pytest.raises(MMTalkerError, match="audio lasts"):
         w.finish(name="t", fps=30)
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_overwrite_clears_only_a_folder_mmtalker_wrote(tmp_path):
+    """A folder laid out like a dataset (wav/, regions/) but with no manifest or marker of ours is the user's own:
+    --overwrite refuses it; a dataset the writer began (its marker is written first) may be cleared."""
+    from mmtalker.data.writer import MARKER_FILE, _prepare_folder, is_ours_started
+    from mmtalker.errors import MMTalkerError
+
+    mine = tmp_path / "mine"
+    (mine / "wav").mkdir(parents=True)
+    (mine / "wav" / "interview.wav").write_bytes(b"RIFF")
+    with pytest.raises(MMTalkerError, match="made by someone else"):
+        _prepare_folder(mine, overwrite=True)
+    assert (mine / "wav" / "interview.wav").is_file()
+    ours = tmp_path / "ours"
+    _prepare_folder(ours, overwrite=False)
+    assert is_ours_started(ours) and (ours / MARKER_FILE).is_file()
+    (ours / "wav" / "a.wav").write_bytes(b"RIFF")  # interrupted before its manifest
+    _prepare_folder(ours, overwrite=True)
+    assert not (ours / "wav" / "a.wav").exists() and is_ours_started(ours)

@@ -76,9 +76,11 @@ def _synth(args: argparse.Namespace) -> int:
     from mmtalker.synth.generate import generate
 
     if args.fps <= 0 or args.fps > 1000:
-        raise MMTalkerError(f"--fps {args.fps}", "must be a positive frame rate", "30 is the usual value")
+        raise MMTalkerError(f"--fps {args.fps}", "must be a frame rate above 0 and at most 1000", "30 is the usual value")
     if args.workers < 1:
         raise MMTalkerError(f"--workers {args.workers}", "must be at least 1")
+    if args.seed < 0:
+        raise MMTalkerError(f"--seed {args.seed}", "must be 0 or more")
     check_output_folder(args.out)
     before = os.environ.get("MMTALKER_QUIET")
     if args.quiet:

@@ -55,7 +55,13 @@ def _data(args, data: Path) -> None:
         _check_same(data / "manifest.json", _made_with(data), {"preset": args.preset, "seed": args.seed}, args.out)
         print("  already there: using it")
     else:
-        _call(["data", "synth", "--out", str(data), "--preset", args.preset, "--seed", str(args.seed)])
+        from mmtalker.data.writer import is_ours_started
+
+        again = is_ours_started(data)  # an interrupted generation: made again from the start (it takes a minute)
+        if again:
+            print("  an interrupted benchmark is there: making it again")
+        _call(["data", "synth", "--out", str(data), "--preset", args.preset, "--seed", str(args.seed)]
+              + (["--overwrite"] if again else []))
     _call(["inspect", str(data)])
 
 

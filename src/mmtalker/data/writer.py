@@ -37,7 +37,9 @@ TEMPLATES_FILE = "templates.npz"
 TOPOLOGY_FILE = "topology.obj"
 REGIONS_DIR = "regions"
 _OUR_DIRS = {VERTICES_DIR: ".npy", WAV_DIR: ".wav", ALIGNMENTS_DIR: ".json", ORACLE_DIR: ".npy", REGIONS_DIR: ".txt"}
-_OUR_FILES = {MANIFEST_FILE, TEMPLATES_FILE, TOPOLOGY_FILE}
+MARKER_FILE = ".mmtalker-dataset"
+"""Written first into every folder the writer fills: with the manifest (written last), what proves a folder ours."""
+_OUR_FILES = {MANIFEST_FILE, TEMPLATES_FILE, TOPOLOGY_FILE, MARKER_FILE}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -241,6 +243,9 @@ def _prepare_folder(root: Path, overwrite: bool) -> None:
         if foreign:
             raise MMTalkerError(root, f"holds files that are not part of an mmtalker dataset ({foreign[0].name}, ...)",
                                 "refusing to clear it even with overwrite; choose a new folder")
+        if not (is_ours_started(root) or (root / MANIFEST_FILE).is_file()):  # wav/, regions/ of the user's own
+            raise MMTalkerError(root, "holds files laid out like a dataset but made by someone else (no manifest.json "
+                                f"or {MARKER_FILE} of mmtalker's)", "refusing to clear it even with overwrite; choose a new folder")
         (root / MANIFEST_FILE).unlink(missing_ok=True)  # first, so a half-cleared folder never reads as complete
         for path in entries:
             if path.is_dir():
@@ -249,6 +254,12 @@ def _prepare_folder(root: Path, overwrite: bool) -> None:
                 path.unlink()
     for sub in (VERTICES_DIR, WAV_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / MARKER_FILE).write_text("a dataset written by mmtalker; its manifest.json is written last\n")
+
+
+def is_ours_started(root: Path) -> bool:
+    """Whether ``root`` holds a dataset the writer began (finished or not): what ``--overwrite`` may clear."""
+    return (Path(root) / MARKER_FILE).is_file()
 
 
 def _is_ours(path: Path) -> bool:
