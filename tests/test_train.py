@@ -496,3 +496,18 @@ def test_lip_max_term_is_lves_form_on_the_models_dense_prediction(tmp_path):
     config.loss.lip_max_points = 0
     with pytest.raises(MMTalkerError, match="lip_max_points"):
         build_setup(config, torch.device("cpu"), Dist())
+
+
+def test_an_empty_section_keeps_its_base_and_a_scalar_one_is_refused(tmp_path):
+    """`optim:` with every line commented out changes nothing (it used to blank the base's whole section: lr, ema,
+    budget back to the dataclass defaults); `optim: 5` is an error naming the section."""
+    from mmtalker.train.config import load_config
+
+    base = load_config(CONFIGS / "mmtalker_synth.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(f"base: {CONFIGS / 'mmtalker_synth.yaml'}\noptim:\n#  lr: 0.01\n")
+    assert load_config(empty).optim == base.optim
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text(f"base: {CONFIGS / 'mmtalker_synth.yaml'}\noptim: 5\n")
+    with pytest.raises(MMTalkerError, match=r"scalar.yaml: section 'optim' must hold settings"):
+        load_config(scalar)

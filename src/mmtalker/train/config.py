@@ -247,7 +247,18 @@ def _read_yaml(path: Path) -> dict:
         raise MMTalkerError(path, f"not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise MMTalkerError(path, "a config file must be a mapping of sections (data, model, loss, …)")
+    for section, value in list(data.items()):
+        if section in _SCALAR_ENTRIES:
+            continue
+        if value is None:  # every setting under it commented out: it changes nothing (it must not blank its base's)
+            data[section] = {}
+        elif not isinstance(value, dict):
+            raise MMTalkerError(path, f"section '{section}' must hold settings (key: value lines), got {value!r}")
     return data
+
+
+_SCALAR_ENTRIES = ("base", "kind")
+"""Top-level entries of a config file that are not sections of settings."""
 
 
 def _merge(base: dict, over: dict) -> dict:
