@@ -5,13 +5,15 @@ from __future__ import annotations
 from mmtalker.errors import MMTalkerError
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device) -> str:
     """``device`` checked: ``cpu``, ``cuda``, ``cuda:N`` (a GPU this machine has) or ``auto`` (cuda if any, else cpu).
 
-    Raises MMTalkerError for any other string and for a GPU this machine lacks.
+    A ``torch.device`` is read as its name. Raises MMTalkerError for anything else and for a GPU this machine lacks.
     """
     import torch
 
+    if not isinstance(device, (str, torch.device)):
+        raise MMTalkerError("device", f"expected a string (cpu, cuda, cuda:N or auto), got {type(device).__name__} {device!r}")
     text = str(device)
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

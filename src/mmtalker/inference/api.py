@@ -13,6 +13,8 @@ its own topology (no retargeting to other resolutions, no streaming); :attr:`MMT
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,8 @@ from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
-from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, frames_for_window, iter_windowed, plan_windows
+from mmtalker.inference.windows import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed,
+                                        plan_windows)
 from mmtalker.mesh.io import Mesh, load_mesh
 
 AudioLike = str | os.PathLike | np.ndarray
@@ -55,6 +58,8 @@ class MMTalker:
         """
         from mmtalker.models.registry import load_model
 
+        if not isinstance(directory, (str, os.PathLike)):
+            raise MMTalkerError("checkpoint", f"expected a folder path, got {type(directory).__name__}")
         directory = Path(directory)
         device = resolve_device(device)
         try:
@@ -121,17 +126,16 @@ class MMTalker:
 
     def read_audio(self, audio: AudioLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """A path (any format mmtalker reads) or an array (N,) at ``sample_rate`` -> (N,) float32 16 kHz mono."""
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not (
+                math.isfinite(sample_rate) and sample_rate > 0):
+            raise MMTalkerError("sample_rate", f"must be a positive number of samples per second, got "
+                                f"{type(sample_rate).__name__} {sample_rate!r}")
         if isinstance(audio, (str, os.PathLike)):
             samples = load_audio(audio)
             what = str(audio)
         else:
-            samples = np.asarray(audio)
             what = "audio array"
-            if samples.ndim != 1 or samples.dtype.kind != "f":
-                raise MMTalkerError(what, f"must be a 1-D float array of samples, got {samples.dtype} {samples.shape}")
-            if not np.isfinite(samples).all():
-                raise MMTalkerError(what, "contains NaN or infinite samples")
-            samples = samples.astype(np.float32)
+            samples = audio_array(audio, what)  # a 1-D float array (or torch tensor), finite
             if sample_rate != SAMPLE_RATE:
                 samples = resample_audio(samples, sample_rate, SAMPLE_RATE)
         if len(samples) < self.engine.min_samples:
@@ -153,6 +157,8 @@ class MMTalker:
         ckpt_faces = self.model.faces.cpu().numpy()
         same = mesh.vertices.shape[0] == self.num_vertices and (
             mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
+        if not np.isfinite(mesh.vertices).all():  # before the size check, which NaN would turn into "nan× the size"
+            raise MMTalkerError(mesh.path or "template", "has NaN or infinite vertex positions")
         if same:
             self._check_size(mesh)
             return self.engine.prepare(subject, mesh.vertices)
@@ -184,10 +190,16 @@ class MMTalker:
             return template
         if isinstance(template, (str, os.PathLike)):
             return load_mesh(template)
-        verts = np.asarray(template, dtype=np.float32)
-        if verts.shape != (self.num_vertices, 3) or not np.isfinite(verts).all():
-            raise MMTalkerError("template array", f"must be finite ({self.num_vertices}, 3), got {verts.shape}",
-                                "pass a mesh file or Mesh to use another resolution")
+        try:
+            verts = np.asarray(template, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise MMTalkerError("template", f"must be a mesh path, Mesh or ({self.num_vertices}, 3) array, "
+                                f"got {type(template).__name__} ({exc})") from None
+        if verts.shape != (self.num_vertices, 3):
+            raise MMTalkerError("template array", f"must be finite ({self.num_vertices}, 3) vertex positions, got shape "
+                                f"{verts.shape}", "pass a mesh file or Mesh to use another resolution")
+        if not np.isfinite(verts).all():
+            raise MMTalkerError("template array", "holds NaN or infinite vertex positions")
         return Mesh(vertices=verts, faces=self.model.faces.cpu().numpy())
 
     # -- animation ------------------------------------------------------------------------------------
@@ -200,14 +212,19 @@ class MMTalker:
                      overlap_s: float = DEFAULT_OVERLAP_S, on_window=None,
                      face: PreparedFace | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Like :meth:`animate`, yielding finished (start, frames (n, P, 3)) blocks window by window.
-        ``face`` (from :meth:`prepare_face`) replaces ``style`` and ``template`` when given."""
+        ``face`` (from :meth:`prepare_face`) replaces ``style`` and ``template`` when given.
+
+        The arguments are checked when this is called, before the first block is asked for."""
         samples = self.read_audio(audio, sample_rate)
+        if face is not None and not isinstance(face, PreparedFace):
+            raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
+                                "or leave it out and pass style/template")
         face = face if face is not None else self.prepare_face(style, template)
-        T = self.num_frames_for(len(samples)) if num_frames is None else int(num_frames)
-        self._check_window(window_s)
-        yield from iter_windowed(samples, self.fps, T, lambda seg, n: self.engine.frames(face, seg, n),
-                                 window_s=window_s, overlap_s=overlap_s, min_samples=self.engine.min_samples,
-                                 on_window=on_window)
+        T = self._frames_to_make(num_frames, len(samples))
+        self._check_window(window_s, overlap_s)
+        return iter_windowed(samples, self.fps, T, lambda seg, n: self.engine.frames(face, seg, n),
+                             window_s=window_s, overlap_s=overlap_s, min_samples=self.engine.min_samples,
+                             on_window=on_window)
 
     def animate(self, audio: AudioLike, *, style: str | None = None, template: TemplateLike = None,
                 num_frames: int | None = None, sample_rate: int = SAMPLE_RATE, window_s: float = DEFAULT_WINDOW_S,
@@ -225,10 +242,12 @@ class MMTalker:
             out: optional (T, P, 3) float32 array to fill (e.g. ``np.lib.format.open_memmap`` for hours of audio).
         """
         samples = self.read_audio(audio, sample_rate)
-        T = self.num_frames_for(len(samples)) if num_frames is None else int(num_frames)
+        T = self._frames_to_make(num_frames, len(samples))
+        face = self.prepare_face(style, template)
+        if out is not None:
+            self._check_out(out, (T, face.num_points, 3))
         result = out
-        for start, block in self.iter_animate(samples, style=style, template=template, num_frames=T,
-                                              window_s=window_s, overlap_s=overlap_s):
+        for start, block in self.iter_animate(samples, face=face, num_frames=T, window_s=window_s, overlap_s=overlap_s):
             if result is None:
                 result = np.empty((T, *block.shape[1:]), np.float32)
             result[start : start + len(block)] = block
@@ -238,7 +257,38 @@ class MMTalker:
         """How many windows :meth:`animate` runs for ``num_frames`` frames (for progress bars)."""
         return len(plan_windows(num_frames, *frames_for_window(window_s, overlap_s, self.fps)))
 
-    def _check_window(self, window_s: float) -> None:
+    MAX_PADDING = 10
+    """``num_frames`` may ask for at most this many times the audio's frames, plus one second (the rest is silence)."""
+
+    def _frames_to_make(self, num_frames, num_samples: int) -> int:
+        """``num_frames`` checked (None: the audio's own count): a whole number ≥ 1, not far beyond the audio."""
+        own = self.num_frames_for(num_samples)
+        if num_frames is None:
+            return own
+        if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Real) or not (
+                math.isfinite(num_frames) and float(num_frames).is_integer()):
+            raise MMTalkerError("num_frames", f"must be a whole number of frames, got {type(num_frames).__name__} {num_frames!r}")
+        T = int(num_frames)
+        if T < 1:
+            raise MMTalkerError("num_frames", f"must be at least 1, got {T}", "leave it out for the audio's own length")
+        most = self.MAX_PADDING * own + int(math.ceil(self.fps))
+        if T > most:
+            raise MMTalkerError("num_frames", f"{T} is far more than the audio gives ({own} frames, "
+                                f"{num_samples / SAMPLE_RATE:.2f} s at {self.fps:g} fps); at most {most} "
+                                f"({self.MAX_PADDING}× + 1 s of silence)", "leave it out for the audio's own length")
+        return T
+
+    @staticmethod
+    def _check_out(out, shape: tuple[int, int, int]) -> None:
+        if not isinstance(out, np.ndarray):
+            raise MMTalkerError("out", f"must be a numpy array, got {type(out).__name__}")
+        if out.dtype != np.float32 or out.shape != shape:
+            raise MMTalkerError("out", f"must be a float32 array of shape {shape}, got {out.dtype} {out.shape}")
+        if not out.flags.writeable:
+            raise MMTalkerError("out", "is read-only", "pass a writeable array (or np.lib.format.open_memmap in w+ mode)")
+
+    def _check_window(self, window_s: float, overlap_s: float = DEFAULT_OVERLAP_S) -> None:
+        frames_for_window(window_s, overlap_s, self.fps)  # numbers, finite, window positive, overlap ≥ 0
         limit = self.engine.max_samples
         if limit is not None and window_s * SAMPLE_RATE > limit:
             raise MMTalkerError("window_s", f"{window_s} s is longer than the speech encoder takes "
@@ -250,4 +300,8 @@ class MMTalker:
 
         if self.kind != "mmtalker":
             raise MMTalkerError(self.source or self.kind, f"is a {self.kind} checkpoint; streaming needs an MMTalker one")
+        known = ("context_s", "encoder_context_s", "lookahead_s", "incremental")
+        unknown = sorted(set(kw) - set(known))
+        if unknown:
+            raise MMTalkerError("stream", f"has no option {', '.join(unknown)}", f"options: style, template, {', '.join(known)}")
         return StreamingAnimator(self.engine, self.prepare_face(style, template), **kw)

@@ -25,6 +25,7 @@ Shapes: ``P`` output points; chunks are (n,) float32 16 kHz mono.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
@@ -34,6 +35,7 @@ from mmtalker.audio.encoders import features_at_fps
 from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.audio.whisper_stream import IncrementalWhisper, supports
 from mmtalker.errors import MMTalkerError
+from mmtalker.inference.windows import audio_array
 
 
 class StreamingAnimator:
@@ -54,6 +56,8 @@ class StreamingAnimator:
                  incremental: bool = True):
         for name, value, least in (("context_s", context_s, None), ("encoder_context_s", encoder_context_s, 0.0),
                                    ("lookahead_s", lookahead_s, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise MMTalkerError("streaming", f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
             if not np.isfinite(value) or (value <= 0 if least is None else value < least):
                 need = "positive" if least is None else "zero or more"
                 raise MMTalkerError("streaming", f"{name} must be {need} seconds, got {value}")
@@ -86,9 +90,7 @@ class StreamingAnimator:
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Add a chunk (n,) of 16 kHz audio; returns the frames now due, (k, P, 3) (k may be 0)."""
         started = time.perf_counter()
-        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        if not np.isfinite(chunk).all():
-            raise MMTalkerError("audio chunk", "contains NaN or infinite samples")
+        chunk = audio_array(chunk, "audio chunk")  # as MMTalker.animate takes arrays: 1-D float samples, finite
         self._stages = dict.fromkeys(self.stage_seconds, 0.0)
         if self._whisper is not None:
             self._whisper.push(chunk)

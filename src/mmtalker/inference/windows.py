@@ -14,6 +14,7 @@ between windows), so output can go straight to a file; :func:`run_windowed` coll
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,40 @@ from mmtalker.errors import MMTalkerError
 
 DEFAULT_WINDOW_S = 20.0  # well under Whisper's 30 s, long enough for the utterance-level context
 DEFAULT_OVERLAP_S = 3.0  # far more than the model's local receptive field (about ±0.5 s at 30 fps)
+
+
+def real_number(value, what: str) -> float:
+    """``value`` as a finite float; MMTalkerError naming ``what`` for a string, bool, None, NaN or infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MMTalkerError(what, f"must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise MMTalkerError(what, f"must be a finite number, got {value}")
+    return value
+
+
+def audio_array(audio, what: str = "audio array") -> np.ndarray:
+    """``audio`` as (N,) float32 samples: a 1-D float numpy array, torch tensor or sequence of floats.
+
+    Anything else (integer PCM, several channels, bytes, a string, NaN samples) raises MMTalkerError naming ``what``.
+    """
+    if isinstance(audio, (str, bytes, bytearray, memoryview)):
+        raise MMTalkerError(what, f"must be a 1-D float array of samples, got {type(audio).__name__}")
+    if type(audio).__module__.startswith("torch") and hasattr(audio, "detach"):  # a torch tensor, even one needing grad
+        audio = audio.detach().cpu()
+        audio = (audio.float() if audio.is_floating_point() else audio).numpy()
+    try:
+        samples = np.asarray(audio)
+    except (TypeError, ValueError) as exc:
+        raise MMTalkerError(what, f"must be a 1-D float array of samples ({exc})") from None
+    if samples.ndim != 1 or samples.dtype.kind != "f":
+        hint = ("scale integer PCM to floats in [-1, 1] first, e.g. x / 32768" if samples.dtype.kind in "iu" else
+                "pass one channel (or the channels' mean)" if samples.ndim == 2 and samples.dtype.kind == "f" else None)
+        raise MMTalkerError(what, f"must be a 1-D float array of samples, got {samples.dtype} {samples.shape}", hint)
+    if not np.isfinite(samples).all():
+        raise MMTalkerError(what, "contains NaN or infinite samples")
+    return samples.astype(np.float32, copy=False)
+
 
 FramesFn = Callable[[np.ndarray, int], np.ndarray]
 """frames_fn(audio (n,) float32 16 kHz starting at the window's first frame, num_frames) -> (num_frames, P, 3)."""
@@ -97,8 +132,11 @@ def window_audio(audio: np.ndarray, win: Window, fps: float, min_samples: int = 
 
 def frames_for_window(window_s: float, overlap_s: float, fps: float) -> tuple[int, int]:
     """Window and overlap lengths in frames for lengths in seconds."""
-    if window_s <= 0 or overlap_s < 0:
-        raise MMTalkerError("windows", f"window {window_s} s and overlap {overlap_s} s must be positive")
+    window_s, overlap_s = real_number(window_s, "window_s"), real_number(overlap_s, "overlap_s")
+    if window_s <= 0:
+        raise MMTalkerError("window_s", f"must be positive seconds, got {window_s:g}")
+    if overlap_s < 0:
+        raise MMTalkerError("overlap_s", f"must be zero or more seconds, got {overlap_s:g}")
     return max(1, int(math.floor(window_s * fps))), int(round(overlap_s * fps))
 
 

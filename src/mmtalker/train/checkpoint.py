@@ -195,6 +195,9 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
     Returns (model in eval mode on ``device``, MMTalkerConfig, extras dict). Raises MMTalkerError when the
     folder is not an MMTalker checkpoint, its files are truncated, or weights and config disagree.
     """
+    from mmtalker.devices import resolve_device
+
+    device = resolve_device(device)  # before reading anything: "tpu", 5, or a GPU this machine lacks
     directory = Path(directory)
     meta = read_checkpoint_config(directory)
     config = build_dataclass(MMTalkerConfig, meta.get("model", {}), f"{directory / CONFIG}: model")
