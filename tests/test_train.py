@@ -511,3 +511,18 @@ def test_an_empty_section_keeps_its_base_and_a_scalar_one_is_refused(tmp_path):
     scalar.write_text(f"base: {CONFIGS / 'mmtalker_synth.yaml'}\noptim: 5\n")
     with pytest.raises(MMTalkerError, match=r"scalar.yaml: section 'optim' must hold settings"):
         load_config(scalar)
+
+
+def test_a_diverged_run_stops_before_saving_nan_weights(tmp_path, capsys):
+    """optim.lr huge: the first non-finite loss stops the run with one error, and no NaN weights become best/."""
+    data = write_fake_dataset(tmp_path / "data", clips_per_subject=3)
+    config = write_config(tmp_path, TINY)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--epochs", "3",
+                 "--set", "optim.lr=1e30", "--set", "optim.grad_clip=1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "training: diverged in epoch" in err and "not finite" in err and "lower optim.lr" in err
+    if (out / "best").exists():  # diverged after the first epoch: what was saved is finite (NaN weights are refused)
+        from mmtalker.train.checkpoint import load_checkpoint
+
+        load_checkpoint(out / "best")

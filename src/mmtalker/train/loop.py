@@ -527,7 +527,14 @@ def _extras(config: TrainingConfig, setup: Setup, counters: dict, metrics: dict)
 
 def record_epoch(counters: dict, train_terms: dict, val: dict, select_metric: str) -> tuple[dict, bool]:
     """Append this epoch's record to ``counters["history"]``; returns it and whether ``select_metric``
-    (the training loss when validation lacks it) improved, updating ``counters["best"]`` if so."""
+    (the training loss when validation lacks it) improved, updating ``counters["best"]`` if so. A loss or score
+    that is no longer finite stops the run here, before this epoch's weights are saved over the last good ones."""
+    bad = [f"train {k}" for k, v in train_terms.items() if isinstance(v, float) and not math.isfinite(v)]
+    bad += [f"val {k}" for k, v in val.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise MMTalkerError("training", f"diverged in epoch {counters['epoch']}: {', '.join(bad[:3])} not finite",
+                            "lower optim.lr (or optim.audio_lr)" + ("; best/ and last/ hold the epochs before it"
+                                                                   if counters["epoch"] > 1 else ""))
     score = val.get(select_metric, train_terms.get("loss"))
     record = {"epoch": counters["epoch"], "step": counters["step"], "elapsed_s": round(counters["elapsed_s"], 1),
               "train": train_terms, "val": {k: v for k, v in val.items() if isinstance(v, float)}}
