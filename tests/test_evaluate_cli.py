@@ -433,3 +433,17 @@ def test_a_model_with_several_predictions_per_sequence_keeps_its_ratio():
     floor = {"lve": 1.5e-6, "mve": 1e-4, "sequences": 8}
     lines = format_table(rows, {"length": "m", "report_scale": 1e5}, floor).splitlines()
     assert lines[2].endswith("| 48 | 2.0× |") and lines[3].endswith("| 8 | – |") and lines[4].endswith("| 1.0× |")
+
+
+def test_names_must_match_the_folders_and_be_unique(dataset_dir, tmp_path, capsys):
+    """--name beyond the --pred folders was dropped, and two models of one name kept one in --json."""
+    ds = open_dataset(dataset_dir)
+    pred = tmp_path / "p"
+    pred.mkdir()
+    for seq in ds.sequences("test"):
+        np.save(pred / f"{seq.key}.npy", seq.vertices())
+    assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--name", "A", "--name", "B"]) == 1
+    assert "--name: gives 2 names for 1 --pred folders" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--pred", str(pred),
+                 "--name", "X", "--name", "X", "--json", str(tmp_path / "s.json")]) == 1
+    assert "two models would be called 'X'" in capsys.readouterr().err and not (tmp_path / "s.json").exists()

@@ -91,6 +91,9 @@ def _sources(args, dataset):
 
     sources = []
     names = list(args.name)
+    if len(names) > len(args.pred):
+        raise MMTalkerError("--name", f"gives {len(names)} names for {len(args.pred)} --pred folders",
+                            "one --name per --pred, in order (checkpoints are named by their kind and run folder)")
     for k, folder in enumerate(args.pred):
         sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
     loaded = []
@@ -116,6 +119,10 @@ def _sources(args, dataset):
         sources.append((ORACLE_NAME, oracle))
     if not sources:
         raise MMTalkerError("evaluate", "nothing to score", "give --checkpoint, --pred or --oracle")
+    twice = [name for name, n in Counter(name for name, _ in sources).items() if n > 1]
+    if twice:  # the --json file keys its models by name: one would overwrite the other
+        raise MMTalkerError("evaluate", f"two models would be called '{twice[0]}'",
+                            "give each --pred its own --name, and each checkpoint once")
     return sources
 
 
