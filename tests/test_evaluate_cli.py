@@ -447,3 +447,20 @@ def test_names_must_match_the_folders_and_be_unique(dataset_dir, tmp_path, capsy
     assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--pred", str(pred),
                  "--name", "X", "--name", "X", "--json", str(tmp_path / "s.json")]) == 1
     assert "two models would be called 'X'" in capsys.readouterr().err and not (tmp_path / "s.json").exists()
+
+
+def test_two_score_files_of_one_split_get_their_own_charts(dataset_dir, tmp_path):
+    ds = open_dataset(dataset_dir)
+    files = []
+    for k, offset in enumerate((0.001, 0.003)):
+        pred = tmp_path / f"p{k}"
+        pred.mkdir()
+        for seq in ds.sequences("test"):
+            np.save(pred / f"{seq.key}.npy", seq.vertices() + np.float32(offset))
+        files.append(tmp_path / f"s{k}.json")
+        assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--json", str(files[-1])]) == 0
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, files), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "![metrics](metrics_test.png)" in md and "![metrics](metrics_test_2.png)" in md
+    assert (out / "metrics_test.png").is_file() and (out / "metrics_test_2.png").is_file()

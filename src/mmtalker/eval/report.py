@@ -253,10 +253,13 @@ def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
     loaded = [(file, load_scores(file)) for file in score_files]  # every file checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# Comparison", ""]
+    seen: dict[str, int] = {}
     for file, data in loaded:
         split = data["split"]
+        seen[split] = seen.get(split, 0) + 1
+        tag = split if seen[split] == 1 else f"{split}_{seen[split]}"  # two files of one split: figures of their own
         parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From `{file}`.", "", markdown_table(data), ""]
-        bars = bar_chart(data, out / f"metrics_{split}.png")
+        bars = bar_chart(data, out / f"metrics_{tag}.png")
         parts += [f"![metrics]({bars.name})", ""]
         for metric in ("lve", "eve"):
             table = per_subject_table(data, metric)
@@ -264,11 +267,11 @@ def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
                 parts += [table, ""]
         if dataset is not None:
             topo = dataset.topology()
-            heat = heatmap_sheet(data, dataset.template(dataset.subjects[0]), topo.faces, out / f"heatmap_{split}.png")
+            heat = heatmap_sheet(data, dataset.template(dataset.subjects[0]), topo.faces, out / f"heatmap_{tag}.png")
             misfits = mesh_misfits(data, topo.num_vertices)
             if misfits:
                 models = ", ".join(f"{name} ({count} vertices)" for name, count in misfits)
-                left = f"heatmap_{split}.png is left out" if heat is None else f"they are left out of heatmap_{split}.png"
+                left = f"heatmap_{tag}.png is left out" if heat is None else f"they are left out of heatmap_{tag}.png"
                 print(f"mmtalker report: note: {file}: the per-vertex errors of {models} do not fit the mesh of "
                       f"{dataset.root} ({topo.num_vertices} vertices); {left}", file=sys.stderr)
             if heat is not None:
