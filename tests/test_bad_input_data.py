@@ -259,3 +259,14 @@ def test_a_text_file_named_npy_is_said_to_be_no_numpy_file(tmp_path, capsys):
     assert main(["inspect", str(text)]) == 1
     err = capsys.readouterr().err
     assert "anim.npy: not a readable numpy file (it starts with neither the .npy header" in err and "pickle" not in err
+
+
+def test_a_test_split_prefix_naming_no_split_is_refused_before_training(tmp_path, capsys):
+    data = write_fake_dataset(tmp_path / "data")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"base": str(Path(__file__).resolve().parents[1] / "configs" / "voca_synth.yaml"),
+                                      "model": {"audio_encoder": "logmel", "audio_finetune": 0}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--epochs", "1",
+                 "--set", "data.test_split=nope"]) == 1
+    assert "data.test_split: 'nope': no split of" in capsys.readouterr().err and not out.exists()

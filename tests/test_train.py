@@ -526,3 +526,14 @@ def test_a_diverged_run_stops_before_saving_nan_weights(tmp_path, capsys):
         from mmtalker.train.checkpoint import load_checkpoint
 
         load_checkpoint(out / "best")
+
+
+def test_the_summary_leaves_the_floor_out_for_a_split_file_run(tmp_path):
+    from mmtalker.commands.train import summary
+
+    results = {"epochs": 2, "train_minutes": 0.1, "best_epoch": 2, "units": {"length": "m", "report_scale": 1e5},
+               "test": {"lve": 2e-6, "mve": 1e-4, "sequences": 1},
+               "oracle_floor": {"test": {"lve": 1e-6, "mve": 1e-4, "sequences": 2}}}
+    assert "oracle floor" in summary(results, tmp_path)
+    (tmp_path / "training_config.json").write_text(json.dumps({"data": {"splits": "mine.json"}}))
+    assert "oracle floor" not in summary(results, tmp_path)

@@ -130,6 +130,16 @@ def run(args: argparse.Namespace) -> int:
 _NOT_SPLITS = ("val", "oracle_floor", "static_baseline", "units")
 
 
+def _split_file(out: Path):
+    """The split file (data.splits) the run in ``out`` trained with, or None."""
+    import json
+
+    try:
+        return (json.loads((out / "training_config.json").read_text()).get("data") or {}).get("splits")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def summary(results: dict, out: Path) -> str:
     """What a finished run prints: its length, the test splits' scores with the best weights (the benchmark's
     recorded floor under each, when it has one) in the dataset's units, and where everything is."""
@@ -137,6 +147,8 @@ def summary(results: dict, out: Path) -> str:
 
     units = results.get("units") or {}
     floors = results.get("oracle_floor") or {}
+    if floors and _split_file(out):  # the floor was recorded on the generator's splits, not on a split file's
+        floors = {}
     rows = []
     for split, scores in results.items():
         if split in _NOT_SPLITS or not isinstance(scores, dict) or "lve" not in scores:

@@ -167,6 +167,14 @@ def _check_regions(dataset, loss, regions: dict) -> str | None:
     return f"{dataset.root}: {' and '.join(unscored)} not scored" if unscored else None
 
 
+def check_test_splits(dataset, prefix: str, found: dict) -> None:
+    """A run scores every split whose name starts with ``data.test_split`` at its end: a prefix that names none is
+    a mistake found before training, not after it ("(no test split scored)")."""
+    if prefix and not found:
+        raise MMTalkerError("data.test_split", f"'{prefix}': no split of {dataset.root} starts with it",
+                            f"its splits: {', '.join(dataset.split_names)}")
+
+
 def _spread(items: list, count: int) -> list:
     """At most ``count`` items, evenly spread over the list (deterministic)."""
     if len(items) <= count:
@@ -215,6 +223,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in regions.items() if k in weights}, weights)
     test_seqs = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(config.data.test_split)}
+    check_test_splits(dataset, config.data.test_split, test_seqs)
     lip_points = None
     if lw.lip_max > 0:
         if lw.lip_max_points < 1:

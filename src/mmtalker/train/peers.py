@@ -130,7 +130,7 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
-    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread
+    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread, check_test_splits
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
@@ -164,6 +164,7 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     roles = {"lips": lw.lip_region, "eyes": lw.eye_region, "upper": "upper_face"}
     regions = {role: found[name] for role, name in roles.items() if name in found}
     tests = {s: dataset.sequences(s) for s in dataset.split_names if s.startswith(config.data.test_split)}
+    check_test_splits(dataset, config.data.test_split, tests)
     return PeerSetup(dataset, train_clips, val_clips, tests, model, regions, vertex_weight.to(device), encoder, fps)
 
 
