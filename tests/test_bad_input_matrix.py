@@ -652,6 +652,7 @@ def _options(w: dict, d: Path) -> dict:
         "animate --checkpoint a file": (["animate", "--checkpoint", ckpt / "model.safetensors", "--audio", wav, "--out",
                                          d / "o.npz"], ["model.safetensors", "is a file; a checkpoint is a folder"]),
         "data synth --seed -1": (["data", "synth", "--out", d / "s", "--preset", "tiny", "--seed", "-1"], ["--seed -1", "0 or more"]),
+        "preview of a folder without manifest": (["data", "preview", data / "wav"], ["wav", "has no manifest.json"]),
         "train --config a folder": (["train", "--config", data, "--data", data, "--out", d / "r"], ["is a folder", "YAML"]),
         "train --out a file": (["train", "--config", w["config"], "--data", data, "--out", wav], ["speech.wav", "is a file"]),
         "data synth --out under a file": (["data", "synth", "--out", wav / "d", "--preset", "tiny"],

@@ -107,6 +107,9 @@ def _preview(args: argparse.Namespace) -> int:
     from mmtalker.synth.preview import write_preview
 
     dataset = args.dataset.resolve()
+    if dataset.is_dir() and not (dataset / "manifest.json").is_file():  # not the hint of open_dataset: no --preset here
+        raise MMTalkerError(args.dataset, "has no manifest.json: preview draws datasets in mmtalker's own format",
+                            "such as the synthetic benchmark (`mmtalker data synth`), whose manifest has its phones and landmarks")
     out = args.out if args.out is not None else dataset.parent / f"{dataset.name}_preview.png"
     path = write_preview(args.dataset, out, sequence=args.sequence, num_frames=args.frames, overwrite=args.overwrite)
     print(f"wrote {path}")

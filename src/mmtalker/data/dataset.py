@@ -56,7 +56,7 @@ def detect_layout(root: Path) -> str:
         if root.exists():
             raise MMTalkerError(root, "is not a folder", "a dataset is a folder")
         raise MMTalkerError(root, "no such folder", f"make the synthetic benchmark there with `mmtalker data synth "
-                            f"--out {root}`, or give a dataset folder with --data DIR")
+                            f"--out {root}`, or give the path of an existing dataset folder")
     if (root / MANIFEST_FILE).is_file():
         return "native"
     if (root / vocaset_raw.VERTS_FILE).is_file():
