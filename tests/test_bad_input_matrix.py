@@ -744,3 +744,15 @@ def test_a_template_in_other_units_is_refused(world, tmp_path, capsys):
     assert_clear_error(["animate", "--checkpoint", world["ckpt"], "--audio", world["wav"], "--out", tmp_path / "o.npz",
                         "--template", mm], capsys, "face_mm.obj", "1e+03× the size", "units")
     assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("model.d_model=0", "'d_model' must be 1 or more"), ("model.heads=3", "'heads' (3) must divide d_model"),
+    ("model.audio_kernel=4", "'audio_kernel' must be an odd number"), ("model.fourier_frequencies=-1", "0 or more"),
+    ("loss.reconstruction=-1", "'reconstruction' must be 0 or more")])
+def test_model_and_loss_settings_out_of_range(setting, words, world, tmp_path, capsys):
+    """Settings that crashed deep in torch (d_model 0, heads not dividing it, an even kernel) or were taken as they
+    came (a negative loss weight) are refused before anything is built."""
+    assert_clear_error(["train", "--config", world["config"], "--data", world["data"], "--out", tmp_path / "r",
+                        "--set", setting], capsys, words)
+    assert not (tmp_path / "r").exists()

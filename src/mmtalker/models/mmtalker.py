@@ -104,6 +104,19 @@ class MMTalkerConfig:
     def check(self, where: str) -> None:
         """Called by the strict config builder (``mmtalker.train.config.build_dataclass``)."""
         check_fps(self.fps, where)
+        for key in ("d_model", "gcn_layers", "gcn_dim", "num_region_tokens", "heads", "audio_layers", "fusion_layers",
+                    "regressor_hidden"):
+            if getattr(self, key) < 1:
+                raise MMTalkerError(where, f"setting '{key}' must be 1 or more, got {getattr(self, key)}")
+        if self.d_model % self.heads:
+            raise MMTalkerError(where, f"setting 'heads' ({self.heads}) must divide d_model ({self.d_model})")
+        if self.audio_kernel < 1 or self.audio_kernel % 2 == 0:
+            raise MMTalkerError(where, f"setting 'audio_kernel' must be an odd number of frames (1, 3, 5, …), got {self.audio_kernel}")
+        for key in ("fourier_frequencies", "regressor_rank"):
+            if getattr(self, key) < 0:
+                raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
+        if any(int(w) != w or w < 1 for w in self.regressor_layers):
+            raise MMTalkerError(where, f"setting 'regressor_layers' must list widths of 1 or more, got {self.regressor_layers}")
         for key in ("dropout", "feature_dropout", "utterance_dropout", "style_dropout", "template_jitter"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mmtalker.errors import MMTalkerError
+
 
 @dataclass
 class LossWeights:
@@ -31,6 +33,14 @@ class LossWeights:
     lip_max_points: int = 128  # lip vertices drawn per step for that maximum
     lip_region: str = "lips"  # region names in the dataset manifest
     eye_region: str = "eye_region"
+
+    def check(self, where: str) -> None:
+        """A weight below 0 would reward error (the strict config builder calls this)."""
+        for key in ("reconstruction", "velocity", "lips", "eyes", "sampler", "lip_max"):
+            if not getattr(self, key) >= 0:
+                raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
+        if self.lip_max_points < 1:
+            raise MMTalkerError(where, f"setting 'lip_max_points' must be 1 or more, got {self.lip_max_points}")
 
 
 def _frame_mean(per_frame: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

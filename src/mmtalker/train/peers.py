@@ -60,6 +60,12 @@ class PeerLoss:
     latent: float = 10.0  # CodeTalker stage 2: regression of the quantised code features (a mean over code
     # channels, small beside the per-vertex error: at 1 the straight-through motion loss let features drift off the codes)
 
+    def check(self, where: str) -> None:
+        """A weight below 0 would reward error (the strict config builder calls this)."""
+        for key in ("position", "velocity", "lips", "eyes", "codebook", "commitment", "latent"):
+            if not getattr(self, key) >= 0:
+                raise MMTalkerError(where, f"setting '{key}' must be 0 or more, got {getattr(self, key)}")
+
 
 @dataclass
 class StageConfig:
