@@ -756,3 +756,20 @@ def test_model_and_loss_settings_out_of_range(setting, words, world, tmp_path, c
     assert_clear_error(["train", "--config", world["config"], "--data", world["data"], "--out", tmp_path / "r",
                         "--set", setting], capsys, words)
     assert not (tmp_path / "r").exists()
+
+
+def test_cache_home_that_is_a_file(world, tmp_path, capsys, monkeypatch):
+    home = tmp_path / "homefile"
+    home.write_text("not a folder")
+    monkeypatch.setenv("MMTALKER_HOME", str(home))
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.paths import cache_dir
+
+    with pytest.raises(MMTalkerError, match=r"homefile: is a file, not a folder \(MMTALKER_HOME\)"):
+        cache_dir()  # before: "File exists" from mkdir, through whichever command first used the cache
+
+
+def test_train_fps_beyond_1000(world, tmp_path, capsys):
+    """--set data.fps=1e6 was taken, and the run was killed for memory while caching the speech features."""
+    assert_clear_error(["train", "--config", world["config"], "--data", world["data"], "--out", tmp_path / "r",
+                        "--set", "data.fps=1e6"], capsys, "'fps' must be at most 1000")

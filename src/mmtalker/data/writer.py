@@ -237,7 +237,8 @@ def _prepare_folder(root: Path, overwrite: bool) -> None:
         raise MMTalkerError(root, "exists and is not a folder")
     entries = list(root.iterdir()) if root.is_dir() else []
     if entries and not overwrite:
-        raise MMTalkerError(root, "exists and is not empty", "choose a new folder or pass overwrite=True (--overwrite)")
+        raise MMTalkerError(root, "exists and is not empty", "choose a new folder, or pass --overwrite to replace the "
+                            "benchmark there (overwrite=True in Python)")
     if entries:
         foreign = [p for p in entries if not _is_ours(p)]
         if foreign:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,7 @@ def iter_clips(plan: Plan, subjects, preset: dict, seed: int, fps: float, worker
     """Yields the clips in plan order, made and scored by ``workers`` processes (1: in this one)."""
     state = dict(plan=plan, subjects=subjects, preset=preset, seed=seed, fps=fps, regions=regions)
     indices = range(len(plan.jobs))
+    workers = min(workers, len(plan.jobs), 4 * (os.cpu_count() or 1))  # no more processes than clips or than the cores bear
     if workers <= 1:
         _STATE.update(state)
         try:

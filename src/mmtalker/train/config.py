@@ -48,6 +48,8 @@ class DataConfig:
     def check(self, where: str) -> None:
         if self.fps is not None:
             _positive(where, "fps", self.fps)
+            if self.fps > 1000:
+                raise MMTalkerError(where, f"setting 'fps' must be at most 1000 frames per second, got {self.fps:g}")
         _at_least(where, "augment_variants", self.augment_variants, 0)
         _at_least(where, "window_frames", self.window_frames, 2)  # the velocity term needs two frames
         _at_least(where, "val_max_clips", self.val_max_clips, 1)
