@@ -190,3 +190,32 @@ def test_resume_refuses_a_run_of_another_kind(tmp_path, capsys, config, held, tr
     assert code == 1
     assert f"{run}: holds a run of kind {held} (last/config.json), but the config trains {trained}" in err
     assert (run / "training_config.json").read_text() == '{"kept": true}\n'  # nothing written over
+
+
+def test_an_interrupted_obj_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """Frames are written into a hidden folder beside --out and moved in at the end: Ctrl-C half-way used to
+    leave a folder of some frames (the last one empty)."""
+    import numpy as np
+
+    from mmtalker.render import export
+
+    verts = np.random.default_rng(0).normal(size=(6, 4, 3)).astype(np.float32)
+    faces = np.array([[0, 1, 2], [1, 2, 3]])
+    out = tmp_path / "objs"
+    export.export_obj_sequence(out, verts[:2], faces)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    written = []
+    real_open = open
+
+    def interrupting_open(path, *args, **kwargs):
+        written.append(path)
+        if len(written) == 4:
+            raise KeyboardInterrupt
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", interrupting_open)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_obj_sequence(out, verts, faces, overwrite=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objs"]  # no staging folder left behind

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, pre
     A folder that is not empty is refused unless ``overwrite``; then the frame files of an earlier export that
     this one does not replace (a longer animation's last frames) are deleted, so the folder holds this
     animation's frames alone. Only files named like frames (``frame_`` and five digits or more, ``.obj``) are
-    deleted; any other file in the folder stays.
+    deleted; any other file in the folder stays. The frames are written into a hidden folder beside it first and
+    moved in at the end, so an interrupted export leaves the folder as it was (and no half-written frame).
     """
     folder = Path(folder)
     vertices, faces = _check_animation(vertices, faces)
@@ -82,16 +84,24 @@ def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, pre
         raise MMTalkerError(folder, "exists and is not a folder", "an obj export writes one file per frame into --out: pass a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise MMTalkerError(folder, "exists and is not empty", "pass --overwrite or choose another --out")
-    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.partial{os.getpid()}")
+    staging.mkdir(parents=True)
     face_lines = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
-    paths = []
+    names = []
     width = max(5, len(str(len(vertices))))
-    for t, frame in enumerate(vertices):
-        path = folder / f"{prefix}_{t:0{width}d}.obj"
-        with open(path, "w") as f:
-            f.write("".join(f"v {x:.7g} {y:.7g} {z:.7g}\n" for x, y, z in frame))
-            f.write(face_lines)
-        paths.append(path)
+    try:
+        for t, frame in enumerate(vertices):
+            name = f"{prefix}_{t:0{width}d}.obj"
+            with open(staging / name, "w") as f:
+                f.write("".join(f"v {x:.7g} {y:.7g} {z:.7g}\n" for x, y, z in frame))
+                f.write(face_lines)
+            names.append(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    paths = [folder / name for name in names]
     for stale in set(_frame_files(folder, prefix)) - set(paths):  # an earlier, longer export's frames
         stale.unlink()
     return paths
