@@ -167,12 +167,15 @@ def _check_regions(dataset, loss, regions: dict) -> str | None:
     return f"{dataset.root}: {' and '.join(unscored)} not scored" if unscored else None
 
 
-def check_test_splits(dataset, prefix: str, found: dict) -> None:
-    """A run scores every split whose name starts with ``data.test_split`` at its end: a prefix that names none is
-    a mistake found before training, not after it ("(no test split scored)")."""
+def scored_test_splits(dataset, prefix: str) -> dict:
+    """split name -> sequences for every split whose name starts with ``data.test_split`` (``prefix``), which a run
+    scores at its end. A prefix that names none is a mistake found before training, not after it ("(no test split
+    scored)")."""
+    found = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(prefix)}
     if prefix and not found:
         raise MMTalkerError("data.test_split", f"'{prefix}': no split of {dataset.root} starts with it",
                             f"its splits: {', '.join(dataset.split_names)}")
+    return found
 
 
 def _spread(items: list, count: int) -> list:
@@ -188,6 +191,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     val_seqs = dataset.sequences(config.data.val_split)
     if not train_seqs:
         raise MMTalkerError(config.data.path, f"split '{config.data.train_split}' has no sequences")
+    test_seqs = scored_test_splits(dataset, config.data.test_split)  # checked before the speech features are computed
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
@@ -222,8 +226,6 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
         model.set_eye_region(regions[lw.eye_region], f"{config.data.path}: region '{lw.eye_region}'")
     weights = {lw.lip_region: lw.lips, lw.eye_region: lw.eyes}
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in regions.items() if k in weights}, weights)
-    test_seqs = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(config.data.test_split)}
-    check_test_splits(dataset, config.data.test_split, test_seqs)
     lip_points = None
     if lw.lip_max > 0:
         if lw.lip_max_points < 1:

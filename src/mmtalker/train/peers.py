@@ -136,11 +136,12 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
-    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread, check_test_splits
+    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread, scored_test_splits
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
     val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
+    tests = scored_test_splits(dataset, config.data.test_split)  # checked before the speech features are computed
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
@@ -169,8 +170,6 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     vertex_weight = vertex_region_weight(model.num_vertices, {k: torch.from_numpy(v) for k, v in found.items() if k in weights}, weights)
     roles = {"lips": lw.lip_region, "eyes": lw.eye_region, "upper": "upper_face"}
     regions = {role: found[name] for role, name in roles.items() if name in found}
-    tests = {s: dataset.sequences(s) for s in dataset.split_names if s.startswith(config.data.test_split)}
-    check_test_splits(dataset, config.data.test_split, tests)
     return PeerSetup(dataset, train_clips, val_clips, tests, model, regions, vertex_weight.to(device), encoder, fps)
 
 
