@@ -20,6 +20,7 @@ import numpy as np
 
 from mmtalker.errors import MMTalkerError
 from mmtalker.eval.metrics import MAX_FRAME_MISMATCH, MetricAccumulator
+from mmtalker.mesh.scale import check_same_scale
 from mmtalker.progress import progress
 
 # Metric -> the manifest region names that can serve it, in order of preference.
@@ -117,7 +118,8 @@ def score(
         for pred in preds:
             if pred.shape[1:] != gt.shape[1:] or abs(len(pred) - len(gt)) > MAX_FRAME_MISMATCH:
                 raise MMTalkerError(f"{name}: prediction for {seq.key}", f"has shape {pred.shape}, the truth {gt.shape}")
-            check_size(f"{name}: prediction for {seq.key}", pred, gt)
+            check_same_scale(f"{name}: prediction for {seq.key}", pred[0], gt[0], "the truth's face",
+                             "save predictions in the dataset's units (mm and m differ 1000×)")
             own.append(total.add(pred, gt, template))
             acc.add(pred, gt, template)
             t = min(len(pred), len(gt))
@@ -148,20 +150,6 @@ def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
         return preds
 
     return predict
-
-
-MAX_SIZE_RATIO = 3.0
-"""A prediction's face may be at most this factor larger or smaller than the truth's: beyond it the units differ."""
-
-
-def check_size(what, pred: np.ndarray, gt: np.ndarray) -> None:
-    """Refuse a prediction whose face is far larger or smaller than the truth's (millimetres scored against metres
-    would give errors a million times too large, without a word)."""
-    ours, theirs = float(np.ptp(pred[0], axis=0).max()), float(np.ptp(gt[0], axis=0).max())
-    ratio = ours / max(theirs, 1e-12)
-    if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
-        raise MMTalkerError(what, f"is {ratio:.3g}× the size of the truth's face ({ours:.3g} against {theirs:.3g} across)",
-                            "save predictions in the dataset's units (mm and m differ 1000×)")
 
 
 def check_frames(what, frames: int, seq) -> None:

@@ -29,6 +29,7 @@ from mmtalker.inference.retarget import build_retarget_map
 from mmtalker.inference.windows import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed,
                                         plan_windows)
 from mmtalker.mesh.io import Mesh, load_mesh
+from mmtalker.mesh.scale import check_same_scale
 
 AudioLike = str | os.PathLike | np.ndarray
 TemplateLike = str | os.PathLike | Mesh | np.ndarray | None
@@ -160,7 +161,9 @@ class MMTalker:
         if not np.isfinite(mesh.vertices).all():  # before the size check, which NaN would turn into "nan× the size"
             raise MMTalkerError(mesh.path or "template", "has NaN or infinite vertex positions")
         if same:
-            self._check_size(mesh)
+            check_same_scale(mesh.path or "template", mesh.vertices, self.model.template.cpu().numpy(),
+                             "the face the checkpoint was trained on",
+                             "give the template in the training data's units (mm and m differ 1000×)")
             return self.engine.prepare(subject, mesh.vertices)
         if self.kind != "mmtalker":
             raise MMTalkerError(mesh.path or "template", f"is not the {self.kind} checkpoint's topology "
@@ -171,19 +174,6 @@ class MMTalker:
         retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.cpu().numpy(), ckpt_faces,
                                       self.model.vertex_uv.cpu().numpy(), what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
-
-    MAX_SIZE_RATIO = 3.0
-    """A template of the checkpoint's topology may differ in size from its training face by at most this factor:
-    beyond it the units differ (mm against m), and the motion, learnt in the training face's units, would barely show."""
-
-    def _check_size(self, mesh: Mesh) -> None:
-        ours = np.ptp(self.model.template.cpu().numpy(), axis=0).max()
-        theirs = float(np.ptp(mesh.vertices, axis=0).max())
-        ratio = theirs / max(float(ours), 1e-12)
-        if not 1 / self.MAX_SIZE_RATIO <= ratio <= self.MAX_SIZE_RATIO:
-            raise MMTalkerError(mesh.path or "template", f"is {ratio:.3g}× the size of the face the checkpoint was trained "
-                                f"on ({theirs:.3g} against {float(ours):.3g} across)",
-                                "give the template in the training data's units (mm and m differ 1000×)")
 
     def _as_mesh(self, template) -> Mesh:
         if isinstance(template, Mesh):
