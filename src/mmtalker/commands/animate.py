@@ -115,14 +115,12 @@ def _render(args, verts: np.ndarray, faces: np.ndarray, fps: float) -> None:
 
 def _check_windows(args, talker) -> None:
     """--window and --overlap, checked in the seconds the user gave, before any work."""
-    from mmtalker.audio.io import SAMPLE_RATE
-
     if not args.window > 0:
         raise MMTalkerError("--window", f"must be a positive number of seconds, got {args.window:g}")
-    limit = talker.engine.max_samples
-    if limit is not None and args.window * SAMPLE_RATE > limit:
+    longest = talker.max_window_s  # checked here too, to name the option as typed
+    if longest is not None and args.window > longest:
         raise MMTalkerError("--window", f"{args.window:g} s is longer than the speech encoder takes "
-                            f"({limit / SAMPLE_RATE:.0f} s)", "use a shorter window")
+                            f"({longest:.0f} s)", "use a shorter window")
     if not 0 <= args.overlap < args.window / 2:
         raise MMTalkerError("--overlap", f"{args.overlap:g} s must be at least 0 and under half the window "
                             f"({args.window / 2:g} s)")

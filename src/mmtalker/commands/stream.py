@@ -90,6 +90,7 @@ def _check_options(args) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmtalker.audio.io import SAMPLE_RATE
     from mmtalker.inference.api import MMTalker
+    from mmtalker.inference.stream import ENCODER_MARGIN_S, encoder_room_s
     from mmtalker.render.export import export_npz
 
     if args.out.suffix.lower() not in (".npy", ".npz"):
@@ -97,10 +98,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, args.overwrite)
     _check_options(args)
     talker = MMTalker.from_pretrained(args.checkpoint, device=args.device)
-    limit = talker.engine.max_samples
-    if limit is not None and (args.encoder_context + args.lookahead + 1.0) * SAMPLE_RATE > limit:
-        raise MMTalkerError("--encoder-context/--lookahead", f"{args.encoder_context:g} s + {args.lookahead:g} s (+ 1 s "
-                            f"of margin) is longer than the speech encoder takes ({limit / SAMPLE_RATE:.0f} s)")
+    room = encoder_room_s(talker.engine)  # checked here too, to name the options as typed
+    if room is not None and args.encoder_context + args.lookahead > room:
+        raise MMTalkerError("--encoder-context/--lookahead", f"{args.encoder_context:g} s + {args.lookahead:g} s (+ "
+                            f"{ENCODER_MARGIN_S:g} s of margin) is longer than the speech encoder takes "
+                            f"({room + ENCODER_MARGIN_S:.0f} s)")
     stream = talker.stream(style=args.style, template=args.template, context_s=args.context,
                            encoder_context_s=args.encoder_context, lookahead_s=args.lookahead,
                            incremental=not args.reencode)

@@ -277,12 +277,18 @@ class MMTalker:
         if not out.flags.writeable:
             raise MMTalkerError("out", "is read-only", "pass a writeable array (or np.lib.format.open_memmap in w+ mode)")
 
+    @property
+    def max_window_s(self) -> float | None:
+        """The longest window (seconds) the speech encoder takes in one pass (None: no limit)."""
+        limit = self.engine.max_samples
+        return None if limit is None else limit / SAMPLE_RATE
+
     def _check_window(self, window_s: float, overlap_s: float = DEFAULT_OVERLAP_S) -> None:
         frames_for_window(window_s, overlap_s, self.fps)  # numbers, finite, window positive, overlap ≥ 0
-        limit = self.engine.max_samples
-        if limit is not None and window_s * SAMPLE_RATE > limit:
+        longest = self.max_window_s
+        if longest is not None and window_s > longest:
             raise MMTalkerError("window_s", f"{window_s} s is longer than the speech encoder takes "
-                                f"({limit / SAMPLE_RATE:.0f} s)", "use a shorter window")
+                                f"({longest:.0f} s)", "use a shorter window")
 
     def stream(self, *, style: str | None = None, template: TemplateLike = None, **kw):
         """A :class:`mmtalker.inference.stream.StreamingAnimator` for audio arriving in chunks."""

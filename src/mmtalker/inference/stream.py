@@ -38,6 +38,17 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.inference.windows import audio_array
 
 
+ENCODER_MARGIN_S = 1.0
+"""Seconds of the speech encoder's input kept free beside the re-encoded context and the lookahead."""
+
+
+def encoder_room_s(engine) -> float | None:
+    """The most seconds ``encoder_context_s + lookahead_s`` may add up to for ``engine``'s speech encoder (None:
+    no limit)."""
+    limit = engine.max_samples
+    return None if limit is None else limit / SAMPLE_RATE - ENCODER_MARGIN_S
+
+
 class StreamingAnimator:
     """Incremental animation of one face. Build it with ``mmtalker.MMTalker.stream(style=..., template=...)``.
 
@@ -61,10 +72,10 @@ class StreamingAnimator:
             if not np.isfinite(value) or (value <= 0 if least is None else value < least):
                 need = "positive" if least is None else "zero or more"
                 raise MMTalkerError("streaming", f"{name} must be {need} seconds, got {value}")
-        limit = engine.max_samples
-        if limit is not None and (encoder_context_s + lookahead_s + 1.0) * SAMPLE_RATE > limit:
+        room = encoder_room_s(engine)
+        if room is not None and encoder_context_s + lookahead_s > room:
             raise MMTalkerError("streaming", f"encoder_context_s {encoder_context_s:g} s + lookahead_s {lookahead_s:g} s + 1 s "
-                                f"of margin is longer than the speech encoder takes ({limit / SAMPLE_RATE:.0f} s)")
+                                f"of margin is longer than the speech encoder takes ({room + ENCODER_MARGIN_S:.0f} s)")
         self.engine, self.face = engine, face
         self.fps = engine.fps
         self.context_frames = max(1, int(round(context_s * self.fps)))
