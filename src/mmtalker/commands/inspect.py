@@ -161,15 +161,11 @@ def describe_array_file(path: Path) -> dict[str, Any]:
 
 def describe_glb(path: Path) -> dict[str, Any]:
     """A GLB as ``mmtalker export --format glb`` writes it: the animation's frames, rate, mesh and morph targets."""
-    import json
-    import struct
-
-    from mmtalker.render.export import read_glb_animation
+    from mmtalker.render.export import glb_animation, read_glb
 
     try:
-        vertices, times, faces = read_glb_animation(path)
-        head = path.read_bytes()[:20 + struct.unpack_from("<I", path.read_bytes(), 12)[0]]
-        gltf = json.loads(head[20:])
+        gltf, binary = read_glb(path)
+        vertices, times, faces = glb_animation(gltf, binary)
     except MMTalkerError:
         raise
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged GLB fails in many ways

@@ -232,15 +232,23 @@ def _write_glb(path: Path, gltf: dict, binary: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_glb_animation(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reads back a GLB written by :func:`export_glb`: (vertices (T, V, 3), times (T,), faces (F, 3))."""
+def read_glb(path) -> tuple[dict, bytes]:
+    """A GLB file's glTF JSON (dict) and its binary chunk."""
     path = Path(path)
     data = path.read_bytes()
     if len(data) < 20 or struct.unpack_from("<I", data, 0)[0] != _GLB_MAGIC:
         raise MMTalkerError(path, "is not a GLB file")
     json_len = struct.unpack_from("<I", data, 12)[0]
-    gltf = json.loads(data[20:20 + json_len])
-    binary = data[20 + json_len + 8:]
+    return json.loads(data[20:20 + json_len]), data[20 + json_len + 8:]
+
+
+def read_glb_animation(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads back a GLB written by :func:`export_glb`: (vertices (T, V, 3), times (T,), faces (F, 3))."""
+    return glb_animation(*read_glb(path))
+
+
+def glb_animation(gltf: dict, binary: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The animation of a GLB :func:`export_glb` wrote, from :func:`read_glb`'s parts: (vertices, times, faces)."""
     dtypes = {_FLOAT: np.float32, _UINT32: np.uint32}
     widths = {"SCALAR": 1, "VEC3": 3}
 
