@@ -79,7 +79,7 @@ def stored_faces(path) -> np.ndarray | None:
         with np.load(path, allow_pickle=False) as data:
             faces = np.asarray(data["faces"]) if "faces" in data else None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise MMTalkerError(path, f"cannot be read as a numpy array ({exc})") from exc
+        raise MMTalkerError(path, f"cannot be read as a numpy array ({numpy_failure(path, exc)})") from None
     if faces is not None and (faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer)):
         raise MMTalkerError(path, f"its 'faces' array has shape {faces.shape} and type {faces.dtype}; expected (F, 3) integers")
     return faces
