@@ -86,18 +86,18 @@ def _trained_with(run: Path) -> dict:
 
 def _check_same(path: Path, found: dict, asked: dict, out: Path) -> None:
     """A step's output from an earlier demo run is reused only when it was made with the settings asked for now."""
-    differ = [f"{k} {found[k]!r} (asked: {asked[k]!r})" for k in asked
-              if k in found and str(found[k]) != str(asked[k]) and not _same_number(found[k], asked[k])]
+    differ = [f"{k} {found[k]!r} (asked: {asked[k]!r})" for k in asked if k in found and not _same(found[k], asked[k])]
     if differ:
         raise MMTalkerError(path, "made by an earlier demo run with other settings: " + ", ".join(differ),
                             f"delete {out} to start over with the new settings, or pass --out DIR for a second demo")
 
 
-def _same_number(a, b) -> bool:
+def _same(a, b) -> bool:
+    """Settings alike: equal as numbers (15 and 15.0 minutes), else as text ('tiny')."""
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):
-        return False
+        return str(a) == str(b)
 
 
 def _preview(data: Path, png: Path) -> None:
