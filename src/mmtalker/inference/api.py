@@ -13,6 +13,7 @@ its own topology (no retargeting to other resolutions, no streaming); :attr:`MMT
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -296,7 +297,7 @@ class MMTalker:
 
         if self.kind != "mmtalker":
             raise MMTalkerError(self.source or self.kind, f"is a {self.kind} checkpoint; streaming needs an MMTalker one")
-        known = ("context_s", "encoder_context_s", "lookahead_s", "incremental")
+        known = tuple(inspect.signature(StreamingAnimator).parameters)[2:]  # its options, after engine and face
         unknown = sorted(set(kw) - set(known))
         if unknown:
             raise MMTalkerError("stream", f"has no option {', '.join(unknown)}", f"options: style, template, {', '.join(known)}")
