@@ -143,3 +143,21 @@ def test_render_says_what_it_cuts(tmp_path, fixtures_dir, animation, capsys):
     assert "anim.npy 20, short.npy 12 frames" in err and "the first 12" in err
     assert "codetalker_man_stereo_44k.wav lasts 12.69 s, the video 0.40 s: the speech is cut" in err
     assert video_info(out)["frames"] == 12
+
+
+def test_ffmpeg_quitting_early_is_one_error_naming_the_video(tmp_path, monkeypatch):
+    """ffmpeg that cannot open its output quits; the next frame sent meets a broken pipe: one MMTalkerError."""
+    import imageio_ffmpeg
+
+    from mmtalker.errors import MMTalkerError
+    from mmtalker.render.video import write_video
+
+    def quitting(*args, **kwargs):
+        yield
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", quitting)
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3
+    with pytest.raises(MMTalkerError, match=r"v.mp4: ffmpeg stopped before the video was written"):
+        write_video(tmp_path / "v.mp4", frames, 25.0)
+    assert list(tmp_path.iterdir()) == []  # no partial file left

@@ -57,16 +57,15 @@ def write_video(
         writer.close()
         writer = None
         os.replace(tmp, path)
-    except (RuntimeError, BrokenPipeError, OSError) as exc:  # ffmpeg's failures: RuntimeError with its log, or
-        # an OSError (a broken pipe) when it quit early, e.g. unable to open its output
-        if isinstance(exc, OSError) and exc.errno is not None and exc.errno != errno.EPIPE:
-            raise  # our own file-system error: the command line names its file
-        if isinstance(exc, OSError):
-            writer = None  # its process is gone; closing it again would raise the same error
-            raise MMTalkerError(path, "ffmpeg stopped before the video was written (its own message is above)",
-                                "check that the folder can be written") from None
+    except RuntimeError as exc:  # ffmpeg's failures come as RuntimeError with its log
         text = str(exc).strip()
         raise MMTalkerError(path, f"ffmpeg failed: {text.splitlines()[-1] if text else exc}") from None
+    except OSError as exc:  # a broken pipe: ffmpeg quit early (e.g. unable to open its output)
+        if exc.errno is not None and exc.errno != errno.EPIPE:
+            raise  # our own file-system error: the command line names its file
+        writer = None  # its process is gone; closing it again would raise the same error
+        raise MMTalkerError(path, "ffmpeg stopped before the video was written (its own message is above)",
+                            "check that the folder can be written") from None
     finally:
         if writer is not None:
             try:
