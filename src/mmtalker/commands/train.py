@@ -156,7 +156,7 @@ def summary(results: dict, out: Path) -> str:
         rows.append((split, scores))
         if isinstance(floors.get(split), dict):
             rows.append((f"{split}: oracle floor", floors[split]))
-    lines = [f"trained {results.get('epochs')} epochs in {results.get('train_minutes')} min; the best "
+    lines = [f"trained {results.get('epochs')} epoch{'' if results.get('epochs') == 1 else 's'} in {results.get('train_minutes')} min; the best "
              f"(epoch {results.get('best_epoch')}) scored on the test splits:"]
     lines += [score_table(rows, units, sequences=True, label="split")] if rows else ["  (no test split scored)"]
     lines.append(f"all scores in {out}/results.json; checkpoints in {out}/best and {out}/last; curves in {out}/curves.png")
