@@ -124,6 +124,28 @@ def test_a_checkpoint_trained_with_a_split_file_is_noted_when_scored_by_other_sp
     assert _split_file_notes([without], other) == []  # trained on the dataset's splits: scoring by others is a choice
 
 
+def test_a_checkpoint_of_another_dataset_or_frame_rate_is_noted(dataset_dir, tmp_path):
+    from mmtalker.commands.evaluate import _dataset_notes
+    from mmtalker.train import checkpoint as ckpt
+
+    manifest = open_dataset(dataset_dir).manifest
+
+    def checkpoint(name, dataset):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / ckpt.CONFIG).write_text(json.dumps({"format": ckpt.FORMAT, "version": ckpt.VERSION,
+                                                      "extras": {"dataset": dataset}}))
+        return folder
+
+    same = checkpoint("same", {"name": manifest.name, "path": "elsewhere", "fps": manifest.fps})
+    other = checkpoint("other", {"name": "vocaset", "path": "/data/vocaset", "fps": 60.0})
+    unrecorded = checkpoint("old", {})
+    assert _dataset_notes([same, unrecorded], manifest) == []
+    named, rate = _dataset_notes([other], manifest)
+    assert "'vocaset' (/data/vocaset)" in named and f"'{manifest.name}'" in named
+    assert "60 fps" in rate and f"{manifest.fps:g} fps" in rate
+
+
 def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     from PIL import Image
 

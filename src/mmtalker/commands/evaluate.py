@@ -86,6 +86,24 @@ def _split_file_notes(checkpoints: list[Path], splits: Path | None) -> list[str]
     return notes
 
 
+def _dataset_notes(checkpoints: list[Path], manifest) -> list[str]:
+    """A note for each checkpoint trained on another dataset than the one scored (by the name its checkpoint records),
+    and for each whose frame rate differs from the dataset's (its predictions are resampled to the dataset's)."""
+    from mmtalker.train.checkpoint import read_checkpoint_meta
+
+    notes = []
+    for ckpt in checkpoints:
+        trained = (read_checkpoint_meta(ckpt).get("extras") or {}).get("dataset") or {}
+        name, fps = trained.get("name"), trained.get("fps")
+        if name and name != manifest.name:
+            notes.append(f"{ckpt} was trained on the dataset '{name}' ({trained.get('path', 'path not recorded')}); "
+                         f"it is scored here on '{manifest.name}'")
+        if isinstance(fps, (int, float)) and abs(float(fps) - float(manifest.fps)) > 1e-6:
+            notes.append(f"{ckpt} animates at {fps:g} fps; its predictions are resampled to the dataset's {manifest.fps:g} fps "
+                         "before scoring")
+    return notes
+
+
 def _sources(args, dataset):
     from mmtalker.eval.protocol import folder_predictor
 
@@ -153,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     regions = regions_for(dataset, _parse_regions(args.regions))
     sequences = dataset.sequences(args.split)
     sources = _sources(args, dataset)
-    for note in _split_file_notes(args.checkpoint, args.splits):
+    for note in _split_file_notes(args.checkpoint, args.splits) + _dataset_notes(args.checkpoint, dataset.manifest):
         print(f"mmtalker evaluate: note: {note}", file=sys.stderr)
     results = [score(name, sequences, predict, dataset, regions) for name, predict in sources]
     units = dataset.manifest.units
