@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -254,3 +256,59 @@ def test_a_cut_wav_is_read_with_a_warning_naming_it(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_audio(good)  # a whole file: no warning
+
+
+def _mp3(tmp_path, seconds=3.0):
+    rate = 22050
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    path = tmp_path / "tone.mp3"
+    sf.write(path, x, rate, format="MP3")
+    return path
+
+
+def test_a_damaged_mp3_is_one_error_with_the_decoders_words_and_nothing_else_on_stderr(tmp_path, capfd):
+    data = bytearray(_mp3(tmp_path).read_bytes())
+    data[len(data) // 3: len(data) // 3 + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(MMTalkerError, match=r"bad.mp3: the audio data is corrupt or truncated \(.*the mp3 decoder: "):
+        load_audio(bad)
+    assert capfd.readouterr().err == ""  # libmpg123's own lines went into the error, not around it
+
+
+def test_a_cut_mp3_warns_how_much_of_it_was_decoded(tmp_path, capfd):
+    whole = _mp3(tmp_path)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"cut.mp3: damaged or cut: its header promises 3.0\d s, 1.\d\d s of audio could be decoded"):
+        out = load_audio(cut)
+    assert 1.3 < len(out) / SAMPLE_RATE < 1.7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(whole)  # a whole mp3: no warning
+    assert capfd.readouterr().err == ""
+
+
+def test_inspect_decodes_the_audio_and_records_damage(tmp_path, capsys):
+    from mmtalker.cli import main
+
+    whole = _mp3(tmp_path)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["inspect", str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert "damaged" in out and "its header promises 3.0" in out and re.search(r"read_as +2\d{4} samples \(1\.\d\d s\)", out)
+    assert err == ""
+
+
+def test_the_cli_shows_mmtalkers_warnings_as_one_line(capsys, monkeypatch):
+    import mmtalker.audio.io as io_module
+    from mmtalker.cli import _one_line_warning
+
+    shown_by_python = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *rest, **kw: shown_by_python.append(str(message)))
+    show = _one_line_warning("animate")
+    show(UserWarning("a.wav: truncated"), UserWarning, io_module.__file__, 10)
+    assert capsys.readouterr().err == "mmtalker animate: warning: a.wav: truncated\n" and shown_by_python == []
+    show(UserWarning("elsewhere"), UserWarning, "/somewhere/else/torch/x.py", 3)  # others' warnings: as Python shows them
+    assert shown_by_python == ["elsewhere"] and capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from mmtalker import __version__
 from mmtalker.errors import MMTalkerError
@@ -55,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the CLI: mmtalker's own warnings (they name their file and the problem) as one line,
+    ``mmtalker COMMAND: warning: ...``, without the source line Python adds; others' warnings as Python shows them."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not os.path.abspath(filename).startswith(package + os.sep):
+            return default(message, category, filename, lineno, file, line)
+        print(f"mmtalker {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _one_line_warning(args.command)
+            code = args.func(args)
     except MMTalkerError as exc:
         if args.debug:
             raise

@@ -8,7 +8,11 @@ rate is changed with soxr. Amplitude is never normalised: a sample at 0.5 of ful
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ MAX_CLIP_PEAK = 2.0
 
 # What soundfile/libsndfile raise on files it cannot parse (LibsndfileError is a RuntimeError).
 _READ_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError, MemoryError, EOFError, sf.SoundFileError)
+
+_NO_FORMAT = "its contents match no audio format libsndfile knows"
 
 _HINT_FORMATS = "mmtalker reads wav, flac, ogg and mp3 (any rate, mono or stereo)"
 
@@ -63,29 +69,81 @@ def _check_file(path: Path) -> None:
         raise MMTalkerError(path, "is empty (0 bytes)", "was it written completely? " + _HINT_FORMATS)
 
 
+_FD2_LOCK = threading.Lock()
+
+
+def _is_mp3(path: Path) -> bool:
+    """An mp3 by name or by its first bytes (an ID3 tag or an MPEG frame sync)."""
+    if path.suffix.lower() == ".mp3":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+@contextlib.contextmanager
+def _decoder_messages(path: Path):
+    """What libmpg123 prints on the process's stderr (fd 2) while ``path`` is opened and read, captured into the list
+    this yields (filled when the block ends) so it can go into mmtalker's own error or warning instead of around it.
+    Other files pass through untouched: libsndfile's own decoders print nothing."""
+    lines: list[str] = []
+    if not _is_mp3(path):
+        yield lines
+        return
+    with _FD2_LOCK, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(line.strip() for line in tmp.read().decode("utf-8", "replace").splitlines() if line.strip())
+
+
+def _decoder_said(lines: list[str]) -> str:
+    """The decoder's first message (without its source-file prefix), and how many more there were."""
+    first = lines[0].split("] ", 1)[-1] if lines[0].startswith("[") else lines[0]
+    for prefix in ("Note: ", "Warning: "):
+        first = first.removeprefix(prefix)
+    return first.rstrip(".") + (f"; and {len(lines) - 1} more message{'s' if len(lines) > 2 else ''}" if len(lines) > 1 else "")
+
+
 def _reason(exc: Exception) -> str:
     """libsndfile's own words for a failure, without the file name it repeats."""
     text = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
     if "possibly a pipe" in text:  # libsndfile's words when no format it knows matches an existing, regular file
-        return "its contents match no audio format libsndfile knows"
+        return _NO_FORMAT
     return text.rstrip(".")
 
 
-def _open(path: Path) -> sf.SoundFile:
-    """Open ``path`` with libsndfile, turning its failures into one clear error."""
+def _open(path: Path) -> tuple[sf.SoundFile, list[str]]:
+    """Open ``path`` with libsndfile, turning its failures into one clear error; also returns what the mp3 decoder
+    said while opening it."""
     _check_file(path)
-    try:
-        return sf.SoundFile(str(path))
-    except _READ_ERRORS as exc:
-        raise MMTalkerError(path, f"not a readable audio file ({_reason(exc)})", _HINT_FORMATS) from None
-    except OSError as exc:
-        raise MMTalkerError(path, f"cannot open the file ({exc.strerror or exc})") from None
+    failure = None
+    with _decoder_messages(path) as said:
+        try:
+            opened = sf.SoundFile(str(path))
+        except _READ_ERRORS as exc:
+            failure = _reason(exc)
+        except OSError as exc:
+            raise MMTalkerError(path, f"cannot open the file ({exc.strerror or exc})") from None
+    if failure is None:
+        return opened, said
+    raise MMTalkerError(path, f"not a readable audio file ({failure})", _HINT_FORMATS)
 
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """The header of a speech file (rate, channels, length, format) without decoding the samples."""
     path = Path(path)
-    with _open(path) as f:
+    f, _ = _open(path)
+    with f:
         frames = int(f.frames)
         rate = int(f.samplerate)
         if rate <= 0 or f.channels <= 0:
@@ -103,14 +161,28 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 
 def _read_samples(path: Path) -> tuple[np.ndarray, int]:
     """All samples of ``path`` as ``(frames, channels)`` float32 and the file's rate."""
-    with _open(path) as f:
+    f, opening = _open(path)
+    with f:
         rate = int(f.samplerate)
         if rate <= 0 or f.channels <= 0:
             raise MMTalkerError(path, f"audio header is invalid (rate {rate}, {f.channels} channels)", _HINT_FORMATS)
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except _READ_ERRORS as exc:
-            raise MMTalkerError(path, f"the audio data is corrupt or truncated ({_reason(exc)})", _HINT_FORMATS) from None
+        failure = None
+        with _decoder_messages(path) as said:
+            try:
+                data = f.read(dtype="float32", always_2d=True)
+            except _READ_ERRORS as exc:
+                failure = _reason(exc)
+        said = opening + said
+        if failure is not None:
+            if said:
+                failure = f"{failure}; the mp3 decoder: {_decoder_said(said)}"
+            raise MMTalkerError(path, f"the audio data is corrupt or truncated ({failure})", _HINT_FORMATS)
+        promised = int(f.frames)
+        short = 0 < len(data) < 0.99 * promised  # a cut mp3: its header (or first frame) says more than it holds
+        if said or short:
+            what = f"its header promises {promised / rate:.2f} s, " if short else ""
+            why = f" (the mp3 decoder: {_decoder_said(said)})" if said else ""
+            warnings.warn(f"{path}: damaged or cut: {what}{len(data) / rate:.2f} s of audio could be decoded{why}", stacklevel=3)
     share = wav_share_present(path)
     if share is not None and share < 0.999:
         held = len(data) / rate

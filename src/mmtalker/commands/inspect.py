@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,14 @@ def register(sub) -> None:
 
 
 def describe_audio(path: Path) -> dict[str, Any]:
-    from mmtalker.audio.io import SAMPLE_RATE, wav_share_present, audio_info
+    from mmtalker.audio.io import SAMPLE_RATE, audio_info, load_audio, wav_share_present
 
     info = audio_info(path)
+    with warnings.catch_warnings(record=True) as caught:  # what reading it warns of goes into the record
+        warnings.simplefilter("always")
+        samples = len(load_audio(path))  # decoded, as every command reads it: damage the header hides shows here
+    damaged = [str(w.message).removeprefix(f"{path}: ").removeprefix("damaged or cut: ") for w in caught
+               if issubclass(w.category, UserWarning)]
     share = wav_share_present(path)
     truncated = {} if share is None or share >= 0.999 else {
         "truncated": f"its header promises {info.duration / max(share, 1e-9):.2f} s; the file holds {info.duration:.2f} s"}
@@ -84,8 +90,9 @@ def describe_audio(path: Path) -> dict[str, Any]:
         "frames": info.frames,
         "format": info.format,
         "subtype": info.subtype,
-        "read_as": f"{round(info.frames * SAMPLE_RATE / info.sample_rate)} samples, mono, {SAMPLE_RATE} Hz",
+        "read_as": f"{samples} samples ({samples / SAMPLE_RATE:.2f} s), mono, {SAMPLE_RATE} Hz",
         **truncated,
+        **({"damaged": "; ".join(damaged)} if damaged and not truncated else {}),
     }
 
 
