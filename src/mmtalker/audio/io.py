@@ -93,9 +93,13 @@ def _decoder_messages(path: Path):
     if not _is_mp3(path):
         yield lines
         return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to capture (a closed fd 2): nothing the decoder says can show anyway
+        yield lines
+        return
     with _FD2_LOCK, tempfile.TemporaryFile() as tmp:
         sys.stderr.flush()
-        saved = os.dup(2)
         os.dup2(tmp.fileno(), 2)
         try:
             yield lines
