@@ -36,6 +36,27 @@ def test_round_trip_restores_identical_outputs(tmp_path):
     assert json.loads(raw[8 : 8 + header_len])["__metadata__"]["format"] == ckpt.FORMAT
 
 
+def test_corner_uvs_travel_with_the_checkpoint_and_older_checkpoints_get_the_seamless_ones(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = small_model(seed=4)
+    assert torch.equal(model.corner_uv, model.vertex_uv[model.faces])  # the default: a map without seams
+    model.corner_uv += 0.25  # as a seamed map's charts would differ from the one UV kept per vertex
+    ckpt.save_checkpoint(tmp_path / "ck", model)
+    assert torch.equal(ckpt.load_checkpoint(tmp_path / "ck")[0].corner_uv, model.corner_uv)
+    # a checkpoint written before corner_uv was kept
+    weights = tmp_path / "ck" / "model.safetensors"
+    state = load_file(weights)
+    del state["corner_uv"]
+    save_file(state, weights, metadata={"format": ckpt.FORMAT})
+    meta = json.loads((tmp_path / "ck" / "config.json").read_text())
+    meta.pop("weights_sha256", None)
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(meta))
+    old = ckpt.load_checkpoint(tmp_path / "ck")[0]
+    assert torch.equal(old.corner_uv, old.vertex_uv[old.faces])
+    assert_close(_outputs(old), _outputs(model), atol=0, rtol=0, what="outputs: corner UVs serve retargeting only")
+
+
 def test_weights_files_get_the_umask_permissions(tmp_path):
     """safetensors alone writes 0600 files: a checkpoint shared with a group must read like the run's other files."""
     import os

@@ -173,7 +173,8 @@ class MMTalker:
             raise MMTalkerError(mesh.path or "template", f"has {mesh.vertices.shape[0]} vertices, the checkpoint "
                                 f"{self.num_vertices}", "give a mesh file (with faces) to retarget to another resolution")
         retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.cpu().numpy(), ckpt_faces,
-                                      self.model.vertex_uv.cpu().numpy(), what=mesh.path or "template")
+                                      self.model.vertex_uv.cpu().numpy(), corner_uv=self.model.corner_uv.cpu().numpy(),
+                                      what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
 
     def _as_mesh(self, template) -> Mesh:

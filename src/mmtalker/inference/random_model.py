@@ -27,7 +27,8 @@ def build_random_model(mesh: Mesh, config=None, *, seed: int = 0, subjects: list
     uvmap = parameterize(mesh)
     verts = np.asarray(mesh.vertices, np.float32)
     size = float(np.linalg.norm(verts.max(0) - verts.min(0)))
-    model = MMTalker(config, uvmap.faces, uvmap.vertex_uv, verts, motion_scale=motion_fraction * size)
+    model = MMTalker(config, uvmap.faces, uvmap.vertex_uv, verts, motion_scale=motion_fraction * size,
+                     corner_uv=uvmap.uv[uvmap.faces_uv])
     for p in model.regressor.out.parameters():
         torch.nn.init.normal_(p, std=0.5)
     return model.eval()

@@ -3,8 +3,9 @@
 The model predicts a displacement field that is continuous over the UV plane, so any point of the face
 can be queried, not only the training vertices. Each vertex of the new mesh is placed on the checkpoint
 template's surface by its closest point there (a face and barycentric coordinates); its UV is the
-barycentric blend of the checkpoint's per-vertex UVs over that face (exactly what the model uses at its
-own vertices, so a new vertex sitting on an old one gets that vertex's displacement).
+barycentric blend of that face's corner UVs (on a UV map with seams, a vertex on a seam has one UV per chart, and
+each face uses its own chart's). A new vertex sitting on an old one gets that vertex's own UV, exactly what the
+model uses at its own vertices, so it gets that vertex's displacement.
 
 The geometry encoder still runs on the checkpoint's topology. Its rest shape is taken from the new mesh:
 every checkpoint vertex is moved to its closest point on the new mesh's surface, so a subdivided or
@@ -80,8 +81,10 @@ class RetargetMap:
 
 
 def build_retarget_map(new_vertices: np.ndarray, new_faces: np.ndarray, template: np.ndarray, faces: np.ndarray,
-                       vertex_uv: np.ndarray, *, what: str = "template", max_distance_ratio: float = 0.1) -> RetargetMap:
-    """Map a mesh (new_vertices (Q,3), new_faces) onto the checkpoint's template (V,3), faces (F,3), vertex_uv (V,2).
+                       vertex_uv: np.ndarray, *, corner_uv: np.ndarray | None = None, what: str = "template",
+                       max_distance_ratio: float = 0.1) -> RetargetMap:
+    """Map a mesh (new_vertices (Q,3), new_faces) onto the checkpoint's template (V,3), faces (F,3), vertex_uv (V,2)
+    and corner_uv (F,3,2), each face corner's UV (default ``vertex_uv[faces]``: a map without seams).
 
     The new mesh must lie on the checkpoint face (same place, scale and orientation): a vertex farther
     from its surface than ``max_distance_ratio`` × the template's size raises MMTalkerError.
@@ -97,7 +100,10 @@ def build_retarget_map(new_vertices: np.ndarray, new_faces: np.ndarray, template
             what, f"does not lie on the checkpoint's face: a vertex is {worst:.3g} from its surface (face size {size:.3g})",
             "give a mesh with the checkpoint's topology, or a remeshed/subdivided copy of its template in the same place and units",
         )
-    uv = (vertex_uv[faces[points.face_idx]] * points.bary[..., None]).sum(1)  # (Q, 2)
+    corners = vertex_uv[faces] if corner_uv is None else np.asarray(corner_uv, np.float32)
+    uv = (corners[points.face_idx] * points.bary[..., None]).sum(1)  # (Q, 2), within the face's own chart
+    at_vertex = points.bary.max(1) > 1.0 - 1e-5  # on an old vertex: its own UV (a seam vertex has several)
+    uv[at_vertex] = vertex_uv[faces[points.face_idx[at_vertex], points.bary[at_vertex].argmax(1)]]
     back = closest_surface_points(template, new_vertices, new_faces)
     rest_on_ckpt = (new_vertices[np.asarray(new_faces)[back.face_idx]] * back.bary[..., None]).sum(1)
     return RetargetMap(points, uv.astype(np.float32), rest_on_ckpt.astype(np.float32), new_vertices,

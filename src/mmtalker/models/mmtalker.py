@@ -370,9 +370,13 @@ class MMTalker(nn.Module):
         template: (V, 3) float, the neutral template (dataset unit), used when no other is given.
         subject_templates: (S, V, 3) float, the training subjects' templates in ``config.subjects`` order.
         motion_scale: std of training displacements (dataset unit); outputs are scaled by it.
+        corner_uv: (F, 3, 2) float, each face corner's UV (``UVMap.uv[UVMap.faces_uv]``): on a mesh whose UVs have
+            seams a vertex has one UV per chart, and a point inside a face crossing no seam in UV takes its corners'
+            UVs from these (retargeting). Default ``vertex_uv[faces]`` (a map without seams).
     """
 
-    def __init__(self, config: MMTalkerConfig, faces, vertex_uv, template, subject_templates=None, motion_scale=1.0):
+    def __init__(self, config: MMTalkerConfig, faces, vertex_uv, template, subject_templates=None, motion_scale=1.0,
+                 corner_uv=None):
         super().__init__()
         self.config = config
         faces = torch.as_tensor(faces, dtype=torch.long)
@@ -382,6 +386,10 @@ class MMTalker(nn.Module):
             subject_templates = template.expand(max(len(config.subjects), 1), -1, -1)
         self.register_buffer("faces", faces)
         self.register_buffer("vertex_uv", vertex_uv)
+        corner_uv = vertex_uv[faces] if corner_uv is None else torch.as_tensor(corner_uv, dtype=torch.float32)
+        if corner_uv.shape != (faces.shape[0], 3, 2):
+            raise ValueError(f"corner_uv must be (F, 3, 2) = ({faces.shape[0]}, 3, 2), got {tuple(corner_uv.shape)}")
+        self.register_buffer("corner_uv", corner_uv.clone())
         self.register_buffer("template", template)
         self.register_buffer("subject_templates", torch.as_tensor(subject_templates, dtype=torch.float32).clone())
         self.register_buffer("motion_scale", torch.tensor(float(motion_scale)))
@@ -407,6 +415,14 @@ class MMTalker(nn.Module):
         # fine-tuned speech-encoder blocks: not used by forward (it takes features); the trainer runs them on the
         # cached frozen states, inference copies them into the encoder (mmtalker.audio.finetune)
         self.audio_blocks = TunedBlocks(config, config.audio_dim) if config.audio_finetune else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints made before corner_uv was kept: their maps had it as vertex_uv[faces] (the per-corner UVs of a
+        # seamed map were not stored), which is what retargeting used then
+        key = prefix + "corner_uv"
+        if key not in state_dict and prefix + "vertex_uv" in state_dict and prefix + "faces" in state_dict:
+            state_dict[key] = state_dict[prefix + "vertex_uv"][state_dict[prefix + "faces"].long()]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_vertices(self) -> int:

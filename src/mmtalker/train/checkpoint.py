@@ -207,7 +207,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
     if missing:
         raise MMTalkerError(directory / WEIGHTS, f"weights lack the mesh buffers {', '.join(missing)}: not an MMTalker checkpoint")
     try:
-        model = MMTalker(config, state["faces"], state["vertex_uv"], state["template"], state["subject_templates"], state["motion_scale"].item())
+        model = MMTalker(config, state["faces"], state["vertex_uv"], state["template"], state["subject_templates"],
+                         state["motion_scale"].item(), corner_uv=state.get("corner_uv"))
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches between config and weights
         raise MMTalkerError(directory, f"weights do not fit the model described by config.json ({load_error_detail(exc)})") from None

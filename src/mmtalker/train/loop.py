@@ -216,7 +216,8 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     topology = dataset.topology()
     uvmap = parameterize(topology)
     templates = np.stack([dataset.template(s) for s in subjects]).astype(np.float32)
-    model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips)).to(device)
+    model = MMTalker(model_config, uvmap.faces, uvmap.vertex_uv, topology.vertices, templates, motion_scale(train_clips),
+                     corner_uv=uvmap.uv[uvmap.faces_uv]).to(device)
     if model.audio_blocks is not None:
         start_blocks(model.audio_blocks, encoder, model_config)  # the pretrained blocks to start from (--resume then loads its own)
         model.audio_blocks.to(device)
