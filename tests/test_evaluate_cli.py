@@ -146,6 +146,32 @@ def test_a_checkpoint_of_another_dataset_or_frame_rate_is_noted(dataset_dir, tmp
     assert "60 fps" in rate and f"{manifest.fps:g} fps" in rate
 
 
+def test_a_roles_next_name_serves_when_the_first_ones_file_is_missing(dataset_dir, tmp_path, capsys):
+    """VOCASET's preset names FLAME_masks.pkl's 'lips' first and regions/lve.txt second: a user with only lve.txt
+    is scored on it, and the repeated entries dropped from a region file are reported."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset_dir, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    lips = [str(i) for i in open_dataset(data).region("lips")]
+    (data / "regions" / "lve.txt").write_text(",".join(lips + lips[:2]) + "\n")  # two repeated
+    manifest["regions"] = {"lips": {"file": "FLAME_masks.pkl", "key": "lips"}, "lve": "regions/lve.txt",
+                           **{k: v for k, v in manifest["regions"].items() if k != "lips"}}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    ds = open_dataset(data)
+    assert not ds.region_present("lips") and ds.region_present("lve") and ds.region_present("eye_region")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for seq in ds.sequences("test"):
+        np.save(pred / f"{seq.key}.npy", seq.vertices())
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred)]) == 0
+    assert f"lips: manifest region 'lve' ({len(lips)} vertices; 2 repeated entries dropped)" in capsys.readouterr().out
+    (data / "regions" / "lve.txt").unlink()  # neither file there: the first name's missing file is the error
+    assert main(["evaluate", "--data", str(data), "--pred", str(pred)]) == 1
+    assert "FLAME_masks.pkl: region file for 'lips' not found" in capsys.readouterr().err
+
+
 def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     from PIL import Image
 

@@ -232,10 +232,27 @@ class Dataset:
 
     def region(self, name: str) -> np.ndarray:
         """``(K,)`` int64 sorted unique vertex indices of a named region (``lips``, ``eye_region``, ``upper_face``)."""
+        return self._region(name, depth=0).indices
+
+    def region_record(self, name: str):
+        """The named region as a :class:`mmtalker.data.regions.Region`: its indices, the duplicate entries dropped
+        from its files, and where it came from (a union names its parts)."""
         return self._region(name, depth=0)
 
-    def _region(self, name: str, depth: int) -> np.ndarray:
-        from mmtalker.data.regions import load_region
+    def region_present(self, name: str, depth: int = 0) -> bool:
+        """Whether region ``name`` is defined and every file it reads is there (a damaged file counts as there:
+        reading it then says what is wrong)."""
+        regions = self.manifest.regions
+        if name not in regions or depth > len(regions):
+            return False
+        spec = regions[name]
+        if isinstance(spec, dict) and "union" in spec:
+            return all(self.region_present(part, depth + 1) for part in spec["union"])
+        file = spec if isinstance(spec, str) else spec.get("file")
+        return isinstance(file, str) and resolve(self.root, file).is_file()
+
+    def _region(self, name: str, depth: int):
+        from mmtalker.data.regions import Region, load_region
 
         regions = self.manifest.regions
         if name not in regions:
@@ -246,12 +263,12 @@ class Dataset:
         spec = regions[name]
         if isinstance(spec, dict) and "union" in spec:
             parts = [self._region(part, depth + 1) for part in spec["union"]]
-            return np.unique(np.concatenate(parts)).astype(np.int64)
+            return Region(name, np.unique(np.concatenate([p.indices for p in parts])).astype(np.int64),
+                          sum(p.duplicates for p in parts), " ∪ ".join(p.source for p in parts))
         file, key = (spec, None) if isinstance(spec, str) else (spec["file"], spec.get("key"))
         path = resolve(self.root, file)
         if not path.is_file():
             raise MMTalkerError(path, f"region file for {name!r} not found",
                                 "copy it there (region files come with the dataset or FLAME, not with mmtalker), "
                                 "or pass your own (evaluate --regions)")
-        region = load_region(path, key, num_vertices=self.manifest.num_vertices)
-        return region.indices
+        return load_region(path, key, num_vertices=self.manifest.num_vertices)

@@ -53,17 +53,26 @@ def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
             path, _, key = spec.partition(":")
             region = load_region(path, key or None, num_vertices=dataset.manifest.num_vertices)
             setattr(out, role, region.indices)
-            out.sources[role] = f"{spec} ({len(region.indices)} vertices)"
+            out.sources[role] = f"{spec} ({_counted(region)})"
             continue
-        name = next((n for n in names if n in available), None)
+        defined = [n for n in names if n in available]
+        # the first of the role's names whose files are there; with none there, the first defined (its read then
+        # says which file is missing)
+        name = next((n for n in defined if dataset.region_present(n)), defined[0] if defined else None)
         if name is not None:
-            indices = dataset.region(name)
-            setattr(out, role, indices)
-            out.sources[role] = f"manifest region '{name}' ({len(indices)} vertices)"
+            region = dataset.region_record(name)
+            setattr(out, role, region.indices)
+            out.sources[role] = f"manifest region '{name}' ({_counted(region)})"
     if out.lips is None:
         raise MMTalkerError(dataset.root, "has no lip region for LVE",
                             f"add one to its manifest (as one of {', '.join(REGION_ROLES['lips'])}) or pass --regions lips=FILE")
     return out
+
+
+def _counted(region) -> str:
+    """"250 vertices", or with repeated entries in its file "250 vertices; 4 repeated entries dropped"."""
+    dropped = f"; {region.duplicates} repeated entr{'y' if region.duplicates == 1 else 'ies'} dropped" if region.duplicates else ""
+    return f"{len(region.indices)} vertices{dropped}"
 
 
 def prediction_files(pred_dir: Path, key: str) -> list[Path]:
