@@ -8,7 +8,8 @@ import pytest
 from conftest import assert_close
 from mmtalker.audio.io import SAMPLE_RATE, load_audio
 from mmtalker.errors import MMTalkerError
-from mmtalker.inference.windows import fade_in, iter_windowed, plan_windows, run_windowed, window_weights
+from mmtalker.inference.windows import (fade_in, frames_for_window, iter_windowed, plan_windows, run_windowed, window_audio,
+                                        window_weights)
 
 FPS = 25.0  # 640 samples per frame: window starts fall on whole samples
 HOP = int(SAMPLE_RATE / FPS)
@@ -31,6 +32,30 @@ def test_bad_plans_are_refused():
         plan_windows(10, 10, 5)  # overlap must be under half the window
     with pytest.raises(MMTalkerError):
         plan_windows(0, 10, 2)
+
+
+def test_the_overlap_is_checked_in_frames_not_only_in_seconds():
+    assert frames_for_window(1.0, 0.45, 30.0) == (30, 14)
+    with pytest.raises(MMTalkerError, match=r"overlap_s: 0.49 s is 15 frames at 30 fps: it must be under half the window \(1 s, 30 frames\)"):
+        frames_for_window(1.0, 0.49, 30.0)  # under half in seconds, exactly half in frames
+
+
+@pytest.mark.parametrize("fps", [30.0, 29.97, 60.0])
+def test_window_audio_starts_on_its_first_frames_sample_at_any_rate(fps):
+    """Where frame starts fall between samples (533⅓ samples a frame at 30 fps), each window's audio still starts at
+    its first frame's time rounded to a sample, and runs to its last frame's end: no drift over a long clip."""
+    from fractions import Fraction
+
+    seconds = 125.0
+    ramp = np.arange(int(seconds * SAMPLE_RATE), dtype=np.float32)  # each sample holds its own index
+    T = int(seconds * fps)
+    W, O = frames_for_window(20.0, 3.0, fps)
+    exact = Fraction(fps).limit_denominator(1001)
+    for win in plan_windows(T, W, O):
+        seg = window_audio(ramp, win, fps)
+        first, last = (round(f * SAMPLE_RATE / exact) for f in (win.start, win.end))
+        assert seg[0] == first and len(seg) == last - first
+        assert np.all(np.diff(seg) == 1)  # contiguous samples
 
 
 def test_fade_in_is_a_raised_cosine_whose_mirror_sums_to_one():

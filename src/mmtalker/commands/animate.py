@@ -10,6 +10,7 @@ import numpy as np
 
 from mmtalker.commands.options import add_device_option, check_output_file, require_pixels
 from mmtalker.errors import MMTalkerError
+from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
 
 OUTPUT_SUFFIXES = (".npy", ".npz")
 
@@ -36,8 +37,10 @@ def register(sub) -> None:
     p.add_argument("--style", help="speaking style: a training subject of the checkpoint (default: their mean)")
     p.add_argument("--video", type=Path, help="also render an mp4 with the speech to this path")
     p.add_argument("--size", type=int, default=512, help="video width and height in pixels (default 512)")
-    p.add_argument("--window", type=float, default=20.0, help="window length for long audio, seconds (default 20, at most 30)")
-    p.add_argument("--overlap", type=float, default=3.0, help="crossfade between windows, seconds (default 3)")
+    p.add_argument("--window", type=float, default=DEFAULT_WINDOW_S,
+                   help=f"window length for long audio, seconds (default {DEFAULT_WINDOW_S:g}, at most 30)")
+    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP_S,
+                   help=f"crossfade between windows, seconds (default {DEFAULT_OVERLAP_S:g}; under half the window)")
     add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out and --video if they exist")
     p.set_defaults(func=run)
@@ -114,7 +117,9 @@ def _render(args, verts: np.ndarray, faces: np.ndarray, fps: float) -> None:
 
 
 def _check_windows(args, talker) -> None:
-    """--window and --overlap, checked in the seconds the user gave, before any work."""
+    """--window and --overlap, checked in the seconds the user gave and in the model's frames, before any work."""
+    from mmtalker.inference.windows import frames_for_window
+
     if not args.window > 0:
         raise MMTalkerError("--window", f"must be a positive number of seconds, got {args.window:g}")
     longest = talker.max_window_s  # checked here too, to name the option as typed
@@ -124,6 +129,10 @@ def _check_windows(args, talker) -> None:
     if not 0 <= args.overlap < args.window / 2:
         raise MMTalkerError("--overlap", f"{args.overlap:g} s must be at least 0 and under half the window "
                             f"({args.window / 2:g} s)")
+    try:  # in frames too: at 30 fps a 0.49 s overlap of a 1 s window is 15 frames of 30
+        frames_for_window(args.window, args.overlap, talker.fps)
+    except MMTalkerError as exc:
+        raise MMTalkerError("--overlap", exc.problem, exc.hint) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ frame rate; the sequence converts it to the dataset's served rate with :func:`mm
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,10 +104,6 @@ class Sequence:
             return None
         _check_finite(verts, self._source.what + " (oracle)")
         return _as_float32(fps_mod.resample_frames(verts, self.stored_fps, self.fps))
-
-    def with_fps(self, fps: float) -> "Sequence":
-        """The same sequence served at another frame rate."""
-        return dataclasses.replace(self, fps=float(fps))
 
 
 def _as_float32(x: np.ndarray) -> np.ndarray:

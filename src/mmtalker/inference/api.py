@@ -27,8 +27,7 @@ from mmtalker.devices import resolve_device
 from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
-from mmtalker.inference.windows import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed,
-                                        plan_windows)
+from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed
 from mmtalker.mesh.io import Mesh, load_mesh
 from mmtalker.mesh.scale import check_same_scale
 
@@ -245,10 +244,6 @@ class MMTalker:
             result[start : start + len(block)] = block
         return result
 
-    def num_windows(self, num_frames: int, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S) -> int:
-        """How many windows :meth:`animate` runs for ``num_frames`` frames (for progress bars)."""
-        return len(plan_windows(num_frames, *frames_for_window(window_s, overlap_s, self.fps)))
-
     MAX_PADDING = 10
     """``num_frames`` may ask for at most this many times the audio's frames, plus one second (the rest is silence)."""
 
@@ -286,7 +281,7 @@ class MMTalker:
         return None if limit is None else limit / SAMPLE_RATE
 
     def _check_window(self, window_s: float, overlap_s: float = DEFAULT_OVERLAP_S) -> None:
-        frames_for_window(window_s, overlap_s, self.fps)  # numbers, finite, window positive, overlap ≥ 0
+        frames_for_window(window_s, overlap_s, self.fps)  # numbers, finite, window positive, overlap under half of it
         longest = self.max_window_s
         if longest is not None and window_s > longest:
             raise MMTalkerError("window_s", f"{window_s} s is longer than the speech encoder takes "

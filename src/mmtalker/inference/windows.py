@@ -131,13 +131,18 @@ def window_audio(audio: np.ndarray, win: Window, fps: float, min_samples: int = 
 
 
 def frames_for_window(window_s: float, overlap_s: float, fps: float) -> tuple[int, int]:
-    """Window and overlap lengths in frames for lengths in seconds."""
+    """Window and overlap lengths in frames for lengths in seconds; the overlap, in frames, under half the window
+    (:func:`plan_windows` needs it so: no frame in more than two windows)."""
     window_s, overlap_s = real_number(window_s, "window_s"), real_number(overlap_s, "overlap_s")
     if window_s <= 0:
         raise MMTalkerError("window_s", f"must be positive seconds, got {window_s:g}")
     if overlap_s < 0:
         raise MMTalkerError("overlap_s", f"must be zero or more seconds, got {overlap_s:g}")
-    return max(1, int(math.floor(window_s * fps))), int(round(overlap_s * fps))
+    W, O = max(1, int(math.floor(window_s * fps))), int(round(overlap_s * fps))
+    if not 2 * O < W:
+        raise MMTalkerError("overlap_s", f"{overlap_s:g} s is {O} frames at {fps:g} fps: it must be under half the window "
+                            f"({window_s:g} s, {W} frames)", "use a shorter overlap or a longer window")
+    return W, O
 
 
 def iter_windowed(

@@ -125,9 +125,3 @@ class CrossAttention(nn.Module):
         return out
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Mean of x over ``dim`` counting only entries where ``mask`` (broadcastable to x) is True."""
-    if mask is None:
-        return x.mean(dim)
-    mask = mask.to(x.dtype)
-    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1.0)
