@@ -13,7 +13,8 @@ One call, :func:`train`, goes through these steps:
 6. at the end: score the test split with the best weights into ``results.json``.
 
 The run folder holds ``best/``, ``last/``, ``curves.png``, ``history.jsonl``, ``results.json`` and
-``training_config.json``. An epoch is one random window from each training clip.
+``training_config.json``. An epoch is as many steps as one window from each training clip would fill; each step draws
+its clips at random (``draw_batch``), so within an epoch some clips come twice and some not at all.
 """
 
 from __future__ import annotations
@@ -443,7 +444,8 @@ def fit_batch_size(optim, num_clips: int, world: int = 1):
 
 
 def steps_per_epoch(num_clips: int, world: int, batch_size: int) -> int:
-    """An epoch is one window per training clip, split over the ranks."""
+    """Steps in an epoch: as many as one window per training clip fills, split over the ranks (the clips of each
+    step are drawn at random: :func:`draw_batch`)."""
     return max(1, math.ceil(math.ceil(num_clips / world) / batch_size))
 
 
