@@ -59,6 +59,40 @@ def test_fdd_signed_and_hand_computed():
     assert metrics.fdd(gt, pred, template, [0, 1]) == pytest.approx(-expected_gt_dyn)
 
 
+def _naive_fdd(pred, gt, template, upper) -> float:
+    """FDD of one sequence by the definition, in loops: per upper vertex the population std over frames of
+    ||x_t - template||^2, averaged over those vertices; the truth's minus the prediction's."""
+    def dynamics(x):
+        per_vertex = []
+        for v in upper:
+            sq = [sum((x[t, v, c] - template[v, c]) ** 2 for c in range(3)) for t in range(len(x))]
+            mean = sum(sq) / len(sq)
+            per_vertex.append((sum((q - mean) ** 2 for q in sq) / len(sq)) ** 0.5)
+        return sum(per_vertex) / len(per_vertex)
+
+    return dynamics(gt) - dynamics(pred)
+
+
+def test_fdd_and_its_accumulation_match_the_definition_with_a_real_template():
+    """A template away from zero and sequences of different lengths: a bug that measured motion from the first
+    frame or the mean frame instead of the template, or averaged FDD over frames instead of sequences, fails here."""
+    rng = np.random.default_rng(3)
+    V, upper = 12, [1, 4, 5, 9]
+    template = rng.normal(size=(V, 3))
+    acc = metrics.MetricAccumulator(lip_idx=np.arange(3), upper_idx=np.array(upper))
+    expected = []
+    for T in (4, 9, 17):
+        gt = template + 0.1 * rng.normal(size=(T, V, 3)) + 0.3  # offset from the template in every frame
+        pred = template + 0.05 * rng.normal(size=(T, V, 3))
+        expected.append(_naive_fdd(pred, gt, template, upper))
+        assert metrics.fdd(pred, gt, template, upper) == pytest.approx(expected[-1], rel=1e-10)
+        acc.add(pred, gt, template=template)
+    out = acc.result()
+    assert out["fdd"] == pytest.approx(np.mean(expected), rel=1e-10)  # the mean over sequences, not frames
+    assert out["fdd_abs"] == pytest.approx(np.mean(np.abs(expected)), rel=1e-10)
+    assert metrics.fdd(pred, gt, gt[0], upper) != pytest.approx(expected[-1], rel=1e-3)  # the template matters
+
+
 def test_mve_is_mean_distance():
     gt = np.zeros((2, 2, 3))
     pred = np.zeros((2, 2, 3))
