@@ -132,6 +132,20 @@ def test_train_on_a_dataset_without_an_eye_region_notes_that_eve_is_not_scored(w
     assert (tmp_path / "run" / "results.json").is_file()
 
 
+def test_train_without_an_eye_region_file_it_does_not_need_trains_and_says_so(world, tmp_path, capsys):
+    """FaceFormer's processed VOCASET has no FLAME_masks.pkl: with the lips from another region and loss.eyes: 0 the
+    run trains (EVE and FDD unscored, as a note says), instead of stopping at the eye region's missing file; while
+    loss.eyes weights it, the missing file is the error."""
+    data = _copy_data(world, tmp_path)
+    (data / "regions" / "eye_region.txt").unlink()
+    (data / "regions" / "upper_face.txt").unlink()
+    assert_clear_error(_train(world, data, tmp_path, "loss.eyes=1"), capsys, "eye_region.txt", "not found", "loss.eyes: 0")
+    code, out, err = run_cli(_train(world, data, tmp_path, "loss.eyes=0"), capsys)
+    assert code == 0, err[-800:]
+    (note,) = [line for line in err.splitlines() if "note:" in line]
+    assert "EVE (no region 'eye_region': its file is missing) and FDD (no region 'upper_face': its file is missing)" in note
+
+
 # ----------------------------------------------------------------------------- bug 2: motion file missing
 def test_a_motion_file_missing_beside_its_wav_is_an_error(world, tmp_path, capsys):
     """Our own format: a sequence whose wav is there but not its motion is not silently dropped."""

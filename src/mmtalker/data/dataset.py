@@ -269,6 +269,7 @@ class Dataset:
         path = resolve(self.root, file)
         if not path.is_file():
             raise MMTalkerError(path, f"region file for {name!r} not found",
-                                "copy it there (region files come with the dataset or FLAME, not with mmtalker), "
-                                "or pass your own (evaluate --regions)")
+                                "copy it there (region files come with the dataset or FLAME, not with mmtalker), or use "
+                                "another: evaluate --regions ROLE=FILE; train --set loss.lip_region=NAME, and "
+                                "loss.eyes: 0 with model.eye_pathway: false without an eye region")
         return load_region(path, key, num_vertices=self.manifest.num_vertices)

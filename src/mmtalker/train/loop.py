@@ -142,12 +142,22 @@ class Setup:
         return scored_model(self.model, self.averager)
 
 
-def _region_indices(dataset, names: list[str]) -> dict[str, np.ndarray]:
-    """The named regions the dataset's manifest defines, as vertex indices. A defined region is read and checked
-    (a missing, unreadable or out-of-range region file is an error naming it); an undefined name is left out, for
-    :func:`_check_regions` to judge."""
+def _region_indices(dataset, names: list[str], required: list[str]) -> dict[str, np.ndarray]:
+    """The named regions the dataset's manifest defines, as vertex indices. A ``required`` one is read and checked
+    (a missing, unreadable or out-of-range region file is an error naming it); another is read when its files are
+    there (a damaged one is still an error), and left out when they are not, as an undefined name is, for
+    :func:`_check_regions` to judge (VOCASET without FLAME_masks.pkl trains on lve.txt, EVE and FDD unscored)."""
     defined = dataset.manifest.regions
-    return {name: np.asarray(dataset.region(name), dtype=np.int64) for name in dict.fromkeys(names) if name in defined}
+    return {name: np.asarray(dataset.region(name), dtype=np.int64) for name in dict.fromkeys(names)
+            if name in defined and (name in required or dataset.region_present(name))}
+
+
+def training_regions(dataset, loss, eye_pathway: bool = False) -> dict[str, np.ndarray]:
+    """The regions a run reads: ``loss.lip_region`` (required), ``loss.eye_region`` (required when ``loss.eyes``
+    weights it or the eye pathway needs it) and ``upper_face`` (FDD, when there)."""
+    needs_eyes = loss.eyes > 0 or eye_pathway
+    return _region_indices(dataset, [loss.lip_region, loss.eye_region, "upper_face"],
+                           required=[loss.lip_region] + ([loss.eye_region] if needs_eyes else []))
 
 
 def _check_regions(dataset, loss, regions: dict) -> str | None:
@@ -163,8 +173,8 @@ def _check_regions(dataset, loss, regions: dict) -> str | None:
         raise MMTalkerError("loss.eye_region", f"the dataset {dataset.root} has no region '{loss.eye_region}', "
                             f"which loss.eyes ({loss.eyes:g}) weights",
                             f"{defined}; name its eye region, or set loss.eyes: 0 for a dataset without one")
-    unscored = [f"{metric} (no region '{name}')" for metric, name in (("EVE", loss.eye_region), ("FDD", "upper_face"))
-                if name not in regions]
+    unscored = [f"{metric} (no region '{name}'{': its file is missing' if name in dataset.manifest.regions else ''})"
+                for metric, name in (("EVE", loss.eye_region), ("FDD", "upper_face")) if name not in regions]
     return f"{dataset.root}: {' and '.join(unscored)} not scored" if unscored else None
 
 
@@ -196,7 +206,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
-    regions = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    regions = training_regions(dataset, lw, config.model.eye_pathway)
     if config.model.eye_pathway and lw.eye_region not in regions:
         raise MMTalkerError(config.data.path, f"has no region '{lw.eye_region}' (loss.eye_region), which model.eye_pathway needs",
                             "set model.eye_pathway: false, as configs/mmtalker_biwi.yaml does, or name the dataset's eye region in loss.eye_region")

@@ -131,12 +131,12 @@ class PeerSetup:
 
 def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSetup:
     """Dataset, cached clip features (MMTalker's pipeline), the model with its mesh facts, region weights."""
-    from mmtalker.audio.encoders import model_audio_dim, model_audio_encoder
+    from mmtalker.audio.encoders import feature_name, model_audio_dim, model_audio_encoder
     from mmtalker.audio.finetune import prefix_states, start_blocks
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
-    from mmtalker.train.loop import _check_regions, _maybe_preload, _region_indices, _spread, scored_test_splits
+    from mmtalker.train.loop import _check_regions, _maybe_preload, _spread, scored_test_splits, training_regions
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
@@ -145,13 +145,13 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
-    found = _region_indices(dataset, [lw.lip_region, lw.eye_region, "upper_face"])
+    found = training_regions(dataset, lw)
     note = _check_regions(dataset, lw, found)
     if note:
         print(f"mmtalker train: note: {note}", file=sys.stderr)
     encoder = model_audio_encoder(config.model)
     model_config = dataclasses.replace(config.model, subjects=subjects, fps=fps, audio_dim=model_audio_dim(config.model, encoder))
-    common = dict(encoder=encoder, encoder_spec=config.model.audio_encoder, fps=fps, augment_config=config.augment, cache=_cache(config),
+    common = dict(encoder=encoder, encoder_spec=feature_name(config.model), fps=fps, augment_config=config.augment, cache=_cache(config),
                   prefix_states=prefix_states(config.model))  # a fine-tuned encoder: its frozen states, not features
     train_clips = load_clips(dataset, training_sequences(train_seqs, config.data.join_share, config.optim.seed), subjects,
                              variants=config.data.augment_variants, desc="audio features (train)", **common)
