@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,6 +249,25 @@ def vocaset_processed(tmp_path_factory, flame):
     splits.write_text(json.dumps({"train": {"subjects": subjects[:1], "sentences": ["1-40"]},
                                   "test": {"subjects": subjects[1:], "sentences": [21]}}))
     return root, templates, expected, splits
+
+
+def test_motion_or_a_template_in_other_units_is_refused_naming_it(vocaset_processed, tmp_path):
+    """One motion file (or one subject's template) in millimetres among metres trained to nonsense without a word."""
+    from mmtalker.data.safe_pickle import load_pickle
+
+    root = Path(shutil.copytree(vocaset_processed[0], tmp_path / "data"))
+    assert len(open_dataset(root, "vocaset")) == 9  # as made: every file in metres
+    key = f"{VOCA_TEST[1]}_sentence21"
+    npy = root / "vertices_npy" / f"{key}.npy"
+    whole = np.load(npy)
+    np.save(npy, whole * 1000.0)
+    with pytest.raises(MMTalkerError, match=rf"{key}.npy: is 1e\+03× the size of the template of {VOCA_TEST[1]}"):
+        open_dataset(root, "vocaset")
+    np.save(npy, whole)
+    templates = load_pickle(root / "templates.pkl")
+    write_py2_pickle(root / "templates.pkl", {s: v * (1000.0 if s == VOCA_VAL[0] else 1.0) for s, v in templates.items()})
+    with pytest.raises(MMTalkerError, match=rf"templates.pkl \[{VOCA_VAL[0]}\]: is 1e\+03× the size of the median"):
+        open_dataset(root, "vocaset")
 
 
 def test_processed_needs_a_preset(vocaset_processed):

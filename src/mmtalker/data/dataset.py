@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtalker.data.formats import processed, vocaset_raw
-from mmtalker.data.formats.common import load_templates, resolve
+from mmtalker.data.formats.common import check_motion_scales, load_templates, resolve
 from mmtalker.data.manifest import Manifest, Split, load_splits, parse_splits
 from mmtalker.data.sequence import Sequence
 from mmtalker.errors import MMTalkerError
@@ -120,6 +120,7 @@ def open_dataset(
     templates = load_templates(root, manifest, str(root))
     known = list(dict.fromkeys(manifest.subjects + list(templates)))
     sequences = _READERS[manifest.layout](root, manifest, known)
+    check_motion_scales(sequences, templates)
     return Dataset(root, manifest, sequences, templates)
 
 

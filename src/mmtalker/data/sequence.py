@@ -79,9 +79,20 @@ class Sequence:
         """Seconds of motion."""
         return self.stored_frames / self.stored_fps
 
+    @property
+    def what(self) -> str:
+        """The file(s) its data comes from, as errors name them."""
+        return self._source.what
+
     def audio(self) -> np.ndarray:
         """``(N,)`` float32 waveform at 16 kHz, full scale ±1."""
         return self._source.audio()
+
+    def first_frame(self) -> np.ndarray:
+        """``(V, 3)`` float32 the first stored frame (read alone where the file is memory-mapped)."""
+        frame = np.asarray(self._source.vertices()[0], dtype=np.float32)
+        _check_finite(frame, self._source.what)
+        return frame
 
     def vertices(self) -> np.ndarray:
         """``(T, V, 3)`` float32 vertex positions at :attr:`fps`, in the dataset's length unit.

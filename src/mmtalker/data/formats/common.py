@@ -102,7 +102,38 @@ def load_templates(root: Path, manifest: Manifest, what: str) -> dict[str, np.nd
         path = resolve(root, spec)
         raw = _read_template_file(path)
         where = {subject: f"{path} [{subject}]" for subject in raw}
-    return {s: _check_template(v, manifest.num_vertices, where[s]) for s, v in raw.items()}
+    templates = {s: _check_template(v, manifest.num_vertices, where[s]) for s, v in raw.items()}
+    _check_template_scales(templates, where)
+    return templates
+
+
+def _check_template_scales(templates: dict[str, np.ndarray], where: dict[str, str]) -> None:
+    """Refuse a template in other units than the others (one subject's face in mm among faces in m): compared with
+    the median template's size, by the same 3× rule as every face pairing (:mod:`mmtalker.mesh.scale`)."""
+    from mmtalker.mesh.scale import check_same_scale
+
+    if len(templates) < 3:  # with two, which one is wrong cannot be told; the motion check still finds it
+        return
+    sizes = {s: float(np.ptp(t, axis=0).max()) for s, t in templates.items()}
+    if min(sizes.values()) <= 0:
+        return
+    median = sorted(sizes, key=sizes.get)[len(sizes) // 2]
+    for subject, template in templates.items():
+        check_same_scale(where[subject], template, templates[median], f"the median subject's template ({median})",
+                         "every template must be in the dataset's length unit (mm and m differ 1000×)")
+
+
+def check_motion_scales(sequences: list, templates: dict[str, np.ndarray]) -> None:
+    """Refuse a motion file in other units than its subject's template, by its first frame (same 3× rule): one such
+    file among many would train and score nonsense without a word."""
+    from mmtalker.mesh.scale import check_same_scale
+
+    sized = {s for s, t in templates.items() if np.ptp(t, axis=0).max() > 0}  # a flat point gives no size to compare
+    for seq in sequences:
+        if seq.subject in sized:
+            check_same_scale(seq.what, seq.first_frame(), templates[seq.subject], f"the template of {seq.subject}",
+                             "motion and templates must be in the dataset's length unit (mm and m differ 1000×); "
+                             "convert this file")
 
 
 def _read_template_file(path: Path) -> dict:
