@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import pytest
 import yaml
 
@@ -144,6 +145,24 @@ def test_train_without_an_eye_region_file_it_does_not_need_trains_and_says_so(wo
     assert code == 0, err[-800:]
     (note,) = [line for line in err.splitlines() if "note:" in line]
     assert "EVE (no region 'eye_region': its file is missing) and FDD (no region 'upper_face': its file is missing)" in note
+
+
+def test_a_damaged_test_file_stops_training_before_it_starts(world, tmp_path, capsys):
+    """A NaN in a test sequence's motion (or its empty audio) used to surface only when the finished run was scored."""
+    data = _copy_data(world, tmp_path)
+    _edit_manifest(data, lambda m: m.update(splits={"train": {"subjects": "*", "sentences": [1]},
+                                                    "val": {"subjects": ["s01"], "sentences": [2]},
+                                                    "test": {"subjects": ["s02"], "sentences": [2]}}))
+    npy = data / "vertices_npy" / "s02_sentence02.npy"
+    motion = np.load(npy)
+    motion[3, 0, 0] = np.nan
+    np.save(npy, motion)
+    assert_clear_error(_train(world, data, tmp_path), capsys, "s02_sentence02.npy", "NaN")
+    assert not (tmp_path / "run" / "last").exists()
+    np.save(npy, np.nan_to_num(motion))
+    sf.write(data / "wav" / "s02_sentence02.wav", np.zeros(0, np.float32), 16000)
+    assert_clear_error(_train(world, data, tmp_path), capsys, "s02_sentence02.wav")
+    assert not (tmp_path / "run" / "last").exists()
 
 
 # ----------------------------------------------------------------------------- bug 2: motion file missing

@@ -172,6 +172,46 @@ def test_a_roles_next_name_serves_when_the_first_ones_file_is_missing(dataset_di
     assert "FLAME_masks.pkl: region file for 'lips' not found" in capsys.readouterr().err
 
 
+def test_predictions_at_another_rate_or_as_long_as_the_audio_are_fitted_with_a_note(dataset_dir, tmp_path, capsys):
+    import soundfile as sf
+
+    from mmtalker.data.fps import resample_frames
+
+    ds = open_dataset(dataset_dir)
+    seqs = ds.sequences("test")
+    at_30 = tmp_path / "at30"
+    at_30.mkdir()
+    for seq in seqs:  # the truth, stored at 30 fps in npz (the dataset is at 25)
+        np.savez(at_30 / f"{seq.key}.npz", vertices=resample_frames(seq.vertices(), seq.fps, 30.0), fps=30.0)
+    assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(at_30), "--json", str(tmp_path / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert "predictions stored at 30 fps" in err and "resampled to the dataset's 25 fps" in err
+    assert json.loads((tmp_path / "a.json").read_text())["models"]["at30"]["overall"]["lve"] < 1e-8  # resampled twice: nearly the truth
+
+    # audio that runs 0.4 s past the motion, and predictions sized by the audio (the truth, then its last frame held)
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset_dir, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    (data / "manifest.json").write_text(json.dumps({**manifest, "duration_tolerance": 0.5}))
+    longer = tmp_path / "by_audio"
+    longer.mkdir()
+    for seq in open_dataset(data).sequences("test"):
+        audio = seq.audio()
+        sf.write(data / "wav" / f"{seq.key}.wav", np.concatenate([audio, np.zeros(int(0.4 * 16000), np.float32)]), 16000)
+        extra = round(0.4 * seq.fps)
+        truth = seq.vertices()
+        np.save(longer / f"{seq.key}.npy", np.concatenate([truth, np.repeat(truth[-1:], extra, 0)]))
+    assert main(["evaluate", "--data", str(data), "--pred", str(longer), "--json", str(tmp_path / "b.json")]) == 0
+    err = capsys.readouterr().err
+    assert "as long as their audio, which runs past the motion" in err and "were cut to the motion" in err
+    assert json.loads((tmp_path / "b.json").read_text())["models"]["by_audio"]["overall"]["lve"] < 1e-9
+    np.save(longer / f"{seqs[0].key}.npy", np.concatenate([truth] * 2))  # as long as neither: still refused
+    assert main(["evaluate", "--data", str(data), "--pred", str(longer)]) == 1
+    assert f"{seqs[0].key}.npy: has" in capsys.readouterr().err
+
+
 def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     from PIL import Image
 

@@ -104,7 +104,7 @@ def _dataset_notes(checkpoints: list[Path], manifest) -> list[str]:
     return notes
 
 
-def _sources(args, dataset):
+def _sources(args, dataset, notes: list[str]):
     from mmtalker.eval.protocol import folder_predictor
 
     sources = []
@@ -113,7 +113,7 @@ def _sources(args, dataset):
         raise MMTalkerError("--name", f"gives {len(names)} names for {len(args.pred)} --pred folders",
                             "one --name per --pred, in order (checkpoints are named by their kind and run folder)")
     for k, folder in enumerate(args.pred):
-        sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices)))
+        sources.append((names[k] if k < len(names) else folder.name, folder_predictor(folder, dataset.manifest.num_vertices, notes)))
     loaded = []
     if args.checkpoint:  # scoring saved predictions alone needs no torch
         from mmtalker.inference.evaluate import checkpoint_predictor  # MMTalker or a peer, by the checkpoint's kind
@@ -170,10 +170,13 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError(args.data, f"has no split '{args.split}'", f"splits: {', '.join(dataset.split_names)}")
     regions = regions_for(dataset, _parse_regions(args.regions))
     sequences = dataset.sequences(args.split)
-    sources = _sources(args, dataset)
+    reading_notes: list[str] = []  # what reading the --pred files changed (resampled, cut), said once each
+    sources = _sources(args, dataset, reading_notes)
     for note in _split_file_notes(args.checkpoint, args.splits) + _dataset_notes(args.checkpoint, dataset.manifest):
         print(f"mmtalker evaluate: note: {note}", file=sys.stderr)
     results = [score(name, sequences, predict, dataset, regions) for name, predict in sources]
+    for note in reading_notes:
+        print(f"mmtalker evaluate: note: {note}", file=sys.stderr)
     units = dataset.manifest.units
     print(f"{dataset.manifest.name}, split '{args.split}': {len(sequences)} sequences at {dataset.manifest.fps:g} fps")
     for role, src in regions.sources.items():

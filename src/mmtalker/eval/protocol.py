@@ -143,17 +143,37 @@ def score(
                   per_vertex=sq_sum / frames, per_sequence=per_sequence)
 
 
-def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
-    """``predict(seq)`` reading the files of :func:`prediction_files` from ``pred_dir``."""
+def folder_predictor(pred_dir: Path, num_vertices: int, notes: list[str] | None = None) -> Callable:
+    """``predict(seq)`` reading the files of :func:`prediction_files` from ``pred_dir``.
+
+    An ``.npz`` prediction that stores another ``fps`` than the dataset's is resampled to the dataset's rate. A
+    prediction as long as the sequence's *audio* where the audio runs longer than the motion (FaceFormer and
+    CodeTalker size their outputs by the audio) is cut to the motion, as CodeTalker's own scoring cuts it. Each of
+    these is said once in ``notes`` (when given)."""
     from mmtalker.data.animation import load_animation
+    from mmtalker.data.fps import resample_frames
 
     if not pred_dir.is_dir():
         raise MMTalkerError(pred_dir, "prediction folder not found")
+    said: set[str] = set()
+
+    def note(kind: str, text: str) -> None:
+        if notes is not None and kind not in said:
+            said.add(kind)
+            notes.append(text)
 
     def predict(seq):
         preds = []
         for path in prediction_files(pred_dir, seq.key):
-            verts = load_animation(path, num_vertices=num_vertices)[0]
+            verts, fps = load_animation(path, num_vertices=num_vertices)
+            if fps is not None and abs(fps - seq.fps) > 1e-6:
+                verts = resample_frames(verts, fps, seq.fps)
+                note("fps", f"{pred_dir}: predictions stored at {fps:g} fps (e.g. {path.name}) were resampled to the "
+                            f"dataset's {seq.fps:g} fps")
+            if fits_audio(len(verts), seq):
+                note("audio", f"{pred_dir}: predictions as long as their audio, which runs past the motion (e.g. "
+                              f"{path.name}: {len(verts)} frames, the motion {seq.num_frames}), were cut to the motion")
+                verts = verts[: seq.num_frames]
             check_frames(path, len(verts), seq)
             preds.append(verts)
         return preds
@@ -161,9 +181,21 @@ def folder_predictor(pred_dir: Path, num_vertices: int) -> Callable:
     return predict
 
 
+def fits_audio(frames: int, seq) -> bool:
+    """Whether a prediction of ``frames`` frames, longer than ``seq``'s motion beyond fps rounding, is as long as its
+    audio (within the same rounding): predicted from the whole audio of a sequence whose audio outlasts its motion."""
+    if frames - seq.num_frames <= MAX_FRAME_MISMATCH:
+        return False
+    from mmtalker.audio.io import SAMPLE_RATE
+
+    audio_frames = round(len(seq.audio()) / SAMPLE_RATE * seq.fps)
+    return abs(frames - audio_frames) <= MAX_FRAME_MISMATCH
+
+
 def check_frames(what, frames: int, seq) -> None:
     """Refuse a prediction of ``frames`` frames for ``seq`` when the two differ by more than the metrics cut off
     (:data:`~mmtalker.eval.metrics.MAX_FRAME_MISMATCH` frames, what fps rounding gives)."""
     if abs(frames - seq.num_frames) > MAX_FRAME_MISMATCH:
         raise MMTalkerError(what, f"has {frames} frames, but the sequence {seq.key} has {seq.num_frames} "
-                            f"at {seq.fps:g} fps", "predict each sequence from its own audio at the dataset's frame rate")
+                            f"at {seq.fps:g} fps ({seq.duration:.2f} s of motion)",
+                            "predict each sequence from its own audio at the dataset's frame rate")

@@ -180,12 +180,16 @@ def _check_regions(dataset, loss, regions: dict) -> str | None:
 
 def scored_test_splits(dataset, prefix: str) -> dict:
     """split name -> sequences for every split whose name starts with ``data.test_split`` (``prefix``), which a run
-    scores at its end. A prefix that names none is a mistake found before training, not after it ("(no test split
-    scored)")."""
+    scores at its end. A prefix that names none, and a test file that cannot be read, are mistakes found before
+    training, not after it."""
     found = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(prefix)}
     if prefix and not found:
         raise MMTalkerError("data.test_split", f"'{prefix}': no split of {dataset.root} starts with it",
                             f"its splits: {', '.join(dataset.split_names)}")
+    # read once now: a damaged test file (NaN motion, empty audio) stops the run before training, not after it
+    for seq in {s.key: s for seqs in found.values() for s in seqs}.values():
+        seq.vertices()
+        seq.audio()
     return found
 
 

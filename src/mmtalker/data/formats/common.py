@@ -165,13 +165,29 @@ def _check_template(value, num_vertices: int, what: str) -> np.ndarray:
     return array
 
 
+MAX_DURATION_SHARE = 0.4
+"""Audio and motion may differ by at most this share of the longer one, whatever ``duration_tolerance`` allows:
+motion stored at 30 fps but read as 60 lasts half its audio, which a tolerance of seconds lets pass on short clips."""
+
+
 def check_duration(what: str, audio_seconds: float, motion_seconds: float, tolerance: float) -> None:
-    """Refuse a sequence whose audio and motion lengths differ by more than ``tolerance`` seconds."""
-    if abs(audio_seconds - motion_seconds) > tolerance:
+    """Refuse a sequence whose audio and motion lengths differ by more than ``tolerance`` seconds, or by more than
+    :data:`MAX_DURATION_SHARE` of the longer of the two."""
+    gap = abs(audio_seconds - motion_seconds)
+    share = gap / max(audio_seconds, motion_seconds, 1e-9)
+    if gap > tolerance:
         raise MMTalkerError(
             what,
             f"audio lasts {audio_seconds:.3f} s but the motion {motion_seconds:.3f} s "
             f"(more than the manifest's duration_tolerance of {tolerance:g} s apart)",
             "check that the files belong together and that stored_fps is right; if the data is known to be "
             "like this, raise duration_tolerance in a copy of the preset or in manifest.json",
+        )
+    if share > MAX_DURATION_SHARE:
+        raise MMTalkerError(
+            what,
+            f"audio lasts {audio_seconds:.3f} s but the motion {motion_seconds:.3f} s ({share:.0%} of the longer "
+            f"apart; at most {MAX_DURATION_SHARE:.0%} is taken as the same utterance)",
+            "check that the files belong together and that stored_fps is right (motion at half or twice the "
+            "manifest's rate lasts twice or half its audio)",
         )
