@@ -161,7 +161,7 @@ def test_a_damaged_test_file_stops_training_before_it_starts(world, tmp_path, ca
     assert not (tmp_path / "run" / "last").exists()
     np.save(npy, np.nan_to_num(motion))
     sf.write(data / "wav" / "s02_sentence02.wav", np.zeros(0, np.float32), 16000)
-    assert_clear_error(_train(world, data, tmp_path), capsys, "s02_sentence02.wav")
+    assert_clear_error(_train(world, data, tmp_path), capsys, "s02_sentence02.npy", "audio lasts 0.000 s")
     assert not (tmp_path / "run" / "last").exists()
 
 
