@@ -236,6 +236,16 @@ def test_report_table_charts_and_heatmap(dataset_dir, tmp_path):
     heat = np.asarray(Image.open(out / "heatmap_test.png").convert("RGB"))
     assert heat.std() > 10  # a rendered face, not a blank image
     assert main(["report", str(scores), "--out", str(out)]) == 1  # no silent overwrite
+    # the same folder in the processed layout (no manifest.json: its facts come from a preset): --preset opens it
+    import shutil
+
+    processed = tmp_path / "processed"
+    shutil.copytree(dataset_dir, processed)
+    preset = tmp_path / "mine.json"
+    preset.write_text(json.dumps({**json.loads((processed / "manifest.json").read_text()), "layout": "processed"}))
+    (processed / "manifest.json").unlink()
+    assert main(["report", str(scores), "--data", str(processed), "--preset", str(preset), "--out", str(tmp_path / "r2")]) == 0
+    assert (tmp_path / "r2" / "heatmap_test.png").is_file()
     # the colour bar under the faces: its scale ends at the 99th percentile of the per-vertex RMS error (0.002·√3)
     from mmtalker.render.compose import colour_bar
 

@@ -23,6 +23,7 @@ def register(sub) -> None:
     )
     p.add_argument("scores", nargs="+", type=Path, help="JSON files written by 'mmtalker evaluate --json'")
     p.add_argument("--data", type=Path, help="the dataset (for the heatmaps' face)")
+    p.add_argument("--preset", help="dataset preset for a processed --data folder without manifest (vocaset, biwi, multiface)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--overwrite", action="store_true", help="replace the report.md (and figures) already in --out")
     p.set_defaults(func=run)
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         from mmtalker.data.dataset import open_dataset
 
-        dataset = open_dataset(args.data)
+        dataset = open_dataset(args.data, preset=args.preset)
+    elif args.preset is not None:
+        raise MMTalkerError("--preset", "applies to --data, which is not given", "add --data DIR, or drop --preset")
     md = write_report(args.scores, args.out, dataset)
     print(f"wrote {md}")
     return 0
