@@ -241,6 +241,20 @@ def test_long_audio_animates_in_windows(world, tmp_path, capsys):
     assert verts.shape == (int(5 * FPS), 81, 3) and np.isfinite(verts).all()
 
 
+def test_outputs_in_folders_not_yet_made_are_written(world, tmp_path, capsys):
+    """animate's and stream's npz (and stream's .NPY) used to fail after all the work, naming a temporary file,
+    when --out's folder did not exist yet; their other outputs made the folder."""
+    wav = world["wav"]
+    for argv, out in [(["animate", "--checkpoint", world["ckpt"], "--audio", wav], tmp_path / "a" / "b" / "x.npz"),
+                      (["stream", "--checkpoint", world["ckpt"], "--audio", wav], tmp_path / "c" / "y.npz"),
+                      (["stream", "--checkpoint", world["ckpt"], "--audio", wav], tmp_path / "d" / "Z.NPY")]:
+        code, _, err = run_cli(argv + ["--out", out], capsys)
+        assert code == 0, err
+        assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else: no .npy added, no leftovers
+        verts = np.load(out)["vertices"] if out.suffix == ".npz" else np.load(out)
+        assert verts.shape[1:] == (81, 3) and np.isfinite(verts).all()
+
+
 # ----------------------------------------------------------------------------------------------- meshes
 def _mesh_nan(w, d: Path) -> Path:
     v = w["vertices"].copy()

@@ -131,6 +131,52 @@ def test_an_npz_with_faces_needs_no_template(tmp_path, fixtures_dir, animation, 
     assert "should end in .glb" in capsys.readouterr().err and not (tmp_path / "x.obj").exists()
 
 
+def test_upper_case_names_new_folders_and_files_of_the_wrong_kind(tmp_path, fixtures_dir, animation, capsys):
+    """`animate --out X.NPZ` wrote a file render could not read; an --out in a folder not yet made failed after the
+    work (npz) while other outputs made the folder; a GLB, a mesh or a wav given as the animation got "holds no
+    faces", whose advice (--template) then failed again."""
+    path, anim = animation
+    template = str(fixtures_dir / "meshes" / "flame_sample.ply")
+    upper = tmp_path / "new" / "deeper" / "A.NPZ"
+    assert main(["export", str(path), "--template", template, "--format", "npz", "--out", str(upper)]) == 0
+    assert main(["render", str(upper), "--out", str(tmp_path / "a.mp4"), "--size", "64"]) == 0
+    assert main(["export", str(upper), "--format", "glb", "--out", str(tmp_path / "a.glb")]) == 0
+    capsys.readouterr()
+    for wrong, words in [(tmp_path / "a.glb", "a glTF export (it cannot be read back"),
+                         (fixtures_dir / "meshes" / "flame_uv.obj", "a mesh file (give it as --template)"),
+                         (tmp_path / "a.mp4", "a video")]:
+        for argv in (["render", str(wrong), "--out", str(tmp_path / "b.mp4")],
+                     ["render", str(wrong), "--template", template, "--out", str(tmp_path / "b.mp4")]):
+            assert main(argv) == 1
+            err = capsys.readouterr().err
+            assert f"{wrong}: is not an animation file: {words}" in err and "holds no faces" not in err
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does(monkeypatch, tmp_path, capsys):
+    """`kill` (a scheduler's stop) raised nothing Python could catch: a half-written output stayed under its
+    temporary name. It now runs the same clean-up as Ctrl-C and exits 143."""
+    import os
+    import signal
+
+    import mmtalker.commands.inspect as inspect_command
+
+    partial = tmp_path / ".out.partial.npz"
+
+    def run(args):
+        partial.write_bytes(b"half")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return 0
+        finally:
+            partial.unlink()
+
+    monkeypatch.setattr(inspect_command, "run", run)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["inspect", str(tmp_path)]) == 143
+    assert "mmtalker inspect: terminated" in capsys.readouterr().err and not partial.exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+
+
 def test_render_says_what_it_cuts(tmp_path, fixtures_dir, animation, capsys):
     path, anim = animation
     short = tmp_path / "short.npy"

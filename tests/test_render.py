@@ -81,5 +81,7 @@ def test_video_with_audio_in_sync(tmp_path):
     assert info["frames"] == 30 and info["fps"] == pytest.approx(fps)
     assert info["video_codec"].startswith("h264") and info["audio_codec"] == "aac"
     assert abs(info["audio_duration"] - info["duration"]) < 1.0 / fps + 0.03  # AAC priming is ~1024 samples
+    data = out.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # the index first ("fast start"): a browser plays it while loading
     with pytest.raises(MMTalkerError, match="already exists"):
         write_video(out, iter([]), fps)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from mmtalker import __version__
@@ -70,6 +72,15 @@ def _one_line_warning(command: str):
     return show
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop), raised as an interrupt so that the same clean-up runs as for
+    Ctrl-C: half-written outputs under their temporary names are removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -78,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
     try:
         with warnings.catch_warnings():
             if not args.debug:
@@ -88,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mmtalker {args.command}: error: {exc.message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"mmtalker {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"mmtalker {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         # the reader of our output went away (`mmtalker inspect DATA | head -1`): stop quietly, as shells do
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -102,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mmtalker {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     return int(code or 0)
 
 

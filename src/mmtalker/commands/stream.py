@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     if len(verts) == 0:
         raise MMTalkerError(args.audio, "gave no audio")
     if args.out.suffix.lower() == ".npy":
-        np.save(args.out, verts)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "wb") as f:  # a handle: np.save would add ".npy" to a name ending in ".NPY"
+            np.save(f, verts)
     else:
         export_npz(args.out, verts, fps=talker.fps, faces=stream.faces, overwrite=True)
     times = np.asarray(stream.push_seconds) * 1000

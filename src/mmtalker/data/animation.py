@@ -42,16 +42,16 @@ def load_animation(path, *, num_vertices: int | None = None,
         raise MMTalkerError(path, "animation file not found")
     fps = None
     try:
-        if path.suffix == ".npz":
+        if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 if "vertices" not in data:
                     raise MMTalkerError(path, f"has no 'vertices' array (it holds {sorted(data.files)})")
                 verts = np.asarray(data["vertices"])
                 fps = _stored_fps(path, data["fps"], fps_override) if "fps" in data else None
-        elif path.suffix == ".npy":
+        elif path.suffix.lower() == ".npy":
             verts = np.load(path, allow_pickle=False)
         else:
-            raise MMTalkerError(path, "is not an animation file", "expected .npy or .npz")
+            check_animation_type(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise MMTalkerError(path, f"cannot be read as a numpy array ({numpy_failure(path, exc)})") from None
     if verts.ndim == 2:
@@ -73,7 +73,7 @@ def stored_faces(path) -> np.ndarray | None:
     path = Path(path)
     if not path.is_file():
         raise MMTalkerError(path, "animation file not found")
-    if path.suffix != ".npz":
+    if path.suffix.lower() != ".npz":
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -88,6 +88,8 @@ def stored_faces(path) -> np.ndarray | None:
 def topology_for(animations, template) -> tuple[np.ndarray, np.ndarray | None]:
     """The faces (F, 3) to draw or export the ``animations`` (paths) with, and the rest shape (V, 3) when a
     ``template`` mesh file is given; without one, the faces the first ``.npz`` among them carries and no rest shape."""
+    for path in animations:  # the kind of file first: a mesh, a video or a GLB export is no animation to read
+        check_animation_type(path)
     if template is not None:
         from mmtalker.mesh.io import load_mesh
 
@@ -97,8 +99,22 @@ def topology_for(animations, template) -> tuple[np.ndarray, np.ndarray | None]:
         faces = stored_faces(path)
         if faces is not None:
             return faces, None
-    raise MMTalkerError(animations[0], "holds no faces to draw the mesh with (a .npy holds vertices only)",
-                        "pass --template MESH, a mesh file with the animation's topology")
+    raise MMTalkerError(animations[0], "holds no faces to draw the mesh with (a .npy, or an .npz without a 'faces' "
+                        "array, holds vertices only)", "pass --template MESH, a mesh file with the animation's topology")
+
+
+def check_animation_type(path) -> None:
+    """Refuse a file that is not an animation mmtalker reads (``.npy``/``.npz``, any case), naming what it looks like."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        return
+    kinds = {".glb": "a glTF export (it cannot be read back; render or export the .npz it was made from)",
+             ".gltf": "a glTF file", ".obj": "a mesh file (give it as --template)", ".ply": "a mesh file (give it as --template)",
+             ".mp4": "a video", ".wav": "a speech file (animate it first: mmtalker animate)",
+             ".flac": "a speech file (animate it first: mmtalker animate)", ".mp3": "a speech file (animate it first: mmtalker animate)"}
+    raise MMTalkerError(path, f"is not an animation file{': ' + kinds[suffix] if suffix in kinds else ''}",
+                        "expected the .npz or .npy of mmtalker animate (or another tool's (T, V·3) .npy)")
 
 
 def load_animations(paths, template, *, fps_override: float | None = None

@@ -57,6 +57,7 @@ def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = Fals
     arrays = {"vertices": vertices, "fps": np.float64(fps)}
     if faces is not None:
         arrays["faces"] = faces.astype(np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)  # as every other writer: a new folder in --out is made
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
     return path

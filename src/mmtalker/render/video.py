@@ -9,6 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
+from mmtalker.audio.io import SAMPLE_RATE
 from mmtalker.errors import MMTalkerError
 
 
@@ -45,7 +46,8 @@ def write_video(
             if writer is None:
                 h, w = frame.shape[:2]
                 params = dict(fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None, macro_block_size=2,
-                              ffmpeg_log_level="error", output_params=["-crf", "20", "-preset", "veryfast"])
+                              ffmpeg_log_level="error", output_params=["-crf", "20", "-preset", "veryfast",
+                                                                           "-movflags", "+faststart"])  # index first: plays while loading
                 if audio_path is not None:
                     params.update(audio_path=str(audio_path), audio_codec="aac")
                 writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), **params)
@@ -114,10 +116,10 @@ def video_info(path: str | os.PathLike) -> dict:
     if "Audio:" in probe.stderr:
         # decode the audio stream to count its samples exactly
         out = subprocess.run(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-f", "s16le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
             capture_output=True,
         )
-        audio = len(out.stdout) / 2 / 16000
+        audio = len(out.stdout) / 2 / SAMPLE_RATE
     fps = float(meta["fps"])
     match = re.search(r"Audio: (\w+)", probe.stderr)
     rate = re.search(r"Audio: .*?(\d+) Hz", probe.stderr)
