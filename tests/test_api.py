@@ -119,7 +119,7 @@ def test_same_topology_template_is_the_rest_shape():
     model = tiny_model(seed=1)
     talker = MMTalker.from_model(model)
     audio = speechlike(1.2)
-    own = model.template.numpy() * 1.2 + np.float32([0.0, 0.01, 0.0])
+    own = model.template.numpy() * 1.2 + np.float32([0.0, 0.002, 0.0])  # another face, in place (within 5 % of its size)
     out = talker.animate(audio, template=own, style="alice")
     assert_close(out, reference_animation(model, audio, 0, torch.from_numpy(own)[None]), atol=1e-5, what="own template")
     with pytest.raises(MMTalkerError, match="must be finite"):
@@ -154,6 +154,49 @@ def test_mesh_off_the_face_is_refused():
     moved.faces[moved.faces >= len(moved.vertices)] = 0
     with pytest.raises(MMTalkerError, match="does not lie on the checkpoint's face"):
         talker.animate(speechlike(0.5), template=moved)
+
+
+def _turn(axis: int, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    i, j = [k for k in range(3) if k != axis]
+    rotation = np.eye(3)
+    rotation[i, i] = rotation[j, j] = np.cos(a)
+    rotation[i, j], rotation[j, i] = -np.sin(a), np.sin(a)
+    return rotation
+
+
+@pytest.mark.parametrize("axis, degrees, shift", [(1, 0.0, [0.0, 1.6, 0.0]), (0, 90.0, [0.0, 0.0, 0.0]),
+                                                  (2, 30.0, [0.3, -0.2, 1.7])])
+def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis, degrees, shift):
+    """A head at standing height or a Z-up export of the checkpoint's face used to barely move its mouth (the network
+    saw a face where it never learnt one); it now moves exactly as that face in place, moved and turned alike."""
+    model = tiny_model(seed=3)
+    talker = MMTalker.from_model(model)
+    base = talker.template_mesh
+    audio = speechlike(1.0)
+    in_place = talker.animate(audio, template=base)
+    rotation, offset = _turn(axis, degrees), np.float32(shift)
+    placed = Mesh((base.vertices @ rotation.T + offset).astype(np.float32), base.faces)
+    with pytest.warns(UserWarning, match="from the checkpoint's face: animated moved onto it, its motion brought back"):
+        moved = talker.animate(audio, template=placed)
+    assert np.abs(in_place - base.vertices).max() > 0
+    assert_close((moved - offset) @ rotation, in_place, atol=1e-5, what="the placed face's motion, brought back")
+
+
+def test_a_remeshed_copy_a_few_cm_off_the_face_is_refused():
+    """The closest-point map of a copy 2.5 cm off the face read the lips' motion at the chin: refused now that at
+    most 4 % of the face's size (9 mm on FLAME's head) counts as on the face; a copy in centimetres gets the unit hint."""
+    import trimesh.remesh
+
+    talker = MMTalker.from_model(tiny_model(seed=2, n=7))
+    base = talker.template_mesh
+    verts, faces = trimesh.remesh.subdivide(base.vertices, base.faces)
+    size = float(np.ptp(base.vertices, axis=0).max())
+    off = Mesh((verts + np.float32([0, 0, 0.25 * size])).astype(np.float32), faces.astype(np.int64))
+    with pytest.raises(MMTalkerError, match="does not lie on the checkpoint's face.*across; at most"):
+        talker.animate(speechlike(0.5), template=off)
+    with pytest.raises(MMTalkerError, match=r"is 100× the size of the face the checkpoint was trained on.*mm and m"):
+        talker.animate(speechlike(0.5), template=Mesh((verts * 100).astype(np.float32), faces.astype(np.int64)))
 
 
 def test_window_longer_than_the_encoder_takes_is_refused():

@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
 from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed
+from mmtalker.mesh.align import MAX_ANGLE_DEG, MAX_SHIFT_SHARE, rigid_alignment
 from mmtalker.mesh.io import Mesh, load_mesh
 from mmtalker.mesh.scale import check_same_scale
 
@@ -160,21 +162,39 @@ class MMTalker:
             mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
         if not np.isfinite(mesh.vertices).all():  # before the size check, which NaN would turn into "nan× the size"
             raise MMTalkerError(mesh.path or "template", "has NaN or infinite vertex positions")
+        reference = self.model.template.cpu().numpy()
         if same:
-            check_same_scale(mesh.path or "template", mesh.vertices, self.model.template.cpu().numpy(),
-                             "the face the checkpoint was trained on",
+            check_same_scale(mesh.path or "template", mesh.vertices, reference, "the face the checkpoint was trained on",
                              "give the template in the training data's units (mm and m differ 1000×)")
-            return self.engine.prepare(subject, mesh.vertices)
+            return self._prepare_in_place(subject, mesh, reference)
         if self.kind != "mmtalker":
             raise MMTalkerError(mesh.path or "template", f"is not the {self.kind} checkpoint's topology "
                                 f"({self.num_vertices} vertices, its faces)", "the peers animate their training mesh only")
         if mesh.faces is None:
             raise MMTalkerError(mesh.path or "template", f"has {mesh.vertices.shape[0]} vertices, the checkpoint "
                                 f"{self.num_vertices}", "give a mesh file (with faces) to retarget to another resolution")
-        retarget = build_retarget_map(mesh.vertices, mesh.faces, self.model.template.cpu().numpy(), ckpt_faces,
+        check_same_scale(mesh.path or "template", mesh.vertices, reference, "the face the checkpoint was trained on",
+                         "give the mesh in the training data's units (mm and m differ 1000×)")
+        retarget = build_retarget_map(mesh.vertices, mesh.faces, reference, ckpt_faces,
                                       self.model.vertex_uv.cpu().numpy(), corner_uv=self.model.corner_uv.cpu().numpy(),
                                       what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
+
+    def _prepare_in_place(self, subject: int, mesh: Mesh, reference: np.ndarray) -> PreparedFace:
+        """A face of the checkpoint's topology: animated where it is when it sits where the checkpoint's face sits;
+        placed or turned otherwise (a head at standing height, a Z-up export), animated in the checkpoint's frame
+        (moved onto its face by the best rigid motion) with the motion turned back, and a warning saying so."""
+        alignment = rigid_alignment(mesh.vertices, reference)
+        if not alignment.needed(float(np.ptp(reference, axis=0).max())):
+            return self.engine.prepare(subject, mesh.vertices)
+        size = float(np.ptp(reference, axis=0).max())
+        parts = ([f"lies {alignment.distance:.3g} away"] if alignment.distance > MAX_SHIFT_SHARE * size else []) + (
+            [f"is turned {alignment.angle_deg:.0f}°"] if alignment.angle_deg > MAX_ANGLE_DEG else [])
+        warnings.warn(f"{mesh.path or 'template'}: {' and '.join(parts)} from the checkpoint's face: animated moved onto "
+                      "it, its motion brought back", stacklevel=4)
+        face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
+        face.turn = alignment.rotation
+        return face
 
     def _as_mesh(self, template) -> Mesh:
         if isinstance(template, Mesh):

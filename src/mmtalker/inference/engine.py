@@ -31,7 +31,9 @@ class PreparedFace:
     subject (1,) long style index; tokens (1, K, D); point_part: the regressor's per-point half as its
     ``prepare_points`` returns it ((1, P, H) for the MLP, (1, K, 3P) for the low-rank basis); rest (P, 3) float32 numpy, the
     rest positions the displacements are added to; faces (F', 3) int64 numpy, the output mesh's faces;
-    eye_weight (P,) the eye pathway's blend weight at the output points (models with ``eye_pathway``).
+    eye_weight (P,) the eye pathway's blend weight at the output points (models with ``eye_pathway``);
+    turn (3, 3) float32 or None: for a face placed or turned otherwise than the checkpoint's, the rotation that turns
+    displacements from the checkpoint's frame into the face's (``displacement @ turn``; :mod:`mmtalker.mesh.align`).
     """
 
     subject: torch.Tensor
@@ -40,6 +42,11 @@ class PreparedFace:
     rest: np.ndarray
     faces: np.ndarray
     eye_weight: torch.Tensor | None = None  # (P,): the eye pathway's share at each point (None: no eye pathway)
+    turn: np.ndarray | None = None
+
+    def place(self, displacement: np.ndarray) -> np.ndarray:
+        """Displacements (..., P, 3) in the checkpoint's frame -> positions of this face."""
+        return (displacement if self.turn is None else displacement @ self.turn) + self.rest
 
     @property
     def num_points(self) -> int:
@@ -107,7 +114,7 @@ class Engine(_SpeechEngine):
         scale = float(self.model.motion_scale)
         for s in range(0, T, chunk):
             disp = self.model.decode(face.point_part, frame_part[:, s : s + chunk], face.eye_weight)[0]  # (c, P, 3)
-            out[s : s + chunk] = disp.float().cpu().numpy() * scale + face.rest
+            out[s : s + chunk] = face.place(disp.float().cpu().numpy() * scale)
         return out
 
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
@@ -132,4 +139,4 @@ class PeerEngine(_SpeechEngine):
     def frames(self, face: PreparedFace, audio: np.ndarray, num_frames: int) -> np.ndarray:
         """audio (n,) -> positions (num_frames, V, 3) = rest + the model's offsets."""
         disp = self.model.predict_vertices(self.features(audio, num_frames), face.subject)[0]
-        return disp.float().cpu().numpy() + face.rest
+        return face.place(disp.float().cpu().numpy())

@@ -82,23 +82,26 @@ class RetargetMap:
 
 def build_retarget_map(new_vertices: np.ndarray, new_faces: np.ndarray, template: np.ndarray, faces: np.ndarray,
                        vertex_uv: np.ndarray, *, corner_uv: np.ndarray | None = None, what: str = "template",
-                       max_distance_ratio: float = 0.1) -> RetargetMap:
+                       max_distance_ratio: float = 0.04) -> RetargetMap:
     """Map a mesh (new_vertices (Q,3), new_faces) onto the checkpoint's template (V,3), faces (F,3), vertex_uv (V,2)
     and corner_uv (F,3,2), each face corner's UV (default ``vertex_uv[faces]``: a map without seams).
 
     The new mesh must lie on the checkpoint face (same place, scale and orientation): a vertex farther
-    from its surface than ``max_distance_ratio`` × the template's size raises MMTalkerError.
+    from its surface than ``max_distance_ratio`` × the template's size across (its largest extent; 9 mm on FLAME's
+    head) raises MMTalkerError: a copy a few cm off would read the lips' motion at the chin.
     """
     new_vertices = np.asarray(new_vertices, dtype=np.float32)
     if new_vertices.ndim != 2 or new_vertices.shape[1] != 3 or not np.isfinite(new_vertices).all():
         raise MMTalkerError(what, "vertices must be a finite (Q, 3) array")
     points = closest_surface_points(new_vertices, template, faces)
-    size = float(np.linalg.norm(template.max(0) - template.min(0)))
+    size = float(np.ptp(template, axis=0).max())
     worst = float(points.distance.max())
     if worst > max_distance_ratio * size:
         raise MMTalkerError(
-            what, f"does not lie on the checkpoint's face: a vertex is {worst:.3g} from its surface (face size {size:.3g})",
-            "give a mesh with the checkpoint's topology, or a remeshed/subdivided copy of its template in the same place and units",
+            what, f"does not lie on the checkpoint's face: a vertex is {worst:.3g} from its surface (the face is "
+                  f"{size:.3g} across; at most {max_distance_ratio * size:.2g} is taken as on it)",
+            "give a mesh with the checkpoint's topology (placed anywhere), or a remeshed/subdivided copy of its template "
+            "in the same place and units",
         )
     corners = vertex_uv[faces] if corner_uv is None else np.asarray(corner_uv, np.float32)
     uv = (corners[points.face_idx] * points.bary[..., None]).sum(1)  # (Q, 2), within the face's own chart

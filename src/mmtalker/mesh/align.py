@@ -1,0 +1,59 @@
+"""Where a face of a checkpoint's topology sits against the checkpoint's own face: the rigid motion between them.
+
+A network learns its faces where the training data put them. A template of the same topology placed elsewhere (a
+head at standing height in a scene, a Z-up export from Blender) is another input to it than the same face in place,
+and its mouth barely moves. :func:`rigid_alignment` finds the rotation and shift that bring such a face onto the
+checkpoint's (least squares over the corresponding vertices, no scaling: units are checked apart, in
+:mod:`mmtalker.mesh.scale`), so inference can run in the checkpoint's frame and turn the motion back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_ANGLE_DEG = 5.0
+"""A face turned less than this from the checkpoint's is taken as it is (another person's face of the same topology
+differs by a degree or two)."""
+
+MAX_SHIFT_SHARE = 0.05
+"""A face shifted less than this share of the checkpoint face's size across is taken as it is (1.1 cm on FLAME's
+head: other identities' faces sit within a few mm of each other)."""
+
+
+@dataclass(frozen=True)
+class RigidAlignment:
+    """``x ↦ x @ rotation.T + shift`` maps the face onto the reference; ``angle_deg`` and ``distance`` (reference units,
+    between the two faces' centroids) say how far apart they were."""
+
+    rotation: np.ndarray
+    shift: np.ndarray
+    angle_deg: float
+    distance: float
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Points (..., 3) of the face's frame in the reference's frame."""
+        return points @ self.rotation.T + self.shift
+
+    def turn_back(self, vectors: np.ndarray) -> np.ndarray:
+        """Displacements (..., 3) in the reference's frame turned into the face's frame (no shift: they are vectors)."""
+        return vectors @ self.rotation
+
+    def needed(self, reference_size: float) -> bool:
+        """Whether the face is far enough from the reference (turned or moved) for the alignment to matter."""
+        return self.angle_deg > MAX_ANGLE_DEG or self.distance > MAX_SHIFT_SHARE * reference_size
+
+
+def rigid_alignment(source: np.ndarray, target: np.ndarray) -> RigidAlignment:
+    """The rotation and shift bringing ``source`` (V, 3) onto ``target`` (V, 3), vertex by vertex (Kabsch)."""
+    src = np.asarray(source, np.float64)
+    dst = np.asarray(target, np.float64)
+    mu_s, mu_t = src.mean(0), dst.mean(0)
+    h = (src - mu_s).T @ (dst - mu_t)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0  # a reflection is not a rotation
+    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    shift = mu_t - mu_s @ rotation.T
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))))
+    return RigidAlignment(rotation.astype(np.float32), shift.astype(np.float32), angle, float(np.linalg.norm(mu_t - mu_s)))
