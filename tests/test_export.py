@@ -65,6 +65,66 @@ def test_glb_round_trip_timing_and_error(tmp_path):
     assert true_err == pytest.approx(info2["max_vertex_error"], rel=1e-3, abs=1e-6) and true_err > 1e-4
 
 
+def _seamed_uv(faces: np.ndarray, v: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texture coordinates with a seam: the first half of the faces on one chart, the rest on another, so the
+    vertices they share have two UVs."""
+    rng = np.random.default_rng(5)
+    uv_a, uv_b = rng.uniform(0, 0.5, (v, 2)), rng.uniform(0.5, 1, (v, 2))
+    half = len(faces) // 2
+    face_uv = np.concatenate([faces[:half], faces[half:] + v])
+    return np.concatenate([uv_a, uv_b]).astype(np.float32), face_uv
+
+
+def test_glb_carries_smooth_normals_and_the_templates_uvs_split_at_seams(tmp_path):
+    """Viewers that follow glTF draw a mesh without NORMAL flat-shaded, and a textured template's UVs were lost."""
+    from mmtalker.render.renderer import vertex_normals
+
+    verts, faces, template = _animation()
+    uv, face_uv = _seamed_uv(faces, len(template))
+    info = export.export_glb(tmp_path / "a.glb", verts, faces, fps=25, template=template, tolerance=1e-6,
+                             uv=uv, face_uv=face_uv)
+    gltf, binary = export.read_glb(info["path"])
+    prim = gltf["meshes"][0]["primitives"][0]
+    assert set(prim["attributes"]) == {"POSITION", "NORMAL", "TEXCOORD_0"}
+    assert all(set(t) == {"POSITION", "NORMAL"} for t in prim["targets"])
+
+    def accessor(i, width):
+        acc = gltf["accessors"][i]
+        offset = gltf["bufferViews"][acc["bufferView"]]["byteOffset"]
+        return np.frombuffer(binary, np.float32, acc["count"] * width, offset).reshape(acc["count"], width)
+
+    source = np.asarray(prim["extras"]["sourceVertex"])
+    pairs = {(int(a), int(b)) for a, b in zip(faces.ravel(), face_uv.ravel())}
+    assert len(source) == len(pairs) > len(template)  # a seam vertex once per UV, no other copies
+    normals = accessor(prim["attributes"]["NORMAL"], 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    at_zero = np.empty_like(template)  # the shape at zero weights, in the animation's own vertices
+    at_zero[source] = accessor(prim["attributes"]["POSITION"], 3)
+    expected = vertex_normals(at_zero.astype(np.float64), faces)  # smooth across the seam: one normal per vertex
+    np.testing.assert_allclose(normals, expected[source], atol=1e-5)
+    texcoord = accessor(prim["attributes"]["TEXCOORD_0"], 2)
+    glb_faces = np.frombuffer(binary, np.uint32, faces.size, gltf["bufferViews"][gltf["accessors"][prim["indices"]]
+                                                                                  ["bufferView"]]["byteOffset"]).reshape(-1, 3)
+    # every corner: the glTF vertex copies the animation's vertex and has the corner's UV (v flipped for glTF)
+    np.testing.assert_array_equal(source[glb_faces], faces)
+    np.testing.assert_allclose(texcoord[glb_faces][..., 0], uv[face_uv][..., 0], atol=1e-7)
+    np.testing.assert_allclose(1 - texcoord[glb_faces][..., 1], uv[face_uv][..., 1], atol=1e-6)
+    back, _, faces_back = export.read_glb_animation(info["path"])  # read back in the animation's own vertices
+    np.testing.assert_allclose(back, verts, atol=2e-6)
+    np.testing.assert_array_equal(faces_back, faces)
+
+
+def test_obj_sequence_keeps_the_templates_uvs(tmp_path):
+    from mmtalker.mesh.io import load_mesh
+
+    verts, faces, _ = _animation(t=3)
+    uv, face_uv = _seamed_uv(faces, verts.shape[1])
+    paths = export.export_obj_sequence(tmp_path / "seq", verts, faces, uv=uv, face_uv=face_uv)
+    mesh = load_mesh(paths[2])
+    np.testing.assert_allclose(mesh.vertices, verts[2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(mesh.uv[mesh.face_uv], uv[face_uv], atol=1e-6)
+
+
 def test_bad_animation_refused(tmp_path):
     verts, faces, _ = _animation()
     with pytest.raises(MMTalkerError, match="NaN"):
@@ -86,13 +146,15 @@ def _validator():
 def test_glb_passes_khronos_validator(tmp_path):
     node, module = _validator()
     verts, faces, template = _animation()
-    info = export.export_glb(tmp_path / "a.glb", verts, faces, fps=30, template=template)
-    script = (
-        f"const v=require({json.dumps(str(module))});const fs=require('fs');"
-        f"v.validateBytes(new Uint8Array(fs.readFileSync({json.dumps(str(info['path']))})))"
-        ".then(r=>{console.log(JSON.stringify(r.issues));}).catch(e=>{console.error(e);process.exit(2);});"
-    )
-    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    issues = json.loads(out.stdout)
-    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+    uv, face_uv = _seamed_uv(faces, len(template))
+    for name, texture in (("a.glb", {}), ("uv.glb", {"uv": uv, "face_uv": face_uv})):  # normals; normals and UVs
+        info = export.export_glb(tmp_path / name, verts, faces, fps=30, template=template, **texture)
+        script = (
+            f"const v=require({json.dumps(str(module))});const fs=require('fs');"
+            f"v.validateBytes(new Uint8Array(fs.readFileSync({json.dumps(str(info['path']))})))"
+            ".then(r=>{console.log(JSON.stringify(r.issues));}).catch(e=>{console.error(e);process.exit(2);});"
+        )
+        out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        issues = json.loads(out.stdout)
+        assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]

@@ -51,17 +51,24 @@ def run(args: argparse.Namespace) -> int:
     fps_arg = require_positive("--fps", args.fps)  # given, it replaces the stored fps, even a damaged one
     [(vertices, file_fps)], faces, rest = load_animations([args.animation], args.template, fps_override=fps_arg)
     fps = fps_arg or file_fps or 30.0
+    texture = {}  # the template's texture coordinates travel into the OBJ and GLB files
+    if args.template is not None and args.format in ("obj", "glb"):
+        from mmtalker.mesh.io import load_mesh
+
+        mesh = load_mesh(args.template)
+        if mesh.uv is not None:
+            texture = {"uv": mesh.uv, "face_uv": mesh.face_uv}
     if args.format == "npz":
         export.export_npz(args.out, vertices, fps=fps, faces=faces, overwrite=args.overwrite)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")
     elif args.format == "obj":
-        paths = export.export_obj_sequence(args.out, vertices, faces, overwrite=args.overwrite)
+        paths = export.export_obj_sequence(args.out, vertices, faces, overwrite=args.overwrite, **texture)
         print(f"wrote {len(paths)} OBJ files to {args.out} (frame rate {fps:g} fps)")
     else:
         if args.max_targets < 1:
             raise MMTalkerError("--max-targets", "must be at least 1")
         info = export.export_glb(args.out, vertices, faces, fps=fps, template=rest,
-                                 max_targets=args.max_targets, tolerance=args.tolerance, overwrite=args.overwrite)
+                                 max_targets=args.max_targets, tolerance=args.tolerance, overwrite=args.overwrite, **texture)
         print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps, {info['targets']} morph targets, "
               f"largest vertex error {info['max_vertex_error']:.3g})")
     return 0

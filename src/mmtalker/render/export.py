@@ -70,8 +70,10 @@ def _frame_files(folder: Path, prefix: str) -> list[Path]:
     return [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
 
 
-def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, prefix: str = "frame") -> list[Path]:
-    """One OBJ per frame, ``folder/frame_00000.obj`` …, sharing the template's faces.
+def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, prefix: str = "frame",
+                        uv: np.ndarray | None = None, face_uv: np.ndarray | None = None) -> list[Path]:
+    """One OBJ per frame, ``folder/frame_00000.obj`` …, sharing the template's faces (and its texture coordinates:
+    ``uv`` (U, 2) with ``face_uv`` (F, 3) indices into it, as :class:`mmtalker.mesh.io.Mesh` holds them).
 
     A folder that is not empty is refused unless ``overwrite``; then the frame files of an earlier export that
     this one does not replace (a longer animation's last frames) are deleted, so the folder holds this
@@ -85,9 +87,14 @@ def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, pre
         raise MMTalkerError(folder, "exists and is not a folder", "an obj export writes one file per frame into --out: pass a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise MMTalkerError(folder, "exists and is not empty", "pass --overwrite or choose another --out")
+    uv, face_uv = _check_uv(uv, face_uv, faces)
     staging = folder.with_name(f".{folder.name}.partial{os.getpid()}")
     staging.mkdir(parents=True)
-    face_lines = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
+    if uv is None:
+        face_lines = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
+    else:
+        face_lines = "".join(f"vt {s:.7g} {t:.7g}\n" for s, t in uv) + "".join(
+            f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}\n" for (a, b, c), (ta, tb, tc) in zip(faces, face_uv))
     names = []
     width = max(5, len(str(len(vertices))))
     try:
@@ -106,6 +113,30 @@ def export_obj_sequence(folder, vertices, faces, *, overwrite: bool = False, pre
     for stale in set(_frame_files(folder, prefix)) - set(paths):  # an earlier, longer export's frames
         stale.unlink()
     return paths
+
+
+def _check_uv(uv, face_uv, faces: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Texture coordinates (U, 2) float32 and their per-corner indices (F, 3), checked against ``faces``; or Nones."""
+    if uv is None and face_uv is None:
+        return None, None
+    if uv is None or face_uv is None:
+        raise ValueError("uv and face_uv go together")
+    uv = np.asarray(uv, np.float32)
+    face_uv = np.asarray(face_uv, np.int64)
+    if face_uv.shape != faces.shape or uv.ndim != 2 or uv.shape[1] != 2 or (face_uv.size and (
+            face_uv.min() < 0 or face_uv.max() >= len(uv))):
+        raise MMTalkerError("template", f"its texture coordinates ({uv.shape}, corners {face_uv.shape}) do not fit its "
+                            f"{len(faces)} faces")
+    return uv, face_uv
+
+
+def split_at_uv_seams(faces: np.ndarray, face_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For formats with one texture coordinate per vertex (glTF): a vertex with several UVs (on a seam) becomes one
+    vertex per UV. Returns ``(source_vertex (N,), uv_index (N,), new_faces (F, 3))``: new vertex n copies vertex
+    ``source_vertex[n]`` with UV ``uv_index[n]``."""
+    pairs = np.stack([faces.ravel(), face_uv.ravel()], 1)
+    unique, corner_to_new = np.unique(pairs, axis=0, return_inverse=True)
+    return unique[:, 0], unique[:, 1], corner_to_new.reshape(faces.shape).astype(np.int64)
 
 
 def motion_basis(offsets: np.ndarray, *, max_targets: int, tolerance: float, fit_frames: int = 1500) -> tuple[np.ndarray, np.ndarray, float]:
@@ -161,13 +192,18 @@ class _BinaryBuffer:
 
 def export_glb(
     path, vertices, faces, *, fps: float, template=None, max_targets: int = 64, tolerance: float = 1e-4,
-    name: str = "face", overwrite: bool = False,
+    name: str = "face", overwrite: bool = False, uv: np.ndarray | None = None, face_uv: np.ndarray | None = None,
 ) -> dict:
     """Writes a GLB whose morph-target animation reproduces ``vertices`` (T, V, 3) at ``fps``.
+
+    The mesh carries smooth normals (NORMAL, and each morph target's change of them, so lighting follows the lips);
+    with ``uv``/``face_uv`` (the template's texture coordinates) also TEXCOORD_0, a vertex on a UV seam written
+    once per UV (:func:`split_at_uv_seams`).
 
     Args:
         template: (V, 3) rest shape of the mesh (default: the mean frame).
         max_targets: most morph targets to use; tolerance: max vertex error wanted (same unit as vertices).
+        uv, face_uv: texture coordinates (U, 2) and their per-corner indices (F, 3), or None.
     Returns a dict with the file's path, the number of targets and the max vertex error.
     """
     path = Path(path)
@@ -187,11 +223,27 @@ def export_glb(
     base = base + np.einsum("k,kvc->vc", lo, basis)
     basis, weights = basis * span[:, None, None], (weights - lo) / span
     times = np.arange(len(vertices), dtype=np.float32) / np.float32(fps)
+    from mmtalker.render.renderer import vertex_normals
+
+    normal = vertex_normals(base.astype(np.float64), faces)  # on the whole topology: no crease along UV seams
+    normal_deltas = [vertex_normals(base + b, faces) - normal for b in basis]  # each target at its full weight
+    uv, face_uv = _check_uv(uv, face_uv, faces)
+    if uv is not None:
+        source, uv_index, faces = split_at_uv_seams(faces, face_uv)
+        base, basis, normal = base[source], basis[:, source], normal[source]
+        normal_deltas = [d[source] for d in normal_deltas]
 
     buf = _BinaryBuffer()
     pos = buf.add(base.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True)
+    attributes = {"POSITION": pos, "NORMAL": buf.add(normal.astype(np.float32), component=_FLOAT, kind="VEC3",
+                                                      target=_ARRAY_BUFFER)}
+    if uv is not None:  # glTF's texture space has v pointing down the image; OBJ's (and ours) up
+        texcoord = np.stack([uv[uv_index, 0], 1.0 - uv[uv_index, 1]], 1).astype(np.float32)
+        attributes["TEXCOORD_0"] = buf.add(texcoord, component=_FLOAT, kind="VEC2", target=_ARRAY_BUFFER)
     idx = buf.add(faces.astype(np.uint32).ravel(), component=_UINT32, kind="SCALAR", target=_ELEMENT_ARRAY_BUFFER)
-    targets = [{"POSITION": buf.add(b.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True)} for b in basis]
+    targets = [{"POSITION": buf.add(b.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True),
+                "NORMAL": buf.add(d.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER)}
+               for b, d in zip(basis, normal_deltas)]
     t_acc = buf.add(times, component=_FLOAT, kind="SCALAR", minmax=True)
     w_acc = buf.add(weights.astype(np.float32).ravel(), component=_FLOAT, kind="SCALAR")
     gltf = {
@@ -201,7 +253,9 @@ def export_glb(
         "nodes": [{"mesh": 0, "name": name}],
         "meshes": [{
             "name": name,
-            "primitives": [{"attributes": {"POSITION": pos}, "indices": idx, "targets": targets, "mode": 4}],
+            "primitives": [{"attributes": attributes, "indices": idx, "targets": targets, "mode": 4,
+                            # split at UV seams: the vertex of the animation each one copies, for reading it back
+                            **({"extras": {"sourceVertex": source.tolist()}} if uv is not None else {})}],
             "weights": [float(w) for w in rest_weights],  # the rest shape (``template``, else the mean frame)
             "extras": {"targetNames": [f"motion_{k:02d}" for k in range(len(targets))]},
         }],
@@ -266,4 +320,11 @@ def glb_animation(gltf: dict, binary: bytes) -> tuple[np.ndarray, np.ndarray, np
     times = accessor(sampler["input"])
     weights = accessor(sampler["output"]).reshape(len(times), len(basis))
     vertices = base[None] + np.einsum("tk,kvc->tvc", weights, basis)
-    return vertices.astype(np.float32), times, accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)
+    faces = accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)
+    source = (prim.get("extras") or {}).get("sourceVertex")
+    if source is not None:  # split at UV seams on export: back to the animation's own vertices
+        source = np.asarray(source, np.int64)
+        merged = np.empty((len(vertices), int(source.max()) + 1, 3), np.float32)
+        merged[:, source] = vertices
+        return merged, times, source[faces]
+    return vertices.astype(np.float32), times, faces
