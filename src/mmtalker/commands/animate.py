@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import add_device_option, check_output_file, require_pixels
+from mmtalker.commands.options import add_device_option, check_output_file, frames_text, require_pixels
 from mmtalker.errors import MMTalkerError
 from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     samples = talker.read_audio(args.audio)
     T = talker.num_frames_for(len(samples))
     verts, faces = _write_frames(talker, samples, args, T)
-    print(f"wrote {args.out} ({T} frames × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
+    print(f"wrote {args.out} ({frames_text(T)} × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
     if args.video is not None:
         _render(args, verts, faces, talker.fps)
         print(f"wrote {args.video}")

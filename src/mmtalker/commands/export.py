@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmtalker.commands.options import check_output_file, check_output_folder, require_positive
+from mmtalker.commands.options import check_output_file, check_output_folder, frames_text, require_positive
 from mmtalker.errors import MMTalkerError
 
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             texture = {"uv": mesh.uv, "face_uv": mesh.face_uv}
     if args.format == "npz":
         export.export_npz(args.out, vertices, fps=fps, faces=faces, overwrite=args.overwrite)
-        print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps)")
+        print(f"wrote {args.out} ({frames_text(len(vertices))} at {fps:g} fps)")
     elif args.format == "obj":
         paths = export.export_obj_sequence(args.out, vertices, faces, overwrite=args.overwrite, **texture)
         print(f"wrote {len(paths)} OBJ files to {args.out} (frame rate {fps:g} fps)")
@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
             raise MMTalkerError("--max-targets", "must be at least 1")
         info = export.export_glb(args.out, vertices, faces, fps=fps, template=rest,
                                  max_targets=args.max_targets, tolerance=args.tolerance, overwrite=args.overwrite, **texture)
-        print(f"wrote {args.out} ({len(vertices)} frames at {fps:g} fps, {info['targets']} morph targets, "
+        print(f"wrote {args.out} ({frames_text(len(vertices))} at {fps:g} fps, {info['targets']} morph targets, "
               f"largest vertex error {info['max_vertex_error']:.3g})")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -182,12 +183,20 @@ def describe_glb(path: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"kind": "animation (glTF binary)", "frames": int(len(vertices)),
                               "vertices": int(vertices.shape[1]), "faces": int(len(faces)),
                               "morph_targets": len(gltf["meshes"][0]["primitives"][0].get("targets", [])),
-                              "duration_s": round(float(times[-1]), 3) if len(times) else 0.0}
+                              "duration_s": _glb_duration(len(vertices), times, extras.get("fps"))}
     if "fps" in extras:
         record["fps"] = extras["fps"]
     if "max_vertex_error" in extras:
         record["max_vertex_error"] = extras["max_vertex_error"]
     return record
+
+
+def _glb_duration(frames: int, times: np.ndarray, fps) -> float:
+    """Seconds a GLB animation lasts as ``animate`` counts them (frames ÷ fps: the last frame is shown for 1/fps s),
+    from its extras' fps; the last key time where the file has no usable fps."""
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0:
+        return round(frames / float(fps), 3)
+    return round(float(times[-1]), 3) if len(times) else 0.0
 
 
 def describe_region_text(path: Path) -> dict[str, Any]:

@@ -74,3 +74,8 @@ def require_pixels(option: str, value: int | None) -> int | None:
     if value is not None and not 16 <= value <= MAX_PIXELS:
         raise MMTalkerError(option, f"must be from 16 to {MAX_PIXELS} pixels, got {value}")
     return value
+
+
+def frames_text(count: int) -> str:
+    """"1 frame", "153 frames"."""
+    return f"{count} frame{'' if count == 1 else 's'}"

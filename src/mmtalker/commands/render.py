@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import check_output_file, require_pixels, require_positive
+from mmtalker.commands.options import check_output_file, frames_text, require_pixels, require_positive
 from mmtalker.errors import MMTalkerError
 from mmtalker.progress import progress
 
@@ -89,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if audio_path is not None and audio_path.exists():
             audio_path.unlink()
-    print(f"wrote {args.out} ({total} frames at {fps:g} fps, {total / fps:.2f} s)")
+    print(f"wrote {args.out} ({frames_text(total)} at {fps:g} fps, {total / fps:.2f} s)")
     return 0

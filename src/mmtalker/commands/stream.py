@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtalker.commands.options import add_device_option, check_output_file
+from mmtalker.commands.options import add_device_option, check_output_file, frames_text
 from mmtalker.errors import MMTalkerError
 
 
@@ -125,9 +125,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         export_npz(args.out, verts, fps=talker.fps, faces=stream.faces, overwrite=True)
     times = np.asarray(stream.push_seconds) * 1000
-    print(f"wrote {args.out} ({len(verts)} frames at {talker.fps:g} fps); compute per {args.chunk_ms:.0f} ms chunk: "
+    print(f"wrote {args.out} ({frames_text(len(verts))} at {talker.fps:g} fps); compute per {args.chunk_ms:.0f} ms chunk: "
           f"median {np.median(times):.0f} ms, max {times.max():.0f} ms; frame latency = lookahead "
           f"{args.lookahead * 1000:.0f} ms + compute (+ up to one chunk)")
-    print("median compute per chunk by stage: " + ", ".join(
-        f"{name} {1000 * np.median(seconds):.1f} ms" for name, seconds in stream.stage_seconds.items()))
+    ran = {name: [s for s in seconds if s > 0] for name, seconds in stream.stage_seconds.items()}
+    print("median compute by stage, over the chunks that ran it: " + ", ".join(
+        f"{name} {1000 * np.median(seconds):.1f} ms ({len(seconds)} chunks)" if seconds else f"{name} never ran"
+        for name, seconds in ran.items()))
     return 0
