@@ -165,6 +165,21 @@ def test_a_damaged_test_file_stops_training_before_it_starts(world, tmp_path, ca
     assert not (tmp_path / "run" / "last").exists()
 
 
+def test_a_split_of_subjects_this_copy_lacks_is_shown_and_not_scored(world, tmp_path, capsys):
+    """BIWI with Test-A's subjects only: the preset's test_b names eight others. inspect stopped at it and training
+    (test_split 'test' also matches test_b) refused to start; the split asked for still must be there."""
+    data = _copy_data(world, tmp_path)
+    _edit_manifest(data, lambda m: m["splits"].update(test_b={"subjects": ["F1", "F5"], "sentences": [2]}))
+    code, out, err = run_cli(["inspect", data], capsys)
+    assert code == 0, err
+    assert "test_b" in out and "0 (names subject(s) the dataset does not have: F1, F5)" in out
+    code, out, err = run_cli(_train(world, data, tmp_path), capsys)
+    assert code == 0, err[-800:]
+    assert "note: split 'test_b' is not scored: names subject(s) the dataset does not have: F1, F5" in err
+    _edit_manifest(data, lambda m: m["splits"].update(test={"subjects": ["F1"]}))
+    assert_clear_error(_train(world, data, tmp_path, "optim.epochs=1") + ["--overwrite"], capsys, "split 'test'", "F1")
+
+
 # ----------------------------------------------------------------------------- bug 2: motion file missing
 def test_a_motion_file_missing_beside_its_wav_is_an_error(world, tmp_path, capsys):
     """Our own format: a sequence whose wav is there but not its motion is not silently dropped."""

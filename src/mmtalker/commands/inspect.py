@@ -226,8 +226,17 @@ def describe_dataset(path: Path, preset: str | None = None, splits: Path | None 
         "subject_names": list(ds.subjects),
         "sequences": len(sequences),
         "duration_s": round(float(sum(s.duration for s in sequences)), 3),
-        "splits": {name: len(ds.sequences(split=name)) for name in m.splits},
+        "splits": {name: _split_size(ds, name) for name in m.splits},
     }
+
+
+def _split_size(dataset, name: str):
+    """How many sequences a split selects, or what is wrong with it (a split naming subjects this copy lacks is a
+    finding to show, not a reason to describe nothing)."""
+    try:
+        return len(dataset.sequences(split=name))
+    except MMTalkerError as exc:
+        return f"0 ({exc.problem})"
 
 
 def _check_shown_settings(config_path: Path, model: dict, dataset: dict) -> None:

@@ -178,11 +178,19 @@ def _check_regions(dataset, loss, regions: dict) -> str | None:
     return f"{dataset.root}: {' and '.join(unscored)} not scored" if unscored else None
 
 
-def scored_test_splits(dataset, prefix: str) -> dict:
+def scored_test_splits(dataset, prefix: str, *, quiet: bool = False) -> dict:
     """split name -> sequences for every split whose name starts with ``data.test_split`` (``prefix``), which a run
     scores at its end. A prefix that names none, and a test file that cannot be read, are mistakes found before
     training, not after it."""
-    found = {name: dataset.sequences(name) for name in dataset.split_names if name.startswith(prefix)}
+    found = {}
+    for name in (n for n in dataset.split_names if n.startswith(prefix)):
+        try:
+            found[name] = dataset.sequences(name)
+        except MMTalkerError as exc:  # the split asked for must be there; another of its prefix may be absent
+            if name == prefix:
+                raise
+            if not quiet:  # BIWI with Test-A's subjects only: test_b names the eight others
+                print(f"mmtalker train: note: split '{name}' is not scored: {exc.problem}", file=sys.stderr)
     if prefix and not found:
         raise MMTalkerError("data.test_split", f"'{prefix}': no split of {dataset.root} starts with it",
                             f"its splits: {', '.join(dataset.split_names)}")
@@ -206,7 +214,7 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     val_seqs = dataset.sequences(config.data.val_split)
     if not train_seqs:
         raise MMTalkerError(config.data.path, f"split '{config.data.train_split}' has no sequences")
-    test_seqs = scored_test_splits(dataset, config.data.test_split)  # checked before the speech features are computed
+    test_seqs = scored_test_splits(dataset, config.data.test_split, quiet=not info.main)  # checked before the speech features are computed
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
