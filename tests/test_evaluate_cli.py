@@ -547,18 +547,24 @@ def test_names_must_match_the_folders_and_be_unique(dataset_dir, tmp_path, capsy
     assert "two models would be called 'X'" in capsys.readouterr().err and not (tmp_path / "s.json").exists()
 
 
-def test_two_score_files_of_one_split_get_their_own_charts(dataset_dir, tmp_path):
+def test_score_files_of_one_split_make_one_comparison_and_other_rules_their_own(dataset_dir, tmp_path):
+    """Models scored in separate evaluate runs on one split are one table, one chart and one heatmap scale (two
+    identical sections with a colour scale each misled); a file scored on other regions keeps a section of its own."""
     ds = open_dataset(dataset_dir)
     files = []
-    for k, offset in enumerate((0.001, 0.003)):
+    for k, offset in enumerate((0.001, 0.003, 0.002)):
         pred = tmp_path / f"p{k}"
         pred.mkdir()
         for seq in ds.sequences("test"):
             np.save(pred / f"{seq.key}.npy", seq.vertices() + np.float32(offset))
         files.append(tmp_path / f"s{k}.json")
-        assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--json", str(files[-1])]) == 0
+        regions = ["--regions", f"lips={dataset_dir / 'regions' / 'eye_region.txt'}"] if k == 2 else []
+        assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(pred), "--json", str(files[-1]), *regions]) == 0
     out = tmp_path / "rep"
-    assert main(["report", *map(str, files), "--out", str(out)]) == 0
+    assert main(["report", *map(str, files), "--data", str(dataset_dir), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
+    assert md.count("split `test`") == 2 and f"From `{files[0]}`, `{files[1]}`." in md
+    first = md[: md.index(f"From `{files[2]}`")]
+    assert "| p0 |" in first and "| p1 |" in first and "| p2 |" not in first
     assert "![metrics](metrics_test.png)" in md and "![metrics](metrics_test_2.png)" in md
-    assert (out / "metrics_test.png").is_file() and (out / "metrics_test_2.png").is_file()
+    assert (out / "heatmap_test.png").is_file() and (out / "heatmap_test_2.png").is_file()

@@ -248,17 +248,36 @@ def mesh_misfits(data: dict, num_vertices: int) -> list[tuple[str, int]]:
     return [(n, len(e)) for n, e in errors.items() if e and len(e) != num_vertices]
 
 
+def merged_sections(loaded: list[tuple[Path, dict]]) -> list[tuple[str, dict]]:
+    """The report's sections: score files of one dataset and split scored alike (same units, regions and floor) are
+    one section whose table, charts and heatmap compare all their models on one scale; a model name found in two
+    files is told apart by its file's name. Returns ``(source files as Markdown, scores)`` per section."""
+    def same_rules(a: dict, b: dict) -> bool:
+        return all(a.get(k) == b.get(k) for k in ("dataset", "split", "units", "regions", "oracle_floor"))
+
+    sections: list[tuple[list[Path], dict]] = []
+    for file, data in loaded:
+        home = next((s for s in sections if same_rules(s[1], data)), None)
+        if home is None:
+            sections.append(([file], {**data, "models": dict(data["models"])}))
+            continue
+        home[0].append(file)
+        for name, scores in data["models"].items():
+            home[1]["models"][name if name not in home[1]["models"] else f"{name} [{file.stem}]"] = scores
+    return [(", ".join(f"`{f}`" for f in files), data) for files, data in sections]
+
+
 def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
     """Writes report.md and the figures into ``out``; returns the Markdown file's path."""
     loaded = [(file, load_scores(file)) for file in score_files]  # every file checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# Comparison", ""]
     seen: dict[str, int] = {}
-    for file, data in loaded:
+    for file, data in merged_sections(loaded):
         split = data["split"]
         seen[split] = seen.get(split, 0) + 1
-        tag = split if seen[split] == 1 else f"{split}_{seen[split]}"  # two files of one split: figures of their own
-        parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From `{file}`.", "", markdown_table(data), ""]
+        tag = split if seen[split] == 1 else f"{split}_{seen[split]}"  # one split scored by other rules: its own figures
+        parts += [f"## {data.get('dataset', '')}: split `{split}`", "", f"From {file}.", "", markdown_table(data), ""]
         bars = bar_chart(data, out / f"metrics_{tag}.png")
         parts += [f"![metrics]({bars.name})", ""]
         for metric in ("lve", "eve"):
