@@ -60,6 +60,19 @@ def test_region_override_and_missing_predictions(dataset_dir, tmp_path, capsys):
     assert overall["lve"] == 0.0 and overall["mve"] == 0.0
 
 
+def test_region_files_in_folders_with_a_colon_and_keys_after_the_last_one(tmp_path):
+    from mmtalker.eval.protocol import split_region_spec
+
+    folder = tmp_path / "regions:v2"
+    folder.mkdir()
+    (folder / "lve.txt").write_text("1,2,3\n")
+    whole = str(folder / "lve.txt")
+    assert split_region_spec(whole) == (whole, None)  # the colon is the folder's
+    assert split_region_spec(f"{folder}/masks.pkl:lips") == (f"{folder}/masks.pkl", "lips")
+    assert split_region_spec("FLAME_masks.pkl:eye_region") == ("FLAME_masks.pkl", "eye_region")
+    assert split_region_spec("none.txt") == ("none.txt", None)
+
+
 def test_clear_errors(dataset_dir, tmp_path, capsys):
     assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(tmp_path / "nope")]) == 1
     assert "prediction folder not found" in capsys.readouterr().err

@@ -50,8 +50,8 @@ def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
     for role, names in REGION_ROLES.items():
         if overrides and role in overrides:
             spec = overrides[role]
-            path, _, key = spec.partition(":")
-            region = load_region(path, key or None, num_vertices=dataset.manifest.num_vertices)
+            path, key = split_region_spec(spec)
+            region = load_region(path, key, num_vertices=dataset.manifest.num_vertices)
             setattr(out, role, region.indices)
             out.sources[role] = f"{spec} ({_counted(region)})"
             continue
@@ -67,6 +67,15 @@ def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
         raise MMTalkerError(dataset.root, "has no lip region for LVE",
                             f"add one to its manifest (as one of {', '.join(REGION_ROLES['lips'])}) or pass --regions lips=FILE")
     return out
+
+
+def split_region_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE[:KEY]`` -> (file, key or None): a whole spec naming a file is that file (a path may hold ':'), else the
+    key follows the last ':'."""
+    if Path(spec).is_file():
+        return spec, None
+    path, sep, key = spec.rpartition(":")
+    return (path, key or None) if sep and path else (spec, None)
 
 
 def _counted(region) -> str:
