@@ -151,11 +151,12 @@ def test_a_checkpoint_of_another_dataset_or_frame_rate_is_noted(dataset_dir, tmp
         return folder
 
     same = checkpoint("same", {"name": manifest.name, "path": "elsewhere", "fps": manifest.fps})
-    other = checkpoint("other", {"name": "vocaset", "path": "/data/vocaset", "fps": 60.0})
+    other = checkpoint("other", {"name": "vocaset", "path": "/data/vocaset", "fps": 60.0, "units": {"length": "mm"}})
     unrecorded = checkpoint("old", {})
     assert _dataset_notes([same, unrecorded], manifest) == []
-    named, rate = _dataset_notes([other], manifest)
+    named, unit, rate = _dataset_notes([other], manifest)
     assert "'vocaset' (/data/vocaset)" in named and f"'{manifest.name}'" in named
+    assert "trained on motion in 'mm'" in unit and f"in '{manifest.units['length']}'" in unit
     assert "60 fps" in rate and f"{manifest.fps:g} fps" in rate
 
 

@@ -339,6 +339,17 @@ def test_train_cuts_a_batch_larger_than_its_clips(tiny_run, capsys):
     assert json.loads((out / "results.json").read_text())["steps"] == 1
 
 
+def test_a_split_sharing_sequences_with_training_is_noted():
+    from types import SimpleNamespace
+
+    from mmtalker.train.loop import split_overlap_notes
+
+    seqs = [SimpleNamespace(key=f"s01_sentence{k:02d}") for k in range(1, 6)]
+    assert split_overlap_notes(seqs[:3], {"val": seqs[3:4], "test": seqs[4:]}) == []
+    (note,) = split_overlap_notes(seqs[:3], {"val": seqs[3:4], "test": seqs[1:]})
+    assert note.startswith("split 'test' shares 2 of its 4 sequences with the training split (e.g. s01_sentence02)")
+
+
 def test_a_batch_larger_than_the_clips_is_cut_to_them_with_a_note():
     from mmtalker.train.config import OptimConfig
     from mmtalker.train.loop import fit_batch_size

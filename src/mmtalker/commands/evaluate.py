@@ -98,6 +98,10 @@ def _dataset_notes(checkpoints: list[Path], manifest) -> list[str]:
         if name and name != manifest.name:
             notes.append(f"{ckpt} was trained on the dataset '{name}' ({trained.get('path', 'path not recorded')}); "
                          f"it is scored here on '{manifest.name}'")
+        length = (trained.get("units") or {}).get("length")
+        if length and length != manifest.units.get("length"):
+            notes.append(f"{ckpt} was trained on motion in '{length}'; this dataset's is in "
+                         f"'{manifest.units.get('length')}': its predictions are in the wrong unit unless the two agree")
         if isinstance(fps, (int, float)) and abs(float(fps) - float(manifest.fps)) > 1e-6:
             notes.append(f"{ckpt} animates at {fps:g} fps; its predictions are resampled to the dataset's {manifest.fps:g} fps "
                          "before scoring")

@@ -201,6 +201,19 @@ def scored_test_splits(dataset, prefix: str, *, quiet: bool = False) -> dict:
     return found
 
 
+def split_overlap_notes(train: list, others: dict[str, list]) -> list[str]:
+    """A note for each validation or test split that shares sequences with the training split (a split file that
+    reuses them): its scores are then not of unseen data."""
+    trained = {s.key for s in train}
+    notes = []
+    for name, seqs in others.items():
+        shared = sorted(s.key for s in seqs if s.key in trained)
+        if shared:
+            notes.append(f"split '{name}' shares {len(shared)} of its {len(seqs)} sequences with the training split "
+                         f"(e.g. {shared[0]}): its scores are not of unseen speech")
+    return notes
+
+
 def _spread(items: list, count: int) -> list:
     """At most ``count`` items, evenly spread over the list (deterministic)."""
     if len(items) <= count:
@@ -214,7 +227,9 @@ def build_setup(config: TrainingConfig, device: torch.device, info: Dist) -> Set
     val_seqs = dataset.sequences(config.data.val_split)
     if not train_seqs:
         raise MMTalkerError(config.data.path, f"split '{config.data.train_split}' has no sequences")
-    test_seqs = scored_test_splits(dataset, config.data.test_split, quiet=not info.main)  # checked before the speech features are computed
+    test_seqs = scored_test_splits(dataset, config.data.test_split, quiet=not info.main)
+    for note in split_overlap_notes(train_seqs, {config.data.val_split: val_seqs, **test_seqs}) if info.main else []:
+        print(f"mmtalker train: note: {note}", file=sys.stderr)  # checked before the speech features are computed
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss

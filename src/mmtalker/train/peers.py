@@ -136,12 +136,15 @@ def build_peer_setup(config: PeerTrainingConfig, device: torch.device) -> PeerSe
     from mmtalker.data.dataset import open_dataset
     from mmtalker.train.data import load_clips, motion_scale
     from mmtalker.train.joined import training_sequences
-    from mmtalker.train.loop import _check_regions, _maybe_preload, _spread, scored_test_splits, training_regions
+    from mmtalker.train.loop import (_check_regions, _maybe_preload, _spread, scored_test_splits, split_overlap_notes,
+                                     training_regions)
 
     dataset = open_dataset(config.data.path, config.data.preset, fps=config.data.fps, splits=config.data.splits)
     train_seqs = dataset.sequences(config.data.train_split)
     val_seqs = dataset.sequences(config.data.val_split) if config.data.val_split in dataset.split_names else []
     tests = scored_test_splits(dataset, config.data.test_split)  # checked before the speech features are computed
+    for note in split_overlap_notes(train_seqs, {config.data.val_split: val_seqs, **tests}):
+        print(f"mmtalker train: note: {note}", file=sys.stderr)
     fps = float(train_seqs[0].fps)
     subjects = sorted({s.subject for s in train_seqs})
     lw = config.loss
