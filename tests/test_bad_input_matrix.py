@@ -480,10 +480,18 @@ def test_bad_dataset_train(row, world, tmp_path, capsys):
     assert_clear_error(["train", "--config", config, "--data", data, "--out", out], capsys, *names)
 
 
-@pytest.mark.parametrize("row", ["missing wav", "unknown subject in a split", "manifest: unknown key", "malicious templates.pkl"])
+@pytest.mark.parametrize("row", ["missing wav", "manifest: unknown key", "malicious templates.pkl"])
 def test_bad_dataset_inspect(row, world, tmp_path, capsys):
     data, names = BAD_DATA[row](world, tmp_path)
     assert_clear_error(["inspect", data], capsys, *names)
+
+
+def test_inspect_shows_a_split_naming_an_unknown_subject(world, tmp_path, capsys):
+    """inspect is where a user checks splits: a bad one is shown with what is wrong (training refuses it)."""
+    data, names = BAD_DATA["unknown subject in a split"](world, tmp_path)
+    code, out, err = run_cli(["inspect", data], capsys)
+    assert code == 0, err
+    assert all(name in out for name in names) and "0 (names subject(s) the dataset does not have" in out
 
 
 def test_bad_prediction_folder(world, tmp_path, capsys):

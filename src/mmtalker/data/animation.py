@@ -27,8 +27,8 @@ def _stored_fps(path: Path, value: np.ndarray, fps_override: float | None) -> fl
                         "pass --fps to override it, or rewrite the file with 'mmtalker export --format npz --fps'")
 
 
-def load_animation(path, *, num_vertices: int | None = None,
-                   fps_override: float | None = None) -> tuple[np.ndarray, float | None]:
+def load_animation(path, *, num_vertices: int | None = None, fps_override: float | None = None,
+                   against: str = "the template") -> tuple[np.ndarray, float | None]:
     """Reads an animation; returns ``(vertices (T, V, 3) float32, fps or None)``.
 
     ``.npy`` files hold the vertices alone (flattened (T, V·3) as FaceFormer and CodeTalker save them,
@@ -63,8 +63,9 @@ def load_animation(path, *, num_vertices: int | None = None,
     if not np.issubdtype(verts.dtype, np.number) or not np.all(np.isfinite(verts)):
         raise MMTalkerError(path, "has NaN, infinite or non-numeric values")
     if num_vertices is not None and verts.shape[1] != num_vertices:
-        raise MMTalkerError(path, f"has {verts.shape[1]} vertices but the template has {num_vertices}",
-                            "pass the template the animation was made for")
+        raise MMTalkerError(path, f"has {verts.shape[1]} vertices but {against} has {num_vertices}",
+                            "pass the template the animation was made for" if against == "the template" else
+                            f"the animation must be of {against}'s mesh")
     return verts.astype(np.float32), fps
 
 

@@ -109,6 +109,9 @@ def open_dataset(
         or durations, missing templates, or no sequences at all.
     """
     root = Path(path)
+    if preset is not None and not root.exists():  # a preset names a dataset the user brings, not one we make
+        raise MMTalkerError(root, "no such folder", f"the '{Path(str(preset)).stem}' preset reads your own copy of that "
+                            "dataset: put it there, or give its folder (--data DIR); docs/datasets.md says what it holds")
     layout = detect_layout(root)
     manifest = _manifest_for(root, layout, preset)
     if fps is not None:

@@ -174,7 +174,7 @@ def folder_predictor(pred_dir: Path, num_vertices: int, notes: list[str] | None 
     def predict(seq):
         preds = []
         for path in prediction_files(pred_dir, seq.key):
-            verts, fps = load_animation(path, num_vertices=num_vertices)
+            verts, fps = load_animation(path, num_vertices=num_vertices, against="the dataset")
             if fps is not None and abs(fps - seq.fps) > 1e-6:
                 verts = resample_frames(verts, fps, seq.fps)
                 note("fps", f"{pred_dir}: predictions stored at {fps:g} fps (e.g. {path.name}) were resampled to the "

@@ -24,6 +24,8 @@ def numpy_failure(path: Path, exc: Exception) -> str:
         head = b""
     if head and not head.startswith(_NUMPY_MAGIC):
         return "it starts with neither the .npy header nor a zip archive's"
+    if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # numpy's words for an array of Python objects
+        return "it holds Python objects (pickled), which mmtalker does not load; save a plain numeric array"
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
@@ -39,7 +41,15 @@ def open_npy(path: Path, what: str | None = None) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except _NPY_ERRORS as exc:
-        raise MMTalkerError(what, f"corrupt or truncated .npy file ({numpy_failure(path, exc)})", "copy or export the file again") from None
+        reason = numpy_failure(path, exc)
+        if "Python objects" in reason:
+            raise MMTalkerError(what, f"not a numeric .npy array: {reason}") from None
+        raise MMTalkerError(what, f"corrupt or truncated .npy file ({reason})", "copy or export the file again") from None
+    if isinstance(array, np.lib.npyio.NpzFile):
+        names = ", ".join(array.files[:5])
+        array.close()
+        raise MMTalkerError(what, f"is an .npz archive (holding {names}) under a .npy name",
+                            "save the motion array alone with np.save, or rename the file and read its array")
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
         raise MMTalkerError(what, f"expected a numeric array, got {getattr(array, 'dtype', type(array))}")
     return array
@@ -170,9 +180,13 @@ MAX_DURATION_SHARE = 0.4
 motion stored at 30 fps but read as 60 lasts half its audio, which a tolerance of seconds lets pass on short clips."""
 
 
+MIN_DURATION_GAP = 0.25
+"""...and by more than this many seconds: a few frames on a clip of a few frames are rounding, not another rate."""
+
+
 def check_duration(what: str, audio_seconds: float, motion_seconds: float, tolerance: float) -> None:
     """Refuse a sequence whose audio and motion lengths differ by more than ``tolerance`` seconds, or by more than
-    :data:`MAX_DURATION_SHARE` of the longer of the two."""
+    :data:`MAX_DURATION_SHARE` of the longer of the two (and :data:`MIN_DURATION_GAP` seconds)."""
     gap = abs(audio_seconds - motion_seconds)
     share = gap / max(audio_seconds, motion_seconds, 1e-9)
     if gap > tolerance:
@@ -183,7 +197,7 @@ def check_duration(what: str, audio_seconds: float, motion_seconds: float, toler
             "check that the files belong together and that stored_fps is right; if the data is known to be "
             "like this, raise duration_tolerance in a copy of the preset or in manifest.json",
         )
-    if share > MAX_DURATION_SHARE:
+    if share > MAX_DURATION_SHARE and gap > MIN_DURATION_GAP:
         raise MMTalkerError(
             what,
             f"audio lasts {audio_seconds:.3f} s but the motion {motion_seconds:.3f} s ({share:.0%} of the longer "
