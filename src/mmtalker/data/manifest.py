@@ -138,6 +138,8 @@ class Manifest:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file, with errors that name it."""
+    if path.is_dir():
+        raise MMTalkerError(path, "is a folder, not a JSON file")
     if not path.is_file():
         raise MMTalkerError(path, "no such file")
     try:
@@ -166,7 +168,7 @@ def parse_splits(data: Any, what: str | os.PathLike) -> dict[str, Split]:
 
 
 def _fail(what: str, key: str, problem: str) -> MMTalkerError:
-    return MMTalkerError(what, f"manifest key '{key}': {problem}")
+    return MMTalkerError(what, f"key '{key}': {problem}")  # ``what`` names the file: a manifest, preset or split file
 
 
 def _parse_manifest(data: Any, what: str) -> Manifest:

@@ -168,7 +168,8 @@ def _check_template(value, num_vertices: int, what: str) -> np.ndarray:
     if array.ndim == 1 and array.size == num_vertices * 3:
         array = array.reshape(num_vertices, 3)
     if array.shape != (num_vertices, 3) or not np.issubdtype(array.dtype, np.number):
-        raise MMTalkerError(what, f"template of shape {array.shape}, expected ({num_vertices}, 3)")
+        raise MMTalkerError(what, f"template of shape {array.shape}, expected ({num_vertices}, 3)",
+                            f"the manifest or preset says {num_vertices} vertices: is it the right --preset for this folder?")
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise MMTalkerError(what, "template has NaN or infinite coordinates")
