@@ -183,3 +183,12 @@ def test_glb_from_export(tmp_path, capsys):
     (tmp_path / "junk.glb").write_bytes(b"glTF" + bytes(40))
     assert main(["inspect", str(tmp_path / "junk.glb")]) == 1
     assert "junk.glb: not a GLB animation" in capsys.readouterr().err
+
+
+def test_an_unknown_option_shows_the_commands_own_usage(capsys, tmp_path):
+    """`mmtalker data preview DIR --preset x` printed the top-level usage, which lists no option of preview."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "preview", str(tmp_path), "--preset", "vocaset"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: mmtalker data preview") and "unrecognized arguments: --preset vocaset" in err
