@@ -73,6 +73,23 @@ def test_region_files_in_folders_with_a_colon_and_keys_after_the_last_one(tmp_pa
     assert split_region_spec("none.txt") == ("none.txt", None)
 
 
+def test_fdd_has_its_own_report_scale_where_the_dataset_gives_one():
+    """VOCASET's papers print FDD ×1e-7 beside LVE ×1e-5: one scale for both put our FDD column 100× off theirs."""
+    from mmtalker.data.dataset import load_preset
+    from mmtalker.eval.report import per_subject_table, score_table
+
+    units = load_preset("vocaset", "processed").units
+    assert (units["report_scale"], units["fdd_report_scale"]) == (1e5, 1e7)
+    table = score_table([("m", {"lve": 3.2e-5, "eve": 1e-6, "fdd": 4.1e-7, "fdd_abs": 5e-7, "mve": 1e-3})], units)
+    header, _, row = table.splitlines()
+    assert "LVE (m² ×1e-05)" in header and "FDD (m² ×1e-07)" in header and "\\|FDD\\| (m² ×1e-07)" in header
+    assert row.startswith("| m | 3.2000 | 0.1000 | 4.1000 | 5.0000 |")
+    same = {"length": "m", "report_scale": 1e5}  # no fdd_report_scale: FDD at the report scale, as before
+    assert "FDD (m² ×1e-05)" in score_table([("m", {"fdd": 4.1e-7, "mve": 1e-3})], same)
+    per = per_subject_table({"models": {"m": {"per_subject": {"s1": {"lve": 3.2e-5}}}}, "units": units}, "lve")
+    assert "m² ×1e-05" in per and "3.2000" in per
+
+
 def test_clear_errors(dataset_dir, tmp_path, capsys):
     assert main(["evaluate", "--data", str(dataset_dir), "--pred", str(tmp_path / "nope")]) == 1
     assert "prediction folder not found" in capsys.readouterr().err

@@ -258,6 +258,7 @@ def _check_shown_settings(config_path: Path, model: dict, dataset: dict) -> None
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint folder's config.json (any model kind); the weights are only sized, not loaded."""
+    from mmtalker.eval.report import metric_scale, squared_unit
     from mmtalker.train.checkpoint import WEIGHTS, read_checkpoint_meta, trained_split_file
 
     meta = read_checkpoint_meta(path)  # its model, extras, dataset, units and metrics entries are mappings
@@ -283,13 +284,15 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     if trained_splits:  # scored by other splits, its training sequences may be among the scored (mmtalker evaluate notes it)
         record["split_file"] = trained_splits
     metrics = extras.get("metrics") or {}
-    scale = float((dataset.get("units") or {}).get("report_scale", 1.0))
-    scores = {k: round(float(metrics[k]) * (1.0 if k == "mve" else scale), 6)  # squared metrics in report units
+    units = dataset.get("units") or {}
+    length = units.get("length", "m")
+    scores = {k: round(float(metrics[k]) * (1.0 if k == "mve" else metric_scale(units, k)), 6)  # squared ones in report units
               for k in ("lve", "eve", "fdd", "mve") if isinstance(metrics.get(k), (int, float))}
     if scores:
         record["validation"] = scores
-        if scale != 1.0:
-            record["validation_units"] = f"lve, eve, fdd in m² x {1 / scale:g}; mve in m"
+        if metric_scale(units) != 1.0 or metric_scale(units, "fdd") != 1.0:
+            record["validation_units"] = (f"lve, eve in {squared_unit(units)}; fdd in {squared_unit(units, 'fdd')}; "
+                                          f"mve in {length}")
     return record
 
 

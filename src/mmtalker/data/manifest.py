@@ -300,11 +300,13 @@ def _regions(value: Any, what: str) -> dict[str, Any]:
 
 def _units(value: Any, what: str) -> dict[str, Any]:
     units = _dict(value, what, "units")
-    unknown = sorted(set(units) - {"length", "report_scale"})
+    unknown = sorted(set(units) - {"length", "report_scale", "fdd_report_scale"})
     if unknown:
-        raise _fail(what, f"units.{unknown[0]}", "unknown key (known: length, report_scale)")
+        raise _fail(what, f"units.{unknown[0]}", "unknown key (known: length, report_scale, fdd_report_scale)")
     out = {"length": _string(units.get("length", "m"), what, "units.length")}
     out["report_scale"] = _positive(units.get("report_scale", 1.0), what, "units.report_scale")
+    if "fdd_report_scale" in units:  # the papers print FDD at its own power of ten (VOCASET ×1e-7, BIWI ×1e-5)
+        out["fdd_report_scale"] = _positive(units["fdd_report_scale"], what, "units.fdd_report_scale")
     return out
 
 

@@ -51,9 +51,10 @@ def bad_entry(data: dict) -> str | None:
         return f"'units': expected an object {{\"length\": ..., \"report_scale\": ...}}, got {_shown(units)}"
     if not isinstance(units.get("length", "m"), str):
         return f"'units.length': expected a unit name, got {_shown(units['length'])}"
-    scale = units.get("report_scale", 1.0)
-    if not _is_number(scale) or not math.isfinite(scale) or scale <= 0:
-        return f"'units.report_scale': expected a positive number, got {_shown(scale)}"
+    for key in ("report_scale", "fdd_report_scale"):
+        scale = units.get(key, 1.0)
+        if not _is_number(scale) or not math.isfinite(scale) or scale <= 0:
+            return f"'units.{key}': expected a positive number, got {_shown(scale)}"
     floor = data.get("oracle_floor")
     if floor is not None and (problem := _bad_scores(floor, "oracle_floor")):
         return problem
@@ -111,9 +112,17 @@ def number(value: float) -> str:
     return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.4g}"
 
 
-def squared_unit(units: dict) -> str:
-    """How squared scores at the report scale of ``units`` are labelled, e.g. ``m² ×1e-05``."""
-    scale = float(units.get("report_scale", 1.0))
+def metric_scale(units: dict, metric: str = "lve") -> float:
+    """The factor a metric is printed at: ``units.report_scale``, or for FDD and |FDD| ``units.fdd_report_scale``
+    when the dataset gives one (VOCASET's papers print FDD ×1e-7 beside LVE ×1e-5)."""
+    if metric in ("fdd", "fdd_abs") and "fdd_report_scale" in units:
+        return float(units["fdd_report_scale"])
+    return float(units.get("report_scale", 1.0))
+
+
+def squared_unit(units: dict, metric: str = "lve") -> str:
+    """How squared scores of ``metric`` at its report scale are labelled, e.g. ``m² ×1e-05``."""
+    scale = metric_scale(units, metric)
     return f"{units.get('length', 'unit')}²" + (f" ×{1 / scale:.0e}" if scale != 1 else "")
 
 
@@ -133,15 +142,15 @@ def score_table(rows: list[tuple[str, dict]], units: dict, floor: dict | None = 
     multiple of it when the row was scored on as many sequences as the floor (``ratio_to``: the same ratio to
     scores among ``rows``, the oracle scored afresh, with no row added; ``complete``: the rows known to cover every
     sequence of the split, the only ones then to get the ratio, whatever their count of predictions); ``sequences``: a column of each row's sequence count; ``label``: the first column's name."""
-    scale = float(units.get("report_scale", 1.0))
-    sq = squared_unit(units)
+    sq, fdd_sq = squared_unit(units), squared_unit(units, "fdd")
     reference = floor or ratio_to
     ratio = bool(reference) and reference.get("lve", 0) > 0
-    header = f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({sq}) | \\|FDD\\| | MVE ({units.get('length', 'unit')}) |"
+    header = (f"| {label} | LVE ({sq}) | EVE ({sq}) | FDD ({fdd_sq}) | \\|FDD\\| ({fdd_sq}) | "
+              f"MVE ({units.get('length', 'unit')}) |")
     header += (" sequences |" if sequences else "") + (" LVE ÷ floor |" if ratio else "")
     lines = [header, "|" + " --- |" * (6 + sequences + ratio)]
     for name, o in rows + ([(FLOOR_NAME, floor)] if floor else []):
-        cell = lambda k: number(o[k] * scale) if k in o else "–"  # noqa: E731
+        cell = lambda k: number(o[k] * metric_scale(units, k)) if k in o else "–"  # noqa: E731
         line = f"| {name} | {cell('lve')} | {cell('eve')} | {cell('fdd')} | {cell('fdd_abs')} | {o['mve']:.3g} |"
         if sequences:
             line += f" {o.get('sequences', '–')} |"
@@ -173,8 +182,8 @@ def per_subject_table(data: dict, metric: str) -> str | None:
     if not subjects:
         return None
     units = data.get("units", {})
-    scale = float(units.get("report_scale", 1.0))
-    lines = [f"| subject ({metric.upper()}, {squared_unit(units)}) | " + " | ".join(models) + " |", "|" + " --- |" * (len(models) + 1)]
+    scale = metric_scale(units, metric)
+    lines = [f"| subject ({metric.upper()}, {squared_unit(units, metric)}) | " + " | ".join(models) + " |", "|" + " --- |" * (len(models) + 1)]
     for subject in subjects:
         values = [per.get(subject, {}).get(metric) for per in models.values()]
         best = min((v for v in values if v is not None), default=None)
@@ -192,11 +201,12 @@ def bar_chart(data: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scale = float(data.get("units", {}).get("report_scale", 1.0))
+    units = data.get("units", {})
     names = list(data["models"])
     floor = recorded_floor(data)
     fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(4 * len(BAR_METRICS), 3.2))
     for ax, (key, label) in zip(axes, BAR_METRICS):
+        scale = metric_scale(units, key)
         values = [data["models"][n]["overall"].get(key, np.nan) * scale for n in names]
         colors = ["#999999" if "oracle" in n else f"C{k}" for k, n in enumerate(names)]
         ax.bar(range(len(names)), values, color=colors)
@@ -204,7 +214,7 @@ def bar_chart(data: dict, path: Path) -> Path:
             ax.axhline(floor[key] * scale, color="#555555", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
-        ax.set_ylabel(squared_unit(data.get("units", {})))
+        ax.set_ylabel(squared_unit(units, key))
     fig.suptitle(f"{data.get('dataset', '')}, split '{data['split']}'" + ("  (dashed: the oracle floor)" if floor else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
