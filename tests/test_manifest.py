@@ -116,7 +116,7 @@ def test_presets_hold_the_community_facts():
     assert voca.splits["train"].sentences == list(range(1, 41))
     assert voca.splits["test"].sentences == list(range(21, 41)) == voca.splits["val"].sentences
     assert voca.splits["test"].subjects == ["FaceTalk_170809_00138_TA", "FaceTalk_170731_00024_TA"]
-    assert voca.units == {"length": "m", "report_scale": 1e5}
+    assert voca.units == {"length": "m", "report_scale": 1e5, "fdd_report_scale": 1e7}
     biwi = load_preset("BIWI", "processed")
     assert (biwi.fps, biwi.stored_fps, biwi.num_vertices) == (25, 25, 23370)
     assert biwi.splits["test"] == Split(subjects=["F2", "F3", "F4", "M3", "M4", "M5"], sentences=[37, 38, 39, 40])
