@@ -350,6 +350,22 @@ def test_a_split_sharing_sequences_with_training_is_noted():
     assert note.startswith("split 'test' shares 2 of its 4 sequences with the training split (e.g. s01_sentence02)")
 
 
+def test_every_kinds_results_carry_the_benchmarks_reference_scores():
+    """The peers' results.json left out the static baseline MMTalker's carried: one function now serves both."""
+    import inspect as source
+
+    from types import SimpleNamespace
+
+    from mmtalker.train import loop, peers
+    from mmtalker.train.loop import reference_scores
+
+    manifest = SimpleNamespace(extra={"oracle_floor": {"test": 1}, "static_baseline": {"test": 2}, "other": 3},
+                               units={"length": "m", "report_scale": 1e5})
+    assert reference_scores(manifest) == {"oracle_floor": {"test": 1}, "static_baseline": {"test": 2},
+                                          "units": {"length": "m", "report_scale": 1e5}}
+    assert "reference_scores(" in source.getsource(loop._finish) and "reference_scores(" in source.getsource(peers._finish)
+
+
 def test_a_batch_larger_than_the_clips_is_cut_to_them_with_a_note():
     from mmtalker.train.config import OptimConfig
     from mmtalker.train.loop import fit_batch_size

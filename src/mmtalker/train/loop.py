@@ -664,10 +664,15 @@ def _finish(config, setup, run_dir, counters, regions, device) -> dict:
     for split, sequences in setup.test_sequences.items():
         clips = load_clips(setup.dataset, sequences, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
         results[split] = evaluate_clips(best, clips, regions, device, desc=split)
-    extra = getattr(setup.dataset.manifest, "extra", None) or {}
-    for key in ("oracle_floor", "static_baseline"):  # reference scores the synthetic benchmark's manifest carries
-        if key in extra:
-            results[key] = extra[key]
-    results["units"] = setup.dataset.manifest.units  # the scores' units and report scale
+    results.update(reference_scores(setup.dataset.manifest))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def reference_scores(manifest) -> dict:
+    """What a run's ``results.json`` carries beside its own scores, for every model kind: the reference scores the
+    synthetic benchmark's manifest holds (``oracle_floor``, ``static_baseline``) and the scores' ``units``."""
+    extra = getattr(manifest, "extra", None) or {}
+    out = {key: extra[key] for key in ("oracle_floor", "static_baseline") if key in extra}
+    out["units"] = manifest.units  # the scores' units and report scale
+    return out

@@ -481,7 +481,7 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
     """Score the test splits with the best weights; write results.json."""
     from mmtalker.audio.finetune import prefix_states
     from mmtalker.train.data import load_clips
-    from mmtalker.train.loop import evaluate_clips
+    from mmtalker.train.loop import evaluate_clips, reference_scores
 
     best, _, extras = load_model(run_dir / "best", device)
     last = ckpt.read_checkpoint_meta(run_dir / "last").get("extras", {})  # (CodeTalker: its last stage)
@@ -493,10 +493,7 @@ def _finish(config, setup, run_dir: Path, device, elapsed_s: float) -> dict:
         for split, seqs in setup.test_sequences.items():
             clips = load_clips(setup.dataset, seqs, best.config.subjects, variants=0, desc=f"audio features ({split})", **enc)
             results[split] = evaluate_clips(best, clips, setup.regions, device, desc=split)
-    extra = getattr(setup.dataset.manifest, "extra", None) or {}
-    if "oracle_floor" in extra:
-        results["oracle_floor"] = extra["oracle_floor"]
-    results["units"] = setup.dataset.manifest.units  # the scores' units and report scale
+    results.update(reference_scores(setup.dataset.manifest))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
