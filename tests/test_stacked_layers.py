@@ -41,6 +41,9 @@ def test_stacked_layers_put_the_last_layer_first_then_the_extra_ones():
     assert stacked.rate == base.rate
     assert torch.equal(out[..., :4], states[:, -1]) and torch.equal(out[..., 4:], states[:, 0])
     assert torch.equal(StackedLayers(base, [1, -3], "fake")(audio)[..., 8:], states[:, 0])
+    # its hidden states are the base's, as its num_layers says (not its own stacked output as one layer)
+    assert stacked.num_layers == 3 and torch.equal(stacked.hidden_states(audio), states)
+    assert torch.equal(stacked.hidden_states(audio, upto=0), base.hidden_states(audio, upto=0))
 
 
 def test_a_layer_the_encoder_does_not_have_is_refused():

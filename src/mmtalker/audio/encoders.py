@@ -310,10 +310,17 @@ class StackedLayers(AudioEncoder):
     def num_frames_for(self, num_samples: int) -> int:
         return self.base.num_frames_for(num_samples)
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return self.base.frozen_modules()
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         picked = [*self.main_layers, *self.extra]
         states = self.base.hidden_states(audio, upto=max(picked))  # (B, ≤L, Ta, layer_dim)
         return torch.cat([states[:, i] for i in picked], dim=-1)
+
+    def hidden_states(self, audio: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """The base's hidden states (B, ≤L, Ta, layer_dim), as ``num_layers`` says: not this wrapper's stacked output."""
+        return self.base.hidden_states(audio, upto)
 
 
 def whisper_inside(encoder: AudioEncoder) -> WhisperAudioEncoder | None:
