@@ -21,7 +21,7 @@ Reads top to bottom like the pipeline (docs/internals.md, "MMTalker model, train
 
 Training queries points drawn by the non-uniform sampler (``face_idx``, ``bary``, ``uv``); inference
 queries the vertices themselves (``predict_vertices``). Displacements are in the dataset's length unit;
-internally the network predicts them divided by ``motion_scale`` (the training data's displacement std).
+internally the network predicts them divided by ``motion_scale`` (the RMS of the training displacements).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class MMTalkerConfig:
     audio_layers: int = 3  # residual temporal convolutions, dilations 1, 2, 4, … (receptive field ±(2^L−1)·2 frames)
     audio_kernel: int = 5
     fusion_layers: int = 1  # dual cross-attention blocks
-    fourier_frequencies: int = 6  # up to 2^5 π: ~1/64 of the UV square, finer than a lip
+    fourier_frequencies: int = 6  # up to 2^5 π: a period of 1/16 of the UV square (the UV grid adds finer detail)
     uv_grid: list[int] = field(default_factory=list)  # resolutions of learned UV feature maps (empty: none)
     uv_grid_channels: int = 8  # channels of each UV feature map
     regressor_hidden: int = 128  # width of the factorised first layer
@@ -369,7 +369,8 @@ class MMTalker(nn.Module):
         vertex_uv: (V, 2) float in [0, 1]², one UV per vertex (``UVMap.vertex_uv``).
         template: (V, 3) float, the neutral template (dataset unit), used when no other is given.
         subject_templates: (S, V, 3) float, the training subjects' templates in ``config.subjects`` order.
-        motion_scale: std of training displacements (dataset unit); outputs are scaled by it.
+        motion_scale: RMS of training displacement coordinates (dataset unit; ``mmtalker.train.data.motion_scale``);
+            outputs are scaled by it.
         corner_uv: (F, 3, 2) float, each face corner's UV (``UVMap.uv[UVMap.faces_uv]``): on a mesh whose UVs have
             seams a vertex has one UV per chart, and a point inside a face crossing no seam in UV takes its corners'
             UVs from these (retargeting). Default ``vertex_uv[faces]`` (a map without seams).
