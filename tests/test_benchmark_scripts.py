@@ -17,6 +17,7 @@ CASES = {
     "bench_inference": (["--seconds", "2", "--repeats", "1", "--threads", "1", "--vertices", "800"], True, "peak memory"),
     "bench_long_audio": (["--minutes", "0.05", "--threads", "1", "--vertices", "800"], True, "peak RSS"),
     "bench_streaming": (["--seconds", "2", "--threads", "1", "--vertices", "800"], True, "frame latency"),
+    "bench_window_read": (["--vertices", "500", "--frames", "30", "--window", "12", "--repeats", "2"], False, "speed x1.1"),
 }
 
 

@@ -94,15 +94,22 @@ class Sequence:
         _check_finite(frame, self._source.what)
         return frame
 
-    def vertices(self) -> np.ndarray:
-        """``(T, V, 3)`` float32 vertex positions at :attr:`fps`, in the dataset's length unit.
+    def vertices(self, frames: slice | None = None) -> np.ndarray:
+        """``(T, V, 3)`` float32 vertex positions at :attr:`fps`, in the dataset's length unit; with ``frames`` (a
+        slice of those T) only them.
 
         Memory-mapped (read on access) when the file is float32 ``.npy`` stored at :attr:`fps`; otherwise a
-        new array converted with :func:`mmtalker.data.fps.resample_frames`.
+        new array converted with :func:`mmtalker.data.fps.resample_frames`. Stored at :attr:`fps`, a slice reads
+        its frames alone (a training window from a clip that is not preloaded).
         """
         verts = self._source.vertices()
+        if frames is not None and self.stored_fps == self.fps:
+            part = verts[frames]
+            _check_finite(part, self._source.what)
+            return _as_float32(part)
         _check_finite(verts, self._source.what)
-        return _as_float32(fps_mod.resample_frames(verts, self.stored_fps, self.fps))
+        whole = _as_float32(fps_mod.resample_frames(verts, self.stored_fps, self.fps))
+        return whole if frames is None else whole[frames]
 
     def alignment(self) -> Any | None:
         """Phone timings (``[{"symbol", "start", "end", ...}]``, seconds) when the dataset has them, else None."""

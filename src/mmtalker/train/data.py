@@ -103,10 +103,12 @@ class Clip:
     def num_frames(self) -> int:
         return self.variants[0].num_frames
 
-    def displacement(self) -> np.ndarray:
+    def displacement(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """(T, V, 3) vertices − template, or frames ``start:stop`` of it (read alone when not preloaded)."""
         if self._disp is not None:
-            return self._disp
-        verts = np.asarray(self.sequence.vertices(), dtype=np.float32)
+            return self._disp[start:stop]
+        frames = None if start is None and stop is None else slice(start, stop)
+        verts = np.asarray(self.sequence.vertices(frames), dtype=np.float32)
         return verts - self.template
 
     def preload(self) -> None:
@@ -201,7 +203,9 @@ def frames_at(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
     i0 = np.floor(pos).astype(np.int64)
     i1 = np.minimum(i0 + 1, x.shape[0] - 1)
     w = (pos - i0).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
-    return x[i0] * (1 - w) + x[i1] * w
+    out = x[i0] * (1 - w)  # in place from here: a BIWI window is 48 × 23370 × 3 floats per term
+    out += x[i1] * w
+    return out
 
 
 @dataclass
@@ -287,10 +291,13 @@ def _window_frames(clip: Clip, v: int, start: int, window: int, vertex_ids, cont
     T = var.num_frames
     first = max(0, start - context)
     frames = np.arange(first, min(T, start + window + context))
-    disp = clip.displacement()
+    positions = frames / var.stretch  # in the clip's own frames: a speed-changed variant reads between them
+    lo = int(np.floor(positions[0]))
+    hi = int(np.ceil(positions[-1])) + 1  # the frames interpolation reads (past the clip's end: clamped to it)
+    disp = clip.displacement(lo, hi)  # those frames alone, not the whole clip
     if vertex_ids is not None:
         disp = disp[:, vertex_ids]
-    target = frames_at(disp, frames / var.stretch) if var.stretch != 1.0 else disp[frames[0] : frames[-1] + 1]
+    target = frames_at(disp, positions - lo) if var.stretch != 1.0 else disp[: len(frames)]
     return feats[frames[0] : frames[-1] + 1], target, start - first
 
 

@@ -45,8 +45,9 @@ class JoinedSequence:
             out.append(np.pad(a, (0, n - len(a))))
         return np.concatenate(out)
 
-    def vertices(self) -> np.ndarray:
-        return np.concatenate([np.asarray(p.vertices(), np.float32) for p in self.parts])
+    def vertices(self, frames: slice | None = None) -> np.ndarray:
+        whole = np.concatenate([np.asarray(p.vertices(), np.float32) for p in self.parts])
+        return whole if frames is None else whole[frames]
 
 
 def join_sequences(sequences: list, share: float, rng: np.random.Generator) -> list[JoinedSequence]:
