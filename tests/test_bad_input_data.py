@@ -289,7 +289,7 @@ def test_predictions_in_other_units_or_twice_over_are_refused(tmp_path, capsys):
         np.save(mm / f"{seq.key}.npy", seq.vertices() * 1000)
     assert main(["evaluate", "--data", str(data), "--pred", str(mm)]) == 1
     err = capsys.readouterr().err
-    assert f"prediction for {seqs[0].key}: is 1e+03× the size of the truth's face" in err and "units" in err
+    assert f"{mm / seqs[0].key}.npy: is 1e+03× the size of the truth's face" in err and "units" in err  # the file
     both = tmp_path / "both"
     both.mkdir()
     for seq in seqs:

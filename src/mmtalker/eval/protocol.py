@@ -175,6 +175,8 @@ def folder_predictor(pred_dir: Path, num_vertices: int, notes: list[str] | None 
         preds = []
         for path in prediction_files(pred_dir, seq.key):
             verts, fps = load_animation(path, num_vertices=num_vertices, against="the dataset")
+            check_same_scale(path, verts[0], seq.first_frame(), f"the truth's face ({seq.what})",
+                             "save predictions in the dataset's units (mm and m differ 1000×)")
             if fps is not None and abs(fps - seq.fps) > 1e-6:
                 verts = resample_frames(verts, fps, seq.fps)
                 note("fps", f"{pred_dir}: predictions stored at {fps:g} fps (e.g. {path.name}) were resampled to the "
