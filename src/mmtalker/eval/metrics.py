@@ -103,41 +103,38 @@ class MetricAccumulator:
     lip_idx: np.ndarray | None = None
     eye_idx: np.ndarray | None = None
     upper_idx: np.ndarray | None = None
-    _sums: dict = field(default_factory=lambda: {"lve": 0.0, "eve": 0.0, "mve": 0.0})
-    _frames: int = 0
-    _sequences: int = 0
-    _fdd: list = field(default_factory=list)
+    _scores: list = field(default_factory=list)  # each added sequence's own scores
 
     def add(self, pred, gt, template=None) -> dict:
         """Adds one sequence (T, V, 3); returns that sequence's own scores."""
         pred, gt = _aligned(pred, gt)
-        t = gt.shape[0]
-        scores = {"frames": t, "mve": mve(pred, gt)}
+        scores = {"frames": gt.shape[0], "mve": mve(pred, gt)}
         if self.lip_idx is not None:
             scores["lve"] = lve(pred, gt, self.lip_idx)
         if self.eye_idx is not None:
             scores["eve"] = eve(pred, gt, self.eye_idx)
-        for key in ("lve", "eve", "mve"):
-            if key in scores:
-                self._sums[key] += scores[key] * t
-        self._frames += t
-        self._sequences += 1
         if self.upper_idx is not None and template is not None:
             scores["fdd"] = fdd(pred, gt, template, self.upper_idx)
-            self._fdd.append(scores["fdd"])
+        self._scores.append(scores)
         return scores
 
     def result(self) -> dict:
         """The protocol's numbers over everything added: lve, eve, mve, fdd, fdd_abs, frames, sequences."""
-        if self._frames == 0:
-            raise ValueError("no sequences were scored")
-        out = {"frames": self._frames, "sequences": self._sequences}
-        if self.lip_idx is not None:
-            out["lve"] = self._sums["lve"] / self._frames
-        if self.eye_idx is not None:
-            out["eve"] = self._sums["eve"] / self._frames
-        out["mve"] = self._sums["mve"] / self._frames
-        if self._fdd:
-            out["fdd"] = float(np.mean(self._fdd))
-            out["fdd_abs"] = float(np.mean(np.abs(self._fdd)))
-        return out
+        return combine_sequences(self._scores)
+
+
+def combine_sequences(scores: list[dict]) -> dict:
+    """Per-sequence scores (each with ``frames``) combined by the protocol, the one place its rule lives: LVE, EVE
+    and MVE weighted by frames (over the sequences that have them), FDD and |FDD| the mean over sequences."""
+    frames = sum(s["frames"] for s in scores)
+    if frames == 0:
+        raise ValueError("no sequences were scored")
+    out = {"frames": int(frames), "sequences": len(scores)}
+    for key in ("lve", "eve", "mve"):
+        if any(key in s for s in scores):
+            out[key] = sum(s[key] * s["frames"] for s in scores) / frames
+    fdds = [s["fdd"] for s in scores if "fdd" in s]
+    if fdds:
+        out["fdd"] = float(np.mean(fdds))
+        out["fdd_abs"] = float(np.mean(np.abs(fdds)))
+    return out

@@ -25,7 +25,7 @@ import numpy as np
 
 from mmtalker.audio.io import SAMPLE_RATE, resample_audio
 from mmtalker.errors import MMTalkerError
-from mmtalker.eval.metrics import MetricAccumulator
+from mmtalker.eval.metrics import MetricAccumulator, combine_sequences
 from mmtalker.progress import progress
 from mmtalker.synth import articulation, eyes
 
@@ -228,8 +228,8 @@ def score_clip(clip: "Clip", template: np.ndarray, regions: dict[str, np.ndarray
 
 
 class FloorMeter:
-    """Combines per-sequence scores per split as the protocol does: LVE, EVE, MVE weighted by frames,
-    FDD averaged over sequences (the rule of :class:`~mmtalker.eval.metrics.MetricAccumulator`)."""
+    """Combines per-sequence scores per split as the protocol does (:func:`~mmtalker.eval.metrics.combine_sequences`,
+    which :class:`~mmtalker.eval.metrics.MetricAccumulator` uses too)."""
 
     UNITS = {"lve": "m^2", "eve": "m^2", "fdd": "m^2", "fdd_abs": "m^2", "mve": "m", "report_scale": REPORT_SCALE}
 
@@ -246,13 +246,7 @@ class FloorMeter:
         for (split, k), seqs in sorted(self._scores.items()):
             if k != kind:
                 continue
-            frames = np.array([s["frames"] for s in seqs], dtype=np.float64)
-            res = {"frames": int(frames.sum()), "sequences": len(seqs)}
-            for key in ("lve", "eve", "mve"):
-                res[key] = float(np.dot(frames, [s[key] for s in seqs]) / frames.sum())
-            fdd = np.array([s["fdd"] for s in seqs])
-            res["fdd"], res["fdd_abs"] = float(fdd.mean()), float(np.abs(fdd).mean())
-            out[split] = res | {"units": dict(self.UNITS)}
+            out[split] = combine_sequences(seqs) | {"units": dict(self.UNITS)}
         return out
 
 
