@@ -312,3 +312,35 @@ def test_the_cli_shows_mmtalkers_warnings_as_one_line(capsys, monkeypatch):
     assert capsys.readouterr().err == "mmtalker animate: warning: a.wav: truncated\n" and shown_by_python == []
     show(UserWarning("elsewhere"), UserWarning, "/somewhere/else/torch/x.py", 3)  # others' warnings: as Python shows them
     assert shown_by_python == ["elsewhere"] and capsys.readouterr().err == ""
+
+
+def test_decoder_capture_keeps_other_writers_lines_and_stderr_itself(tmp_path, capfd):
+    """While an mp3 decodes, fd 2 goes to a capture: lines others wrote then reach stderr as before and are no
+    decoder message (a logging thread's lines made a clean file 'damaged'); threads decoding at once leave fd 2
+    where it was (one saved another's temporary file as 'the' stderr, and all output after was lost)."""
+    import os
+    import threading
+
+    from mmtalker.audio.io import _decoder_messages
+
+    whole = _mp3(tmp_path)
+    with _decoder_messages(whole) as said:
+        os.write(2, b"WARNING:root:server: request handled\n")  # as a logging thread would, meanwhile
+    assert said == [] and "request handled" in capfd.readouterr().err
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    before = os.fstat(2)
+
+    def decode():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(5):
+                load_audio(cut)
+
+    threads = [threading.Thread(target=decode) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

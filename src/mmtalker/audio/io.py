@@ -93,21 +93,35 @@ def _decoder_messages(path: Path):
     if not _is_mp3(path):
         yield lines
         return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to capture (a closed fd 2): nothing the decoder says can show anyway
-        yield lines
-        return
-    with _FD2_LOCK, tempfile.TemporaryFile() as tmp:
-        sys.stderr.flush()
-        os.dup2(tmp.fileno(), 2)
+    with _FD2_LOCK:  # one capture at a time, and fd 2 saved inside the lock: never another capture's temp file
         try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to capture (a closed fd 2): nothing the decoder says can show anyway
             yield lines
+            return
+        try:
+            with tempfile.TemporaryFile() as tmp:
+                sys.stderr.flush()
+                os.dup2(tmp.fileno(), 2)
+                try:
+                    yield lines
+                finally:
+                    os.dup2(saved, 2)
+                    tmp.seek(0)
+                    captured = [line for line in tmp.read().decode("utf-8", "replace").splitlines() if line.strip()]
         finally:
-            os.dup2(saved, 2)
             os.close(saved)
-            tmp.seek(0)
-            lines.extend(line.strip() for line in tmp.read().decode("utf-8", "replace").splitlines() if line.strip())
+    # what other threads wrote meanwhile goes where it was going; only the decoder's own lines are kept
+    others = [line for line in captured if not _is_decoder_line(line)]
+    if others:
+        os.write(2, ("\n".join(others) + "\n").encode("utf-8", "replace"))
+    lines.extend(line.strip() for line in captured if _is_decoder_line(line))
+
+
+def _is_decoder_line(line: str) -> bool:
+    """A line libmpg123 prints (``Note: ...``, ``Warning: ...``, ``[src/libmpg123/parse.c:...] error: ...``)."""
+    text = line.strip()
+    return text.startswith(("Note: ", "Warning: ", "[src/libmpg123", "[libmpg123")) or "mpg123" in text
 
 
 def _decoder_said(lines: list[str]) -> str:
