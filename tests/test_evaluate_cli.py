@@ -60,6 +60,22 @@ def test_region_override_and_missing_predictions(dataset_dir, tmp_path, capsys):
     assert overall["lve"] == 0.0 and overall["mve"] == 0.0
 
 
+def test_merged_score_files_keep_every_model_of_the_same_name():
+    """runA/scores.json, runB/scores.json, runC/scores.json each naming their model 'mmtalker': all three stay."""
+    from pathlib import Path
+
+    from mmtalker.eval.report import merged_sections
+
+    def scores(lve):
+        return {"dataset": "d", "split": "test", "units": {}, "models": {"mmtalker": {"overall": {"lve": lve, "mve": 1}}}}
+
+    loaded = [(Path(f"{run}/scores.json"), scores(k)) for k, run in enumerate(("runA", "runB", "runC", "runC"))]
+    ((_, merged),) = merged_sections(loaded)
+    assert list(merged["models"]) == ["mmtalker", "mmtalker [runB/scores]", "mmtalker [runC/scores]",
+                                      "mmtalker [runC/scores] (2)"]
+    assert [m["overall"]["lve"] for m in merged["models"].values()] == [0, 1, 2, 3]
+
+
 def test_region_files_in_folders_with_a_colon_and_keys_after_the_last_one(tmp_path):
     from mmtalker.eval.protocol import split_region_spec
 

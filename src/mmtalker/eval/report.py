@@ -273,8 +273,21 @@ def merged_sections(loaded: list[tuple[Path, dict]]) -> list[tuple[str, dict]]:
             continue
         home[0].append(file)
         for name, scores in data["models"].items():
-            home[1]["models"][name if name not in home[1]["models"] else f"{name} [{file.stem}]"] = scores
+            home[1]["models"][_unique(name, file, home[1]["models"])] = scores
     return [(", ".join(f"`{f}`" for f in files), data) for files, data in sections]
+
+
+def _unique(name: str, file: Path, taken: dict) -> str:
+    """``name``, or where another file's model has it, ``name [its run folder/file]`` (``runA/scores.json`` and
+    ``runB/scores.json`` both name theirs "MMTalker (best)"), numbered if that too is taken: no model is dropped."""
+    if name not in taken:
+        return name
+    candidate = f"{name} [{file.parent.name}/{file.stem}]" if file.parent.name else f"{name} [{file.stem}]"
+    count = 2
+    unique = candidate
+    while unique in taken:
+        unique, count = f"{candidate} ({count})", count + 1
+    return unique
 
 
 def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
