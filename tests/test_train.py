@@ -329,16 +329,6 @@ def test_batches_draw_from_few_subjects_in_proportion():
     assert len(draw_batch([np.arange(2)], 4, 2, rng)) == 4  # too few clips: drawn with replacement
 
 
-def test_train_cuts_a_batch_larger_than_its_clips(tiny_run, capsys):
-    root, config, data, _ = tiny_run
-    out = root / "big_batch"
-    assert main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--epochs", "1",
-                 "--batch-size", "100"]) == 0
-    used = json.loads((out / "training_config.json").read_text())["optim"]["batch_size"]
-    assert used < 100 and f"optim.batch_size 100 is more than the {used} training clips" in capsys.readouterr().err
-    assert json.loads((out / "results.json").read_text())["steps"] == 1
-
-
 def test_a_split_sharing_sequences_with_training_is_noted():
     from types import SimpleNamespace
 
@@ -364,18 +354,6 @@ def test_every_kinds_results_carry_the_benchmarks_reference_scores():
     assert reference_scores(manifest) == {"oracle_floor": {"test": 1}, "static_baseline": {"test": 2},
                                           "units": {"length": "m", "report_scale": 1e5}}
     assert "reference_scores(" in source.getsource(loop._finish) and "reference_scores(" in source.getsource(peers._finish)
-
-
-def test_a_batch_larger_than_the_clips_is_cut_to_them_with_a_note():
-    from mmtalker.train.config import OptimConfig
-    from mmtalker.train.loop import fit_batch_size
-
-    same, note = fit_batch_size(OptimConfig(batch_size=8), 192)
-    assert same.batch_size == 8 and note is None
-    cut, note = fit_batch_size(OptimConfig(batch_size=512), 192)
-    assert cut.batch_size == 192 and "512" in note and "192 training clips" in note
-    cut, note = fit_batch_size(OptimConfig(batch_size=64), 10, world=4)  # each process's share: 2 clips
-    assert cut.batch_size == 2 and "over 4 processes" in note
 
 
 def test_a_window_read_alone_equals_the_window_of_the_preloaded_clip(tmp_path):

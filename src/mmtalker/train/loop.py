@@ -409,10 +409,6 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         config = dataclasses.replace(config, model=build_dataclass(MMTalkerConfig, saved, str(run_dir / "last" / ckpt.CONFIG)))
     setup = build_setup(config, device, info)
     model, sampler = setup.model, setup.sampler
-    fitted, note = fit_batch_size(config.optim, len(setup.train_clips), info.world)
-    if note and info.main:
-        print(f"mmtalker train: note: {note}", file=sys.stderr)
-    config = dataclasses.replace(config, optim=fitted)
     if config.optim.ema:
         setup.averager = WeightAverage(model, config.optim.ema)
     net = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
@@ -466,18 +462,6 @@ def train(config: TrainingConfig, run_dir: str | Path, *, resume: bool = False, 
         dist.barrier()
         dist.destroy_process_group()
     return results
-
-
-def fit_batch_size(optim, num_clips: int, world: int = 1):
-    """``optim`` with its batch no larger than the training clips allow (each process's share of them), and a note
-    saying so, or None. A larger batch would only repeat clips within each step: every step slower, nothing gained."""
-    most = max(1, num_clips // world)
-    if optim.batch_size <= most:
-        return optim, None
-    return dataclasses.replace(optim, batch_size=most), (
-        f"optim.batch_size {optim.batch_size} is more than the {num_clips} training clips"
-        f"{f' over {world} processes' if world > 1 else ''} allow; each step uses {most}"
-        f"{' per process' if world > 1 else ''}")
 
 
 def steps_per_epoch(num_clips: int, world: int, batch_size: int) -> int:

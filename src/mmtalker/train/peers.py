@@ -352,7 +352,7 @@ def evaluate_reconstruction(model, clips, regions, device) -> dict:
 # ------------------------------------------------------------------------------------------------ the loop
 def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train a peer as ``config`` says into ``run_dir`` (phase by phase); returns the final results."""
-    from mmtalker.train.loop import fit_batch_size, prepare_run_dir, seed_everything, setup_distributed
+    from mmtalker.train.loop import prepare_run_dir, seed_everything, setup_distributed
 
     run_dir = Path(run_dir)
     info, device = setup_distributed(config.optim.device)
@@ -366,10 +366,6 @@ def train_peer(config: PeerTrainingConfig, run_dir: str | Path, *, resume: bool 
     seed_everything(config.optim.seed, config.optim.deterministic)
     rng = np.random.default_rng(config.optim.seed)
     setup = build_peer_setup(config, device)
-    fitted, note = fit_batch_size(config.optim, len(setup.train_clips))
-    if note:
-        print(f"mmtalker train: note: {note}", file=sys.stderr)
-    config = dataclasses.replace(config, optim=fitted)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     adapter = get_kind(config.kind).training_adapter()
