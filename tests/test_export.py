@@ -114,6 +114,23 @@ def test_glb_carries_smooth_normals_and_the_templates_uvs_split_at_seams(tmp_pat
     np.testing.assert_array_equal(faces_back, faces)
 
 
+def test_glb_keeps_vertices_no_face_uses(tmp_path):
+    """A vertex in no face was dropped by the UV split (or read back as garbage) and got a zero-length normal."""
+    verts, faces, template = _animation()
+    loose = np.concatenate([faces[:, :1], faces[:, 1:]], 1)
+    loose = loose[(loose != 0).all(1) & (loose != len(template) - 1).all(1)]  # vertices 0 and V-1 in no face
+    uv, face_uv = _seamed_uv(loose, len(template))
+    for name, texture in (("plain.glb", {}), ("uv.glb", {"uv": uv, "face_uv": face_uv})):
+        info = export.export_glb(tmp_path / name, verts, loose, fps=25, template=template, tolerance=1e-6, **texture)
+        back, _, _ = export.read_glb_animation(info["path"])
+        np.testing.assert_allclose(back, verts, atol=2e-6)
+        gltf, binary = export.read_glb(info["path"])
+        acc = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["NORMAL"]]
+        offset = gltf["bufferViews"][acc["bufferView"]]["byteOffset"]
+        normals = np.frombuffer(binary, np.float32, acc["count"] * 3, offset).reshape(-1, 3)
+        np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+
+
 def test_obj_sequence_keeps_the_templates_uvs(tmp_path):
     from mmtalker.mesh.io import load_mesh
 

@@ -130,13 +130,16 @@ def _check_uv(uv, face_uv, faces: np.ndarray) -> tuple[np.ndarray | None, np.nda
     return uv, face_uv
 
 
-def split_at_uv_seams(faces: np.ndarray, face_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_at_uv_seams(faces: np.ndarray, face_uv: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For formats with one texture coordinate per vertex (glTF): a vertex with several UVs (on a seam) becomes one
     vertex per UV. Returns ``(source_vertex (N,), uv_index (N,), new_faces (F, 3))``: new vertex n copies vertex
-    ``source_vertex[n]`` with UV ``uv_index[n]``."""
+    ``source_vertex[n]`` with UV ``uv_index[n]``; a vertex no face uses comes last, once, with ``uv_index`` -1."""
     pairs = np.stack([faces.ravel(), face_uv.ravel()], 1)
     unique, corner_to_new = np.unique(pairs, axis=0, return_inverse=True)
-    return unique[:, 0], unique[:, 1], corner_to_new.reshape(faces.shape).astype(np.int64)
+    loose = np.setdiff1d(np.arange(num_vertices), unique[:, 0])
+    source = np.concatenate([unique[:, 0], loose]).astype(np.int64)
+    uv_index = np.concatenate([unique[:, 1], np.full(len(loose), -1)]).astype(np.int64)
+    return source, uv_index, corner_to_new.reshape(faces.shape).astype(np.int64)
 
 
 def motion_basis(offsets: np.ndarray, *, max_targets: int, tolerance: float, fit_frames: int = 1500) -> tuple[np.ndarray, np.ndarray, float]:
@@ -227,9 +230,13 @@ def export_glb(
 
     normal = vertex_normals(base.astype(np.float64), faces)  # on the whole topology: no crease along UV seams
     normal_deltas = [vertex_normals(base + b, faces) - normal for b in basis]  # each target at its full weight
+    loose = np.linalg.norm(normal, axis=1) < 0.5  # in no face: glTF wants unit normals all the same
+    normal[loose] = (0.0, 0.0, 1.0)
+    for delta in normal_deltas:
+        delta[loose] = 0.0
     uv, face_uv = _check_uv(uv, face_uv, faces)
     if uv is not None:
-        source, uv_index, faces = split_at_uv_seams(faces, face_uv)
+        source, uv_index, faces = split_at_uv_seams(faces, face_uv, len(base))
         base, basis, normal = base[source], basis[:, source], normal[source]
         normal_deltas = [d[source] for d in normal_deltas]
 
@@ -238,7 +245,8 @@ def export_glb(
     attributes = {"POSITION": pos, "NORMAL": buf.add(normal.astype(np.float32), component=_FLOAT, kind="VEC3",
                                                       target=_ARRAY_BUFFER)}
     if uv is not None:  # glTF's texture space has v pointing down the image; OBJ's (and ours) up
-        texcoord = np.stack([uv[uv_index, 0], 1.0 - uv[uv_index, 1]], 1).astype(np.float32)
+        own = np.where(uv_index >= 0, uv_index, 0)
+        texcoord = np.where((uv_index >= 0)[:, None], np.stack([uv[own, 0], 1.0 - uv[own, 1]], 1), 0.0).astype(np.float32)
         attributes["TEXCOORD_0"] = buf.add(texcoord, component=_FLOAT, kind="VEC2", target=_ARRAY_BUFFER)
     idx = buf.add(faces.astype(np.uint32).ravel(), component=_UINT32, kind="SCALAR", target=_ELEMENT_ARRAY_BUFFER)
     targets = [{"POSITION": buf.add(b.astype(np.float32), component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, minmax=True),
