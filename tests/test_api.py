@@ -183,6 +183,23 @@ def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis,
     assert_close((moved - offset) @ rotation, in_place, atol=1e-5, what="the placed face's motion, brought back")
 
 
+def test_a_mirrored_face_moves_as_the_face_in_place_and_a_scrambled_one_is_refused():
+    """A face exported to the other handedness (one axis flipped) is the same face mirrored; a mesh of the
+    checkpoint's vertex count whose vertices are in another order is no face the network knows."""
+    model = tiny_model(seed=3)
+    talker = MMTalker.from_model(model)
+    base = talker.template_mesh
+    audio = speechlike(1.0)
+    in_place = talker.animate(audio, template=base)
+    mirror = np.diag([1.0, 1.0, -1.0]).astype(np.float32)
+    with pytest.warns(UserWarning, match="is mirrored"):
+        moved = talker.animate(audio, template=Mesh(base.vertices @ mirror, base.faces))
+    assert_close(moved @ mirror, in_place, atol=1e-5, what="the mirrored face's motion, mirrored back")
+    order = np.random.default_rng(0).permutation(base.num_vertices)
+    with pytest.raises(MMTalkerError, match="not its face: even moved, turned and scaled onto it"):
+        talker.animate(audio, template=Mesh(base.vertices[order], base.faces))
+
+
 def test_a_remeshed_copy_a_few_cm_off_the_face_is_refused():
     """The closest-point map of a copy 2.5 cm off the face read the lips' motion at the chin: refused now that at
     most 4 % of the face's size (9 mm on FLAME's head) counts as on the face; a copy in centimetres gets the unit hint."""

@@ -29,7 +29,7 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
 from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed
-from mmtalker.mesh.align import MAX_ANGLE_DEG, MAX_SHIFT_SHARE, rigid_alignment
+from mmtalker.mesh.align import MAX_ANGLE_DEG, MAX_RESIDUAL_SHARE, MAX_SHIFT_SHARE, fit_residual, rigid_alignment
 from mmtalker.mesh.io import Mesh, load_mesh
 from mmtalker.mesh.scale import check_same_scale
 
@@ -184,14 +184,22 @@ class MMTalker:
         """A face of the checkpoint's topology: animated where it is when it sits where the checkpoint's face sits;
         placed or turned otherwise (a head at standing height, a Z-up export), animated in the checkpoint's frame
         (moved onto its face by the best rigid motion) with the motion turned back, and a warning saying so."""
-        alignment = rigid_alignment(mesh.vertices, reference)
-        if not alignment.needed(float(np.ptp(reference, axis=0).max())):
-            return self.engine.prepare(subject, mesh.vertices)
+        what = mesh.path or "template"
         size = float(np.ptp(reference, axis=0).max())
-        parts = ([f"lies {alignment.distance:.3g} away"] if alignment.distance > MAX_SHIFT_SHARE * size else []) + (
+        residual = fit_residual(mesh.vertices, reference)
+        if residual > MAX_RESIDUAL_SHARE * size:
+            raise MMTalkerError(what, f"has the checkpoint's vertex count and faces but not its face: even moved, turned "
+                                f"and scaled onto it, its vertices stay {residual:.3g} from the checkpoint's (RMS; the face "
+                                f"is {size:.3g} across)", "are its vertices in another order? give the checkpoint's "
+                                "topology in its own vertex order")
+        alignment = rigid_alignment(mesh.vertices, reference)
+        if not alignment.needed(size):
+            return self.engine.prepare(subject, mesh.vertices)
+        parts = (["is mirrored"] if alignment.mirrored else []) + (
+            [f"lies {alignment.distance:.3g} away"] if alignment.distance > MAX_SHIFT_SHARE * size else []) + (
             [f"is turned {alignment.angle_deg:.0f}°"] if alignment.angle_deg > MAX_ANGLE_DEG else [])
-        warnings.warn(f"{mesh.path or 'template'}: {' and '.join(parts)} from the checkpoint's face: animated moved onto "
-                      "it, its motion brought back", stacklevel=4)
+        warnings.warn(f"{what}: {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]} from the "
+                      "checkpoint's face: animated moved onto it, its motion brought back", stacklevel=3)
         face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
         face.turn = alignment.rotation
         return face

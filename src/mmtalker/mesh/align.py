@@ -22,15 +22,23 @@ MAX_SHIFT_SHARE = 0.05
 head: other identities' faces sit within a few mm of each other)."""
 
 
+MAX_RESIDUAL_SHARE = 0.1
+"""A face whose vertices stay farther than this share of the face's size (RMS) from the reference's after the best
+move, turn and scaling is not the reference's face family vertex by vertex (another person's face of the topology:
+under 1 %; vertices in another order: tens of %)."""
+
+
 @dataclass(frozen=True)
 class RigidAlignment:
     """``x ↦ x @ rotation.T + shift`` maps the face onto the reference; ``angle_deg`` and ``distance`` (reference units,
-    between the two faces' centroids) say how far apart they were."""
+    between the two faces' centroids) say how far apart they were; ``mirrored``: ``rotation`` is a reflection (a face
+    exported to a system of the other handedness), ``angle_deg`` then that of the turn after the mirroring."""
 
     rotation: np.ndarray
     shift: np.ndarray
     angle_deg: float
     distance: float
+    mirrored: bool = False
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Points (..., 3) of the face's frame in the reference's frame."""
@@ -42,18 +50,39 @@ class RigidAlignment:
 
     def needed(self, reference_size: float) -> bool:
         """Whether the face is far enough from the reference (turned or moved) for the alignment to matter."""
-        return self.angle_deg > MAX_ANGLE_DEG or self.distance > MAX_SHIFT_SHARE * reference_size
+        return self.mirrored or self.angle_deg > MAX_ANGLE_DEG or self.distance > MAX_SHIFT_SHARE * reference_size
 
 
 def rigid_alignment(source: np.ndarray, target: np.ndarray) -> RigidAlignment:
-    """The rotation and shift bringing ``source`` (V, 3) onto ``target`` (V, 3), vertex by vertex (Kabsch)."""
+    """The rotation (or, for a mirrored copy, the reflection) and shift bringing ``source`` (V, 3) onto ``target``
+    (V, 3), vertex by vertex (Kabsch: of the proper rotation and the reflection, the one that fits better)."""
     src = np.asarray(source, np.float64)
     dst = np.asarray(target, np.float64)
     mu_s, mu_t = src.mean(0), dst.mean(0)
-    h = (src - mu_s).T @ (dst - mu_t)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0  # a reflection is not a rotation
-    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    a, b = src - mu_s, dst - mu_t
+    u, _, vt = np.linalg.svd(a.T @ b)
+    proper = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    fits = []
+    for d in (proper, -proper):
+        rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+        fits.append((float(((a @ rotation.T - b) ** 2).sum()), rotation))
+    rotation = min(fits, key=lambda fit: fit[0])[1]
+    mirrored = bool(np.linalg.det(rotation) < 0)
+    turn = rotation @ np.diag([-1.0, 1.0, 1.0]) if mirrored else rotation  # the turn after a mirroring in x
     shift = mu_t - mu_s @ rotation.T
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))))
-    return RigidAlignment(rotation.astype(np.float32), shift.astype(np.float32), angle, float(np.linalg.norm(mu_t - mu_s)))
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1.0) / 2.0, -1.0, 1.0))))
+    return RigidAlignment(rotation.astype(np.float32), shift.astype(np.float32), angle,
+                          float(np.linalg.norm(mu_t - mu_s)), mirrored)
+
+
+def fit_residual(source: np.ndarray, target: np.ndarray) -> float:
+    """RMS distance (target units) between ``target`` and ``source`` moved, turned (or mirrored) and scaled onto it as
+    well as can be (Umeyama): what no placement or unit change explains, as another person's face of the same
+    topology (small) or vertices in another order (large)."""
+    src = np.asarray(source, np.float64)
+    dst = np.asarray(target, np.float64)
+    a, b = src - src.mean(0), dst - dst.mean(0)
+    u, s, vt = np.linalg.svd(a.T @ b)
+    rotation = vt.T @ u.T  # proper or reflection, whichever fits: the singular values' sum is the best correlation
+    scale = s.sum() / max(float((a ** 2).sum()), 1e-30)
+    return float(np.sqrt(((scale * a @ rotation.T - b) ** 2).sum(1).mean()))
