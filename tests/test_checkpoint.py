@@ -55,6 +55,12 @@ def test_corner_uvs_travel_with_the_checkpoint_and_older_checkpoints_get_the_sea
     old = ckpt.load_checkpoint(tmp_path / "ck")[0]
     assert torch.equal(old.corner_uv, old.vertex_uv[old.faces])
     assert_close(_outputs(old), _outputs(model), atol=0, rtol=0, what="outputs: corner UVs serve retargeting only")
+    # a run resumed from such weights keeps the corner UVs its setup built from the dataset's map
+    resumed = small_model(seed=4)
+    resumed.corner_uv += 0.5
+    kept = resumed.corner_uv.clone()
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.corner_uv, kept)
 
 
 def test_weights_files_get_the_umask_permissions(tmp_path):

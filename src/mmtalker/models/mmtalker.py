@@ -418,11 +418,11 @@ class MMTalker(nn.Module):
         self.audio_blocks = TunedBlocks(config, config.audio_dim) if config.audio_finetune else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints made before corner_uv was kept: their maps had it as vertex_uv[faces] (the per-corner UVs of a
-        # seamed map were not stored), which is what retargeting used then
+        # weights saved before corner_uv was kept: this model's own corner UVs stay (built from the dataset's map when
+        # a run resumes; vertex_uv[faces], what retargeting used then, when an old checkpoint is loaded)
         key = prefix + "corner_uv"
-        if key not in state_dict and prefix + "vertex_uv" in state_dict and prefix + "faces" in state_dict:
-            state_dict[key] = state_dict[prefix + "vertex_uv"][state_dict[prefix + "faces"].long()]
+        if key not in state_dict:
+            state_dict[key] = self.corner_uv.detach().clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
