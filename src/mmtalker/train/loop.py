@@ -183,6 +183,8 @@ def scored_test_splits(dataset, prefix: str, *, quiet: bool = False) -> dict:
     scores at its end. A prefix that names none, and a test file that cannot be read, are mistakes found before
     training, not after it."""
     found = {}
+    if not prefix:  # "" would match every split, the training one too: it means no test split
+        return found
     for name in (n for n in dataset.split_names if n.startswith(prefix)):
         try:
             found[name] = dataset.sequences(name)
