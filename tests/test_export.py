@@ -36,6 +36,23 @@ def test_npz_round_trip(tmp_path):
         export.export_npz(path, verts, fps=30)
 
 
+def test_an_interrupted_npz_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    """`export --format npz --overwrite` (and stream's npz) wrote straight to the path: a kill mid-write left a
+    corrupt file where a good one had been."""
+    verts, faces, _ = _animation()
+    path = export.export_npz(tmp_path / "a.npz", verts, fps=30, faces=faces)
+    before = path.read_bytes()
+
+    def killed(f, **arrays):
+        f.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.np, "savez_compressed", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_npz(path, verts * 2, fps=30, faces=faces, overwrite=True)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
 def test_obj_sequence_round_trip(tmp_path):
     from mmtalker.mesh.io import load_mesh
 

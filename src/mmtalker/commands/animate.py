@@ -88,13 +88,7 @@ def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, n
     if to_npy:
         writer.close()
         return np.load(args.out, mmap_mode="r"), face.faces
-    tmp = args.out.with_name(f".{args.out.stem}.partial{os.getpid()}.npz")
-    try:
-        export_npz(tmp, verts, fps=talker.fps, faces=face.faces, overwrite=True)
-        os.replace(tmp, args.out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    export_npz(args.out, verts, fps=talker.fps, faces=face.faces, overwrite=True)  # written whole or not at all
     return verts, face.faces
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -120,8 +121,13 @@ def run(args: argparse.Namespace) -> int:
         raise MMTalkerError(args.audio, "gave no audio")
     if args.out.suffix.lower() == ".npy":
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "wb") as f:  # a handle: np.save would add ".npy" to a name ending in ".NPY"
-            np.save(f, verts)
+        tmp = args.out.with_name(f".{args.out.name}.partial{os.getpid()}")
+        try:  # under a temporary name first: an interrupted write leaves no half file, and --overwrite's old one whole
+            with open(tmp, "wb") as f:  # a handle: np.save would add ".npy" to a name ending in ".NPY"
+                np.save(f, verts)
+            os.replace(tmp, args.out)
+        finally:
+            tmp.unlink(missing_ok=True)
     else:
         export_npz(args.out, verts, fps=talker.fps, faces=stream.faces, overwrite=True)
     times = np.asarray(stream.push_seconds) * 1000

@@ -50,7 +50,8 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = False) -> Path:
-    """``vertices`` (T, V, 3), ``fps`` and optionally ``faces`` (F, 3) in one compressed npz."""
+    """``vertices`` (T, V, 3), ``fps`` and optionally ``faces`` (F, 3) in one compressed npz, written under a
+    temporary name and renamed at the end: an interrupted write leaves no half file, and the one it replaces whole."""
     path = Path(path)
     vertices, faces = _check_animation(vertices, faces)
     _refuse_existing(path, overwrite)
@@ -58,8 +59,13 @@ def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = Fals
     if faces is not None:
         arrays["faces"] = faces.astype(np.int32)
     path.parent.mkdir(parents=True, exist_ok=True)  # as every other writer: a new folder in --out is made
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+    tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
