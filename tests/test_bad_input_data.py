@@ -145,6 +145,11 @@ def test_train_without_an_eye_region_file_it_does_not_need_trains_and_says_so(wo
     assert code == 0, err[-800:]
     (note,) = [line for line in err.splitlines() if "note:" in line]
     assert "EVE (no region 'eye_region': its file is missing) and FDD (no region 'upper_face': its file is missing)" in note
+    # and the run's scores can be had the same way: EVE and FDD unscored, said, not an error
+    code, out, err = run_cli(["evaluate", "--data", data, "--pred", world["pred"]], capsys)
+    assert code == 0, err
+    assert "eyes: not scored: the file of manifest region 'eye_region' is missing" in out
+    assert "upper: not scored: the file of manifest region 'upper_face' is missing" in out
 
 
 def test_a_damaged_test_file_stops_training_before_it_starts(world, tmp_path, capsys):

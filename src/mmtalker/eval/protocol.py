@@ -56,9 +56,13 @@ def regions_for(dataset, overrides: dict[str, str] | None = None) -> Regions:
             out.sources[role] = f"{spec} ({_counted(region)})"
             continue
         defined = [n for n in names if n in available]
-        # the first of the role's names whose files are there; with none there, the first defined (its read then
-        # says which file is missing)
-        name = next((n for n in defined if dataset.region_present(n)), defined[0] if defined else None)
+        # the first of the role's names whose files are there; with none there, the lips' first defined (its read
+        # then says which file is missing: LVE is the protocol's point), the other roles left unscored with a note
+        name = next((n for n in defined if dataset.region_present(n)), None)
+        if name is None and defined and role != "lips":
+            out.sources[role] = f"not scored: the file of manifest region '{defined[0]}' is missing"
+            continue
+        name = name or (defined[0] if defined else None)
         if name is not None:
             region = dataset.region_record(name)
             setattr(out, role, region.indices)

@@ -154,10 +154,17 @@ def _region_indices(dataset, names: list[str], required: list[str]) -> dict[str,
 
 def training_regions(dataset, loss, eye_pathway: bool = False) -> dict[str, np.ndarray]:
     """The regions a run reads: ``loss.lip_region`` (required), ``loss.eye_region`` (required when ``loss.eyes``
-    weights it or the eye pathway needs it) and ``upper_face`` (FDD, when there)."""
+    weights it or the eye pathway needs it) and, under the key ``upper_face``, FDD's region: the first of its role's
+    names (``mmtalker.eval.protocol.REGION_ROLES``) whose files are there, as ``mmtalker evaluate`` picks it."""
+    from mmtalker.eval.protocol import REGION_ROLES
+
     needs_eyes = loss.eyes > 0 or eye_pathway
-    return _region_indices(dataset, [loss.lip_region, loss.eye_region, "upper_face"],
-                           required=[loss.lip_region] + ([loss.eye_region] if needs_eyes else []))
+    regions = _region_indices(dataset, [loss.lip_region, loss.eye_region],
+                              required=[loss.lip_region] + ([loss.eye_region] if needs_eyes else []))
+    upper = next((name for name in REGION_ROLES["upper"] if dataset.region_present(name)), None)
+    if upper is not None:
+        regions["upper_face"] = np.asarray(dataset.region(upper), dtype=np.int64)
+    return regions
 
 
 def _check_regions(dataset, loss, regions: dict) -> str | None:
