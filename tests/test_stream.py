@@ -146,3 +146,21 @@ def test_stream_command_from_a_file_and_from_stdin(tmp_path, monkeypatch, capsys
     assert_close(np.load(tmp_path / "s.npy"), from_file["vertices"], atol=1e-4, what="stdin vs file")
     with pytest.raises(MMTalkerError, match="already exists"):
         _stream_cli(["--checkpoint", str(ck), "--audio", "-", "--out", str(tmp_path / "s.npy")])
+
+
+def test_an_untagged_mp3_on_stdin_is_named_and_pcm_is_not_taken_for_one(tmp_path):
+    """An mp3 without an ID3 tag starts with a frame header, not a magic word: piped to `stream --audio -` it was
+    read as raw PCM (noise-driven motion, no error)."""
+    import soundfile as sf
+
+    from mmtalker.commands.stream import _untagged_mp3
+
+    rate = 22050
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
+    sf.write(tmp_path / "a.mp3", tone, rate, format="MP3")
+    raw = (tmp_path / "a.mp3").read_bytes()[:5120]
+    assert raw[:3] != b"ID3" and _untagged_mp3(raw)
+    pcm = [np.full(2560, -1, "<i2"), np.full(2560, -1025, "<i2"), (tone[:2560] * 32767).astype("<i2"),
+           np.random.default_rng(0).integers(-2**15, 2**15, 2560).astype("<i2")]
+    assert not any(_untagged_mp3(p.tobytes()) for p in pcm)
+

@@ -52,6 +52,21 @@ CONTAINERS = {b"RIFF": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b
 """File headers that show stdin holds an audio file, not the raw PCM --audio - reads."""
 
 
+def _mp3_frame_header(raw: bytes, at: int) -> bool:
+    """Whether an MPEG audio Layer III frame header starts at ``raw[at]`` (sync, a real version, bitrate and rate)."""
+    if at + 4 > len(raw) or raw[at] != 0xFF or raw[at + 1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (raw[at + 1] >> 3) & 3, (raw[at + 1] >> 1) & 3
+    bitrate, rate = raw[at + 2] >> 4, (raw[at + 2] >> 2) & 3
+    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
+
+
+def _untagged_mp3(raw: bytes) -> bool:
+    """An mp3 without an ID3 tag starts with a frame header, and another follows within a frame's length (at most
+    1441 bytes at 320 kbit/s and 32 kHz); raw PCM that happens to start like one is not followed so."""
+    return _mp3_frame_header(raw, 0) and any(_mp3_frame_header(raw, k) for k in range(4, min(len(raw) - 3, 2900)))
+
+
 def _chunks(args, talker, step: int):
     """Yield (n,) float32 chunks of 16 kHz audio from stdin or a file."""
     if args.audio == "-":
@@ -61,9 +76,11 @@ def _chunks(args, talker, step: int):
             if not raw:
                 return
             if first:
-                kind = next((k for magic, k in CONTAINERS.items() if raw.startswith(magic)), None)
+                kind = next((k for magic, k in CONTAINERS.items() if raw.startswith(magic)), None) or (
+                    "MP3" if _untagged_mp3(raw) else None)
                 if kind:
-                    raise MMTalkerError("--audio -", f"stdin holds a {kind} file, not raw 16-bit 16 kHz mono PCM",
+                    raise MMTalkerError("--audio -", f"stdin holds {'an' if kind[0] in 'AMO' else 'a'} {kind} file, not "
+                                        "raw 16-bit 16 kHz mono PCM",
                                         "give the file as --audio FILE, or decode it to s16le 16 kHz mono first")
                 first = False
             raw = raw[: len(raw) // 2 * 2]
