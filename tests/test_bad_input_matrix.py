@@ -241,6 +241,25 @@ def test_long_audio_animates_in_windows(world, tmp_path, capsys):
     assert verts.shape == (int(5 * FPS), 81, 3) and np.isfinite(verts).all()
 
 
+def test_a_turned_templates_video_shows_the_face_as_the_checkpoints_is_shown(world, tmp_path, capsys):
+    """A Z-up template's video looked at the underside of the chin: it is now turned front-on, as the checkpoint's."""
+    import imageio_ffmpeg
+
+    turn = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float32)  # y up -> z up
+    turned = _write_obj(tmp_path / "zup.obj", world["vertices"] @ turn.T, world["faces"])
+    videos = []
+    for name, template in (("plain", world["mesh"]), ("zup", turned)):
+        video = tmp_path / f"{name}.mp4"
+        code, _, err = run_cli(["animate", "--checkpoint", world["ckpt"], "--audio", world["wav"], "--template", template,
+                                "--out", tmp_path / f"{name}.npz", "--video", video, "--size", "64"], capsys)
+        assert code == 0, err
+        reader = imageio_ffmpeg.read_frames(str(video))
+        size = next(reader)["size"]
+        videos.append(np.stack([np.frombuffer(f, np.uint8).reshape(size[1], size[0], 3) for f in reader]).astype(float))
+    assert "is turned 90°" in err
+    assert np.abs(videos[0] - videos[1]).mean() < 2.0  # the same picture, up to video coding
+
+
 def test_outputs_in_folders_not_yet_made_are_written(world, tmp_path, capsys):
     """animate's and stream's npz (and stream's .NPY) used to fail after all the work, naming a temporary file,
     when --out's folder did not exist yet; their other outputs made the folder."""

@@ -58,9 +58,10 @@ def _check_outputs(args) -> None:
     require_pixels("--size", args.size)  # before any work: a bad size would fail after --out was written
 
 
-def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Animate to --out window by window. ``.npy`` frames go straight to the file (memory for one window
-    only); ``.npz`` is compressed at the end. Returns (vertices (T, P, 3), possibly memory-mapped, faces)."""
+    only); ``.npz`` is compressed at the end. Returns (vertices (T, P, 3), possibly memory-mapped, faces, and for a
+    face placed or turned otherwise than the checkpoint's the turn that shows it front-on (None: it already is))."""
     from mmtalker.inference.npy_writer import NpyBlockWriter
     from mmtalker.progress import progress
     from mmtalker.render.export import export_npz
@@ -87,9 +88,9 @@ def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, n
         bar.close()
     if to_npy:
         writer.close()
-        return np.load(args.out, mmap_mode="r"), face.faces
+        return np.load(args.out, mmap_mode="r"), face.faces, face.turn
     export_npz(args.out, verts, fps=talker.fps, faces=face.faces, overwrite=True)  # written whole or not at all
-    return verts, face.faces
+    return verts, face.faces, face.turn
 
 
 def _render(args, verts: np.ndarray, faces: np.ndarray, fps: float) -> None:
@@ -138,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
     _check_windows(args, talker)
     samples = talker.read_audio(args.audio)
     T = talker.num_frames_for(len(samples))
-    verts, faces = _write_frames(talker, samples, args, T)
+    verts, faces, turn = _write_frames(talker, samples, args, T)
     print(f"wrote {args.out} ({frames_text(T)} × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
     if args.video is not None:
-        _render(args, verts, faces, talker.fps)
+        # the video looks at the face as the checkpoint's face is looked at: a Z-up export turned back front-on
+        _render(args, verts if turn is None else np.asarray(verts) @ turn.T, faces, talker.fps)
         print(f"wrote {args.video}")
     return 0

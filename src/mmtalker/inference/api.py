@@ -196,13 +196,19 @@ class MMTalker:
         if not alignment.needed(size):
             return self.engine.prepare(subject, mesh.vertices)
         parts = (["is mirrored"] if alignment.mirrored else []) + (
-            [f"lies {alignment.distance:.3g} away"] if alignment.distance > MAX_SHIFT_SHARE * size else []) + (
+            [f"lies {alignment.distance:.3g} {self._length_unit()} away"] if alignment.distance > MAX_SHIFT_SHARE * size
+            else []) + (
             [f"is turned {alignment.angle_deg:.0f}°"] if alignment.angle_deg > MAX_ANGLE_DEG else [])
         warnings.warn(f"{what}: {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]} from the "
                       "checkpoint's face: animated moved onto it, its motion brought back", stacklevel=3)
         face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
         face.turn = alignment.rotation
         return face
+
+    def _length_unit(self) -> str:
+        """The unit of the checkpoint's training data (``m`` for VOCASET and the synthetic benchmark), as recorded."""
+        units = ((self.extras.get("dataset") or {}).get("units") or {}) if isinstance(self.extras, dict) else {}
+        return str(units.get("length", "units"))
 
     def _as_mesh(self, template) -> Mesh:
         if isinstance(template, Mesh):
