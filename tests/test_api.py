@@ -200,6 +200,26 @@ def test_a_mirrored_face_moves_as_the_face_in_place_and_a_scrambled_one_is_refus
         talker.animate(audio, template=Mesh(base.vertices[order], base.faces))
 
 
+def test_the_same_triangles_in_another_order_corners_or_winding_are_the_same_topology():
+    """An exporter that reorders faces, starts them at another corner or reverses them (another handedness) writes
+    the checkpoint's topology: such a mesh placed elsewhere was sent to retargeting and refused as off the face."""
+    model = tiny_model(seed=3)
+    talker = MMTalker.from_model(model)
+    base = talker.template_mesh
+    audio = speechlike(1.0)
+    in_place = talker.animate(audio, template=base)
+    shuffled = base.faces[np.random.default_rng(1).permutation(len(base.faces))][:, [1, 2, 0]]
+    lifted = np.float32([0.0, 1.6, 0.0])
+    with pytest.warns(UserWarning, match="lies 1.6"):
+        moved = talker.animate(audio, template=Mesh(base.vertices + lifted, shuffled))
+    assert_close(moved - lifted, in_place, atol=1e-5, what="reordered faces, placed elsewhere")
+    assert np.array_equal(talker.prepare_face(template=Mesh(base.vertices, shuffled)).faces, shuffled)  # its own faces
+    flip = np.diag([1.0, 1.0, -1.0]).astype(np.float32)
+    with pytest.warns(UserWarning, match="is mirrored"):
+        mirrored = talker.animate(audio, template=Mesh(base.vertices @ flip, base.faces[:, ::-1].copy()))
+    assert_close(mirrored @ flip, in_place, atol=1e-5, what="another handedness, winding reversed")
+
+
 def test_a_remeshed_copy_a_few_cm_off_the_face_is_refused():
     """The closest-point map of a copy 2.5 cm off the face read the lips' motion at the chin: refused now that at
     most 4 % of the face's size (9 mm on FLAME's head) counts as on the face; a copy in centimetres gets the unit hint."""

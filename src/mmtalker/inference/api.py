@@ -158,15 +158,17 @@ class MMTalker:
             return self._faces[style]
         mesh = self._as_mesh(template)
         ckpt_faces = self.model.faces.cpu().numpy()
-        same = mesh.vertices.shape[0] == self.num_vertices and (
-            mesh.faces is None or (mesh.faces.shape == ckpt_faces.shape and np.array_equal(mesh.faces, ckpt_faces)))
+        same = mesh.vertices.shape[0] == self.num_vertices and (mesh.faces is None or _same_triangles(mesh.faces, ckpt_faces))
         if not np.isfinite(mesh.vertices).all():  # before the size check, which NaN would turn into "nan× the size"
             raise MMTalkerError(mesh.path or "template", "has NaN or infinite vertex positions")
         reference = self.model.template.cpu().numpy()
         if same:
             check_same_scale(mesh.path or "template", mesh.vertices, reference, "the face the checkpoint was trained on",
                              "give the template in the training data's units (mm and m differ 1000×)")
-            return self._prepare_in_place(subject, mesh, reference)
+            face = self._prepare_in_place(subject, mesh, reference)
+            if mesh.faces is not None:  # its own triangles (another order, corners or winding) for what it exports
+                face.faces = np.asarray(mesh.faces, np.int64)
+            return face
         if self.kind != "mmtalker":
             raise MMTalkerError(mesh.path or "template", f"is not the {self.kind} checkpoint's topology "
                                 f"({self.num_vertices} vertices, its faces)", "the peers animate their training mesh only")
@@ -332,3 +334,15 @@ class MMTalker:
         if unknown:
             raise MMTalkerError("stream", f"has no option {', '.join(unknown)}", f"options: style, template, {', '.join(known)}")
         return StreamingAnimator(self.engine, self.prepare_face(style, template), **kw)
+
+
+def _same_triangles(faces: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether two face arrays hold the same triangles, whatever their order, first corner or winding (an exporter
+    for another handedness reverses every triangle)."""
+    faces, reference = np.asarray(faces), np.asarray(reference)
+    if faces.shape != reference.shape:
+        return False
+    if np.array_equal(faces, reference):
+        return True
+    canon = lambda f: np.unique(np.sort(f, axis=1), axis=0)  # noqa: E731
+    return np.array_equal(canon(faces), canon(reference))
