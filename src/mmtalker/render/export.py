@@ -234,10 +234,16 @@ def export_glb(
     times = np.arange(len(vertices), dtype=np.float32) / np.float32(fps)
     from mmtalker.render.renderer import vertex_normals
 
-    normal = vertex_normals(base.astype(np.float64), faces)  # on the whole topology: no crease along UV seams
-    normal_deltas = [vertex_normals(base + b, faces) - normal for b in basis]  # each target at its full weight
-    loose = np.linalg.norm(normal, axis=1) < 0.5  # in no face: glTF wants unit normals all the same
+    # Normals on the whole topology (no crease along UV seams), exact at the rest shape the default weights give:
+    # each target's change of them over its whole weight range around the rest shape, the base normal below it.
+    rest = (base + np.einsum("k,kvc->vc", rest_weights, basis)).astype(np.float64)
+    rest_normal = vertex_normals(rest, faces)
+    normal_deltas = [vertex_normals(rest + (1.0 - r) * b, faces) - vertex_normals(rest - r * b, faces)
+                     for r, b in zip(rest_weights, basis)]
+    normal = rest_normal - sum((r * d for r, d in zip(rest_weights, normal_deltas)), np.zeros_like(rest_normal))
+    loose = np.linalg.norm(rest_normal, axis=1) < 0.5  # in no face: glTF wants unit normals all the same
     normal[loose] = (0.0, 0.0, 1.0)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)  # glTF's NORMAL is unit length (viewers renormalise)
     for delta in normal_deltas:
         delta[loose] = 0.0
     uv, face_uv = _check_uv(uv, face_uv, faces)
