@@ -234,8 +234,9 @@ def export_glb(
     times = np.arange(len(vertices), dtype=np.float32) / np.float32(fps)
     from mmtalker.render.renderer import vertex_normals
 
-    # Normals on the whole topology (no crease along UV seams), exact at the rest shape the default weights give:
-    # each target's change of them over its whole weight range around the rest shape, the base normal below it.
+    # Normals on the whole topology (no crease along UV seams), fitted at the rest shape the default weights give:
+    # each target's change of them over its whole weight range around the rest shape, the base normal below it
+    # (made unit length, as glTF asks: at rest the blend is then within a few degrees, not exact).
     rest = (base + np.einsum("k,kvc->vc", rest_weights, basis)).astype(np.float64)
     rest_normal = vertex_normals(rest, faces)
     normal_deltas = [vertex_normals(rest + (1.0 - r) * b, faces) - vertex_normals(rest - r * b, faces)
