@@ -87,6 +87,7 @@ def test_region_files_in_folders_with_a_colon_and_keys_after_the_last_one(tmp_pa
     assert split_region_spec(f"{folder}/masks.pkl:lips") == (f"{folder}/masks.pkl", "lips")
     assert split_region_spec("FLAME_masks.pkl:eye_region") == ("FLAME_masks.pkl", "eye_region")
     assert split_region_spec("none.txt") == ("none.txt", None)
+    assert split_region_spec("c:dir/missing.txt") == ("c:dir/missing.txt", None)  # named whole when missing
 
 
 def test_fdd_has_its_own_report_scale_where_the_dataset_gives_one():

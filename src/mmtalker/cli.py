@@ -71,7 +71,13 @@ def _one_line_warning(command: str):
     def show(message, category, filename, lineno, file=None, line=None):
         if not os.path.abspath(filename).startswith(package + os.sep):
             return default(message, category, filename, lineno, file, line)
-        print(f"mmtalker {command}: warning: {message}", file=file or sys.stderr)
+        line = f"mmtalker {command}: warning: {message}"
+        try:  # on a line of its own, not after a progress bar's
+            from tqdm import tqdm
+
+            tqdm.write(line, file=file or sys.stderr)
+        except ImportError:
+            print(line, file=file or sys.stderr)
 
     return show
 

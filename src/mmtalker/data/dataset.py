@@ -198,7 +198,8 @@ class Dataset:
         unknown = [s for s in subjects if s not in self.subjects]
         if unknown:
             raise MMTalkerError(f"split {name!r}", f"names subject(s) the dataset does not have: {', '.join(unknown)}",
-                                f"the dataset has {', '.join(self.subjects)}; pass a split file with --splits")
+                                f"the dataset has {', '.join(self.subjects)}; name those in the split (a split file: "
+                                "--splits FILE)")
         subject_set = set(subjects)
         sentences = None if split.sentences is None else set(split.sentences)
         return [

@@ -79,7 +79,9 @@ def split_region_spec(spec: str) -> tuple[str, str | None]:
     if Path(spec).is_file():
         return spec, None
     path, sep, key = spec.rpartition(":")
-    return (path, key or None) if sep and path else (spec, None)
+    if not sep or not path or "/" in key or "\\" in key:  # "c:dir/lips.txt": a path, not a file and a key
+        return spec, None
+    return path, key or None
 
 
 def _counted(region) -> str:

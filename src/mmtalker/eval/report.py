@@ -292,6 +292,7 @@ def _unique(name: str, file: Path, taken: dict) -> str:
 
 def write_report(score_files: list[Path], out: Path, dataset=None) -> Path:
     """Writes report.md and the figures into ``out``; returns the Markdown file's path."""
+    score_files = list(dict.fromkeys(Path(f).resolve() for f in score_files))  # a file given twice counts once
     loaded = [(file, load_scores(file)) for file in score_files]  # every file checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# Comparison", ""]
