@@ -332,15 +332,15 @@ def test_decoder_capture_keeps_other_writers_lines_and_stderr_itself(tmp_path, c
     before = os.fstat(2)
 
     def decode():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(5):
-                load_audio(cut)
+        for _ in range(5):
+            load_audio(cut)
 
-    threads = [threading.Thread(target=decode) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with warnings.catch_warnings():  # here, not in the threads: catch_warnings is not thread-safe
+        warnings.simplefilter("ignore")
+        threads = [threading.Thread(target=decode) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
