@@ -185,6 +185,18 @@ def test_a_split_of_subjects_this_copy_lacks_is_shown_and_not_scored(world, tmp_
     assert_clear_error(_train(world, data, tmp_path, "optim.epochs=1") + ["--overwrite"], capsys, "split 'test'", "F1")
 
 
+def test_a_dataset_wav_cut_short_is_warned_of_when_the_dataset_opens(world, tmp_path, capsys):
+    """A wav copied incompletely (its header promising more) was read as far as it went and scored against
+    silence; only `inspect FILE` said so."""
+    data = _copy_data(world, tmp_path)
+    _edit_manifest(data, lambda m: m.update(duration_tolerance=1.0))  # as the presets allow
+    wav = data / "wav" / "s01_sentence01.wav"
+    wav.write_bytes(wav.read_bytes()[: int(wav.stat().st_size * 0.8)])
+    code, out, err = run_cli(["inspect", data], capsys)
+    assert code == 0, err
+    assert "1 wav file(s) hold less audio than their headers promise (e.g. s01_sentence01.wav" in err
+
+
 # ----------------------------------------------------------------------------- bug 2: motion file missing
 def test_a_motion_file_missing_beside_its_wav_is_an_error(world, tmp_path, capsys):
     """Our own format: a sequence whose wav is there but not its motion is not silently dropped."""

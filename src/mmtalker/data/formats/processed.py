@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmtalker.audio.io import audio_info, load_audio
+from mmtalker.audio.io import audio_info, load_audio, wav_share_present
 from mmtalker.data.formats.common import as_frames, check_duration, open_npy, split_key
 from mmtalker.data.manifest import Manifest
 from mmtalker.data.sequence import Sequence
@@ -90,7 +91,23 @@ def scan(root: Path, manifest: Manifest, subjects: list[str]) -> list[Sequence]:
         raise MMTalkerError(root, f"has no {VERTICES_DIR}/ folder", "is this the right dataset folder?")
     sequences = [_sequence(root, npy, manifest, subjects) for npy in sorted(vertex_dir.glob("*.npy"))]
     _audio_without_motion(root, manifest, {s.key for s in sequences})
+    _truncated_audio(root, sequences)
     return sequences
+
+
+def _truncated_audio(root: Path, sequences: list[Sequence]) -> None:
+    """One warning for the wav files that hold less audio than their headers promise (copied incompletely): their
+    sequences are read as far as they go, the rest of their motion scored against silence."""
+    cut = []
+    for seq in sequences:
+        wav = root / WAV_DIR / f"{seq.key}.wav"
+        share = wav_share_present(wav)
+        if share is not None and share < 0.999:
+            cut.append((wav, share))
+    if cut:
+        wav, share = cut[0]
+        warnings.warn(f"{root / WAV_DIR}: {len(cut)} wav file(s) hold less audio than their headers promise (e.g. "
+                      f"{wav.name}: {share:.0%} of it): copied incompletely? Copy them again", stacklevel=4)
 
 
 def _audio_without_motion(root: Path, manifest: Manifest, keys: set[str]) -> None:
