@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -181,6 +182,10 @@ def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis,
         moved = talker.animate(audio, template=placed)
     assert np.abs(in_place - base.vertices).max() > 0
     assert_close((moved - offset) @ rotation, in_place, atol=1e-5, what="the placed face's motion, brought back")
+    with warnings.catch_warnings():  # evaluation scores a dataset's templates where they are, as training saw them
+        warnings.simplefilter("error")
+        kept = talker.prepare_face(template=placed, place=False)
+    assert kept.turn is None and np.array_equal(kept.rest, placed.vertices)
 
 
 def test_a_mirrored_face_moves_as_the_face_in_place_and_a_scrambled_one_is_refused():

@@ -146,8 +146,10 @@ class MMTalker:
                                 f"{self.engine.min_samples / SAMPLE_RATE * 1000:.0f} ms of speech is needed")
         return samples
 
-    def prepare_face(self, style: str | None = None, template: TemplateLike = None) -> PreparedFace:
-        """Run the mesh-only stages for ``style`` and ``template`` (see :meth:`animate`)."""
+    def prepare_face(self, style: str | None = None, template: TemplateLike = None, *, place: bool = True) -> PreparedFace:
+        """Run the mesh-only stages for ``style`` and ``template`` (see :meth:`animate`). ``place=False`` animates a
+        template of the checkpoint's topology where it is, never moving it onto the checkpoint's face (scoring a
+        dataset's own templates as training saw them)."""
         import torch
 
         subject = self.subject_index(style)
@@ -165,7 +167,7 @@ class MMTalker:
         if same:
             check_same_scale(mesh.path or "template", mesh.vertices, reference, "the face the checkpoint was trained on",
                              "give the template in the training data's units (mm and m differ 1000×)")
-            face = self._prepare_in_place(subject, mesh, reference)
+            face = self._prepare_in_place(subject, mesh, reference, place)
             if mesh.faces is not None:  # its own triangles (another order, corners or winding) for what it exports
                 face.faces = np.asarray(mesh.faces, np.int64)
             return face
@@ -182,7 +184,7 @@ class MMTalker:
                                       what=mesh.path or "template")
         return self.engine.prepare(subject, retarget.rest_on_checkpoint, retarget)
 
-    def _prepare_in_place(self, subject: int, mesh: Mesh, reference: np.ndarray) -> PreparedFace:
+    def _prepare_in_place(self, subject: int, mesh: Mesh, reference: np.ndarray, place: bool = True) -> PreparedFace:
         """A face of the checkpoint's topology: animated where it is when it sits where the checkpoint's face sits;
         placed or turned otherwise (a head at standing height, a Z-up export), animated in the checkpoint's frame
         (moved onto its face by the best rigid motion) with the motion turned back, and a warning saying so."""
@@ -195,7 +197,7 @@ class MMTalker:
                                 f"is {size:.3g} across)", "are its vertices in another order? give the checkpoint's "
                                 "topology in its own vertex order")
         alignment = rigid_alignment(mesh.vertices, reference)
-        if not alignment.needed(size):
+        if not place or not alignment.needed(size):
             return self.engine.prepare(subject, mesh.vertices)
         parts = (["is mirrored"] if alignment.mirrored else []) + (
             [f"lies {alignment.distance:.3g} {self._length_unit()} away"] if alignment.distance > MAX_SHIFT_SHARE * size
@@ -255,7 +257,8 @@ class MMTalker:
 
     def animate(self, audio: AudioLike, *, style: str | None = None, template: TemplateLike = None,
                 num_frames: int | None = None, sample_rate: int = SAMPLE_RATE, window_s: float = DEFAULT_WINDOW_S,
-                overlap_s: float = DEFAULT_OVERLAP_S, out: np.ndarray | None = None) -> np.ndarray:
+                overlap_s: float = DEFAULT_OVERLAP_S, out: np.ndarray | None = None,
+                face: PreparedFace | None = None) -> np.ndarray:
         """Animate speech; returns vertex positions (T, P, 3) float32 at :attr:`fps`.
 
         Args:
@@ -267,10 +270,14 @@ class MMTalker:
             num_frames: T; default round(duration × fps). Audio shorter than T frames is padded with silence.
             window_s, overlap_s: window and crossfade lengths for long audio (window at most the encoder's 30 s).
             out: optional (T, P, 3) float32 array to fill (e.g. ``np.lib.format.open_memmap`` for hours of audio).
+            face: what :meth:`prepare_face` returned, in place of ``style`` and ``template``.
         """
         samples = self.read_audio(audio, sample_rate)
         T = self._frames_to_make(num_frames, len(samples))
-        face = self.prepare_face(style, template)
+        if face is not None and not isinstance(face, PreparedFace):
+            raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
+                                "or leave it out and pass style/template")
+        face = face if face is not None else self.prepare_face(style, template)
         if out is not None:
             self._check_out(out, (T, face.num_points, 3))
         result = out
