@@ -14,8 +14,9 @@ def register(sub) -> None:
         "report",
         help="write a Markdown comparison with bar charts and per-vertex error heatmaps",
         description=(
-            "Compare every model in one or more 'mmtalker evaluate --json' files (one per split): writes report.md "
-            "with a table per split (units stated; the oracle floor when it was scored), metrics_<split>.png bar "
+            "Compare every model in one or more 'mmtalker evaluate --json' files (files of one split scored alike, as "
+            "separate evaluate runs of each model give them, make one comparison): writes report.md with a table per "
+            "split (units stated; the oracle floor when it was scored), metrics_<split>.png bar "
             "charts of LVE, EVE and |FDD|, and, with --data, heatmap_<split>.png: each model's per-vertex error "
             "rendered on the face."
         ),
