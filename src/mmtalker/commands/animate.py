@@ -25,8 +25,9 @@ def register(sub) -> None:
             "(wav, flac, ogg, mp3; any rate; mono or stereo) and of any length: long audio runs in overlapping "
             "20 s windows with a crossfade. The output has one frame per 1/fps s at the checkpoint's frame rate: "
             ".npy holds the vertices (T, V, 3) float32, .npz holds vertices, fps and faces. --template animates "
-            "another face with the checkpoint's topology, or a mesh of another resolution lying on the "
-            "checkpoint's face (e.g. its template subdivided), retargeted through the UV displacement field."
+            "another face with the checkpoint's topology (placed, turned or mirrored anywhere: it is animated moved onto "
+            "the checkpoint's face and its motion brought back, with a warning), or a mesh of another resolution lying "
+            "on the checkpoint's face (e.g. its template subdivided), retargeted through the UV displacement field."
         ),
         epilog="example: mmtalker animate --checkpoint runs/demo/mmtalker/best --audio speech.wav --out anim.npz --video talk.mp4 (runs/demo/mmtalker/best: the model the demo trains; a training run has its own best/ folder)",
     )
