@@ -188,6 +188,19 @@ def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis,
     assert kept.turn is None and np.array_equal(kept.rest, placed.vertices)
 
 
+def test_a_face_where_a_training_subject_sat_is_animated_where_it_is():
+    """A dataset whose subjects were captured in different places: the network saw faces there, so a template near
+    any training subject's stays put (evaluation of such a dataset is not moved, nor warned about per sequence)."""
+    model = tiny_model(seed=3)
+    lifted = np.float32([0.0, 1.6, 0.0])
+    model.subject_templates[1] = model.template + torch.from_numpy(lifted)  # bob was captured 1.6 m up
+    talker = MMTalker.from_model(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        face = talker.prepare_face(template=Mesh(talker.template_mesh.vertices + lifted, talker.template_mesh.faces))
+    assert face.turn is None
+
+
 def test_a_mirrored_face_moves_as_the_face_in_place_and_a_scrambled_one_is_refused():
     """A face exported to the other handedness (one axis flipped) is the same face mirrored; a mesh of the
     checkpoint's vertex count whose vertices are in another order is no face the network knows."""

@@ -94,6 +94,21 @@ def _write_frames(talker, samples, args, num_frames: int) -> tuple[np.ndarray, n
     return verts, face.faces, face.turn
 
 
+class _Turned:
+    """Frames (T, P, 3) turned by ``matrix`` one at a time as they are drawn: a memory-mapped hour of animation stays
+    on disk, not turned whole in memory."""
+
+    def __init__(self, frames, matrix: np.ndarray):
+        self.frames, self.matrix = frames, matrix
+        self.shape = frames.shape
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t):
+        return np.asarray(self.frames[t]) @ self.matrix
+
+
 def _render(args, verts: np.ndarray, faces: np.ndarray, fps: float) -> None:
     from mmtalker.audio.io import save_wav
     from mmtalker.progress import progress
@@ -144,6 +159,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({frames_text(T)} × {verts.shape[1]} vertices at {talker.fps:g} fps, {T / talker.fps:.2f} s)")
     if args.video is not None:
         # the video looks at the face as the checkpoint's face is looked at: a Z-up export turned back front-on
-        _render(args, verts if turn is None else np.asarray(verts) @ turn.T, faces, talker.fps)
+        _render(args, verts if turn is None else _Turned(verts, turn.T), faces, talker.fps)
         print(f"wrote {args.video}")
     return 0

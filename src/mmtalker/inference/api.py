@@ -148,8 +148,7 @@ class MMTalker:
 
     def prepare_face(self, style: str | None = None, template: TemplateLike = None, *, place: bool = True) -> PreparedFace:
         """Run the mesh-only stages for ``style`` and ``template`` (see :meth:`animate`). ``place=False`` animates a
-        template of the checkpoint's topology where it is, never moving it onto the checkpoint's face (scoring a
-        dataset's own templates as training saw them)."""
+        template of the checkpoint's topology where it is, never moving it onto the checkpoint's face."""
         import torch
 
         subject = self.subject_index(style)
@@ -197,7 +196,7 @@ class MMTalker:
                                 f"is {size:.3g} across)", "are its vertices in another order? give the checkpoint's "
                                 "topology in its own vertex order")
         alignment = rigid_alignment(mesh.vertices, reference)
-        if not place or not alignment.needed(size):
+        if not place or not alignment.needed(size) or self._where_trained(mesh.vertices, size):
             return self.engine.prepare(subject, mesh.vertices)
         parts = (["is mirrored"] if alignment.mirrored else []) + (
             [f"lies {alignment.distance:.3g} {self._length_unit()} away"] if alignment.distance > MAX_SHIFT_SHARE * size
@@ -208,6 +207,14 @@ class MMTalker:
         face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
         face.turn = alignment.rotation
         return face
+
+    def _where_trained(self, vertices: np.ndarray, size: float) -> bool:
+        """Whether a face sits where one of the checkpoint's training subjects' faces sat (a dataset whose subjects
+        were captured in different places): the network has seen faces there, so it is animated where it is."""
+        subjects = getattr(self.model, "subject_templates", None)
+        if subjects is None:
+            return False
+        return any(not rigid_alignment(vertices, t).needed(size) for t in subjects.cpu().numpy())
 
     def _length_unit(self) -> str:
         """The unit of the checkpoint's training data (``m`` for VOCASET and the synthetic benchmark), as recorded."""
@@ -248,6 +255,8 @@ class MMTalker:
         if face is not None and not isinstance(face, PreparedFace):
             raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
                                 "or leave it out and pass style/template")
+        if face is not None and (style is not None or template is not None):
+            raise MMTalkerError("face", "replaces style and template, which were given too", "pass one or the other")
         face = face if face is not None else self.prepare_face(style, template)
         T = self._frames_to_make(num_frames, len(samples))
         self._check_window(window_s, overlap_s)

@@ -54,8 +54,7 @@ def checkpoint_predictor(ckpt_dir, dataset, *, window_s: float = DEFAULT_WINDOW_
 
     def one(seq, style, face) -> np.ndarray:
         T_model = frames_at_rate(seq.num_frames, seq.fps, talker.fps)
-        prepared = talker.prepare_face(style, face, place=False)  # the dataset's template where it is, as in training
-        pred = talker.animate(seq.audio(), face=prepared, num_frames=T_model, window_s=window_s, overlap_s=overlap_s)
+        pred = talker.animate(seq.audio(), style=style, template=face, num_frames=T_model, window_s=window_s, overlap_s=overlap_s)
         if T_model != seq.num_frames or talker.fps != seq.fps:
             pred = resample_frames(pred, talker.fps, seq.fps)[: seq.num_frames]
             if len(pred) < seq.num_frames:  # rounding: hold the last frame
