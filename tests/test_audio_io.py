@@ -325,8 +325,12 @@ def test_decoder_capture_keeps_other_writers_lines_and_stderr_itself(tmp_path, c
 
     whole = _mp3(tmp_path)
     with _decoder_messages(whole) as said:
-        os.write(2, b"WARNING:root:server: request handled\n")  # as a logging thread would, meanwhile
-    assert said == [] and "request handled" in capfd.readouterr().err
+        os.write(2, b"WARNING:root:server: request handled\nWarning: from another thread\n")  # a logging thread's
+    assert said == [] and "request handled\nWarning: from another thread" in capfd.readouterr().err
+    with pytest.raises(KeyboardInterrupt), _decoder_messages(whole) as said:  # a read interrupted midway
+        os.write(2, b"still shown\n")
+        raise KeyboardInterrupt
+    assert "still shown" in capfd.readouterr().err
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     before = os.fstat(2)

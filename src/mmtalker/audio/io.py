@@ -105,23 +105,31 @@ def _decoder_messages(path: Path):
                 os.dup2(tmp.fileno(), 2)
                 try:
                     yield lines
-                finally:
+                finally:  # also when the read fails or is interrupted: nothing anyone wrote is lost
                     os.dup2(saved, 2)
                     tmp.seek(0)
-                    captured = [line for line in tmp.read().decode("utf-8", "replace").splitlines() if line.strip()]
+                    captured = tmp.read().decode("utf-8", "replace").split("\n")
+                    # what other threads wrote meanwhile goes where it was going (progress bars' \r kept);
+                    # only the decoder's own lines are kept for mmtalker's message
+                    others = [line for line in captured if line.strip() and not _is_decoder_line(line)]
+                    if others:
+                        os.write(2, ("\n".join(others) + "\n").encode("utf-8", "replace"))
+                    lines.extend(line.strip() for line in captured if _is_decoder_line(line))
         finally:
             os.close(saved)
-    # what other threads wrote meanwhile goes where it was going; only the decoder's own lines are kept
-    others = [line for line in captured if not _is_decoder_line(line)]
-    if others:
-        os.write(2, ("\n".join(others) + "\n").encode("utf-8", "replace"))
-    lines.extend(line.strip() for line in captured if _is_decoder_line(line))
+
+
+_DECODER_WORDS = ("MPEG", "resync", "Skipped", "Xing", "mpg123", "header", "frame", "stream", "seek")
 
 
 def _is_decoder_line(line: str) -> bool:
-    """A line libmpg123 prints (``Note: ...``, ``Warning: ...``, ``[src/libmpg123/parse.c:...] error: ...``)."""
+    """A line libmpg123 prints: ``[src/libmpg123/parse.c:...] error: ...``, or ``Note: ...`` / ``Warning: ...`` about
+    the stream (``Illegal Audio-MPEG-Header``, ``Trying to resync``, ``Xing stream size off``). Other writers' lines
+    that merely start with those words are not its."""
     text = line.strip()
-    return text.startswith(("Note: ", "Warning: ", "[src/libmpg123", "[libmpg123")) or "mpg123" in text
+    if text.startswith(("[src/libmpg123", "[libmpg123")):
+        return True
+    return text.startswith(("Note: ", "Warning: ")) and any(word in text for word in _DECODER_WORDS)
 
 
 def _decoder_said(lines: list[str]) -> str:
