@@ -52,37 +52,68 @@ CONTAINERS = {b"RIFF": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b
 """File headers that show stdin holds an audio file, not the raw PCM --audio - reads."""
 
 
-def _mp3_frame_header(raw: bytes, at: int) -> bool:
-    """Whether an MPEG audio Layer III frame header starts at ``raw[at]`` (sync, a real version, bitrate and rate)."""
+_MP3_KBITS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # MPEG-1 Layer III
+              0: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}  # MPEG-2 and 2.5
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame_length(raw: bytes, at: int) -> int | None:
+    """The length in bytes of the MPEG audio Layer III frame whose header starts at ``raw[at]``, or None when no
+    valid header is there (sync, a real version, bitrate and sampling rate)."""
     if at + 4 > len(raw) or raw[at] != 0xFF or raw[at + 1] & 0xE0 != 0xE0:
-        return False
+        return None
     version, layer = (raw[at + 1] >> 3) & 3, (raw[at + 1] >> 1) & 3
-    bitrate, rate = raw[at + 2] >> 4, (raw[at + 2] >> 2) & 3
-    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
+    bitrate, rate, padding = raw[at + 2] >> 4, (raw[at + 2] >> 2) & 3, (raw[at + 2] >> 1) & 1
+    if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:
+        return None
+    kbits = _MP3_KBITS[3 if version == 3 else 0][bitrate]
+    return (144 if version == 3 else 72) * kbits * 1000 // _MP3_RATES[version][rate] + padding
 
 
-def _untagged_mp3(raw: bytes) -> bool:
-    """An mp3 without an ID3 tag starts with a frame header, and another follows within a frame's length (at most
-    1441 bytes at 320 kbit/s and 32 kHz); raw PCM that happens to start like one is not followed so."""
-    return _mp3_frame_header(raw, 0) and any(_mp3_frame_header(raw, k) for k in range(4, min(len(raw) - 3, 2900)))
+def _untagged_mp3(raw: bytes, frames: int = 3) -> bool:
+    """An mp3 without an ID3 tag starts with a frame header, and each frame's length leads to the next header:
+    ``frames`` such headers in a row (as far as ``raw`` goes). Raw PCM speech that happens to start like one header is
+    not followed by the chain (none in 800 000 starts of the test speech)."""
+    at = 0
+    for _ in range(frames):
+        length = _mp3_frame_length(raw, at)
+        if length is None:
+            return False
+        at += length
+        if at + 4 > len(raw):
+            return at > length  # ``raw`` ends here: an mp3 if at least two headers were seen
+    return True
+
+
+MAGIC_BYTES = 4096
+"""stdin's first bytes read (at least) before any chunk is animated, to tell an audio file from raw PCM."""
 
 
 def _chunks(args, talker, step: int):
     """Yield (n,) float32 chunks of 16 kHz audio from stdin or a file."""
     if args.audio == "-":
-        first = True
+        head = b""  # enough of the start to tell a file from PCM, whatever --chunk-ms is
+        while len(head) < MAGIC_BYTES:
+            more = sys.stdin.buffer.read(MAGIC_BYTES - len(head))
+            if not more:
+                break
+            head += more
+        kind = next((k for magic, k in CONTAINERS.items() if head.startswith(magic)), None) or (
+            "MP3" if _untagged_mp3(head) else None)
+        if kind:
+            raise MMTalkerError("--audio -", f"stdin holds {'an' if kind[0] in 'AMO' else 'a'} {kind} file, not "
+                                "raw 16-bit 16 kHz mono PCM",
+                                "give the file as --audio FILE, or decode it to s16le 16 kHz mono first")
+        pending = head
         while True:
-            raw = sys.stdin.buffer.read(2 * step)
-            if not raw:
+            while len(pending) < 2 * step:
+                more = sys.stdin.buffer.read(2 * step - len(pending))
+                if not more:
+                    break
+                pending += more
+            if not pending:
                 return
-            if first:
-                kind = next((k for magic, k in CONTAINERS.items() if raw.startswith(magic)), None) or (
-                    "MP3" if _untagged_mp3(raw) else None)
-                if kind:
-                    raise MMTalkerError("--audio -", f"stdin holds {'an' if kind[0] in 'AMO' else 'a'} {kind} file, not "
-                                        "raw 16-bit 16 kHz mono PCM",
-                                        "give the file as --audio FILE, or decode it to s16le 16 kHz mono first")
-                first = False
+            raw, pending = pending[: 2 * step], pending[2 * step:]
             raw = raw[: len(raw) // 2 * 2]
             yield np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     else:
