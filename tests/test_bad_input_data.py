@@ -194,7 +194,8 @@ def test_a_dataset_wav_cut_short_is_warned_of_when_the_dataset_opens(world, tmp_
     wav.write_bytes(wav.read_bytes()[: int(wav.stat().st_size * 0.8)])
     code, out, err = run_cli(["inspect", data], capsys)
     assert code == 0, err
-    assert "1 wav file(s) hold less audio than their headers promise (e.g. s01_sentence01.wav" in err
+    assert "1 wav file(s) hold less audio than their headers promise (e.g. s01_sentence01.wav: 1.2" in err
+    assert "of 1.60 s)" in err
 
 
 # ----------------------------------------------------------------------------- bug 2: motion file missing

@@ -32,7 +32,7 @@ under 1 %; vertices in another order: tens of %)."""
 class RigidAlignment:
     """``x ↦ x @ rotation.T + shift`` maps the face onto the reference; ``angle_deg`` and ``distance`` (reference units,
     between the two faces' centroids) say how far apart they were; ``mirrored``: ``rotation`` is a reflection (a face
-    exported to a system of the other handedness), ``angle_deg`` then that of the turn after the mirroring."""
+    exported to a system of the other handedness), ``angle_deg`` then that of the turn beyond a mirror in a plane."""
 
     rotation: np.ndarray
     shift: np.ndarray
@@ -68,9 +68,11 @@ def rigid_alignment(source: np.ndarray, target: np.ndarray) -> RigidAlignment:
         fits.append((float(((a @ rotation.T - b) ** 2).sum()), rotation))
     rotation = min(fits, key=lambda fit: fit[0])[1]
     mirrored = bool(np.linalg.det(rotation) < 0)
-    turn = rotation @ np.diag([-1.0, 1.0, 1.0]) if mirrored else rotation  # the turn after a mirroring in x
     shift = mu_t - mu_s @ rotation.T
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1.0) / 2.0, -1.0, 1.0))))
+    # a rotation's angle from its trace (1 + 2 cos θ); a reflection's turn beyond a mirror in some plane from
+    # its trace (1 + 2 cos θ - 2): 0° for a pure mirror in any plane
+    cosine = (np.trace(rotation) + 1.0) / 2.0 if mirrored else (np.trace(rotation) - 1.0) / 2.0
+    angle = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
     return RigidAlignment(rotation.astype(np.float32), shift.astype(np.float32), angle,
                           float(np.linalg.norm(mu_t - mu_s)), mirrored)
 

@@ -236,7 +236,8 @@ def export_glb(
 
     # Normals on the whole topology (no crease along UV seams), fitted at the rest shape the default weights give:
     # each target's change of them over its whole weight range around the rest shape, the base normal below it
-    # (made unit length, as glTF asks: at rest the blend is then within a few degrees, not exact).
+    # (made unit length, as glTF asks: at rest the blend is then not exact, within 0.8° for 99 % of the vertices and
+    # 9–11° at worst on the synthetic and FLAME faces, against the zero-weight normals used before).
     rest = (base + np.einsum("k,kvc->vc", rest_weights, basis)).astype(np.float64)
     rest_normal = vertex_normals(rest, faces)
     normal_deltas = [vertex_normals(rest + (1.0 - r) * b, faces) - vertex_normals(rest - r * b, faces)

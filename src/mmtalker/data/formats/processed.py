@@ -106,8 +106,10 @@ def _truncated_audio(root: Path, sequences: list[Sequence]) -> None:
             cut.append((wav, share))
     if cut:
         wav, share = cut[0]
+        held = audio_info(wav).duration
         warnings.warn(f"{root / WAV_DIR}: {len(cut)} wav file(s) hold less audio than their headers promise (e.g. "
-                      f"{wav.name}: {share:.0%} of it): copied incompletely? Copy them again", stacklevel=4)
+                      f"{wav.name}: {held:.2f} of {held / max(share, 1e-9):.2f} s): copied incompletely? Copy them again",
+                      stacklevel=4)
 
 
 def _audio_without_motion(root: Path, manifest: Manifest, keys: set[str]) -> None:
