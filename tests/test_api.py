@@ -178,8 +178,9 @@ def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis,
     in_place = talker.animate(audio, template=base)
     rotation, offset = _turn(axis, degrees), np.float32(shift)
     placed = Mesh((base.vertices @ rotation.T + offset).astype(np.float32), base.faces)
-    with pytest.warns(UserWarning, match="from the checkpoint's face: animated moved onto it, its motion brought back"):
+    with pytest.warns(UserWarning, match="from the checkpoint's face: animated moved onto it, its motion brought back") as seen:
         moved = talker.animate(audio, template=placed)
+    assert seen[0].filename == __file__  # the caller's line, not the library's
     assert np.abs(in_place - base.vertices).max() > 0
     assert_close((moved - offset) @ rotation, in_place, atol=1e-5, what="the placed face's motion, brought back")
     with warnings.catch_warnings():  # evaluation scores a dataset's templates where they are, as training saw them

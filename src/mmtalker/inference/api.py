@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,7 +204,7 @@ class MMTalker:
             else []) + (
             [f"is turned {alignment.angle_deg:.0f}°"] if alignment.angle_deg > MAX_ANGLE_DEG else [])
         warnings.warn(f"{what}: {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]} from the "
-                      "checkpoint's face: animated moved onto it, its motion brought back", stacklevel=3)
+                      "checkpoint's face: animated moved onto it, its motion brought back", stacklevel=_caller_level())
         face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
         face.turn = alignment.rotation
         return face
@@ -362,3 +363,15 @@ def _same_triangles(faces: np.ndarray, reference: np.ndarray) -> bool:
         return True
     canon = lambda f: np.unique(np.sort(f, axis=1), axis=0)  # noqa: E731
     return np.array_equal(canon(faces), canon(reference))
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel, for a warning raised by the function calling this, that names the first frame
+    outside ``mmtalker.inference``: the user's line for the Python API whichever entry they called (``animate``,
+    ``iter_animate``, ``stream``, ``prepare_face``), the command's for the CLI."""
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2  # 1: the warning's function (it calls this)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
