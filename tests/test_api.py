@@ -189,6 +189,26 @@ def test_a_face_placed_or_turned_elsewhere_moves_as_the_same_face_in_place(axis,
     assert kept.turn is None and np.array_equal(kept.rest, placed.vertices)
 
 
+def test_a_scaled_asset_moves_as_the_face_at_its_size_and_another_head_size_as_itself():
+    """A face 1.5× or 0.5× the checkpoint's (a scaled asset) got the checkpoint's motion in absolute units: a mouth
+    far too small or large for it. It is now animated at the checkpoint's size and its motion scaled back; a head 10 %
+    larger (people differ so) stays as it is."""
+    model = tiny_model(seed=3)
+    talker = MMTalker.from_model(model)
+    base = talker.template_mesh
+    audio = speechlike(1.0)
+    in_place = talker.animate(audio, template=base)
+    centre = base.vertices.mean(axis=0)
+    for ratio in (1.5, 0.5):
+        asset = Mesh((centre + (base.vertices - centre) * ratio).astype(np.float32), base.faces)
+        with pytest.warns(UserWarning, match=f"is {ratio:g}× the size of the checkpoint's face.*scaled with it"):
+            out = talker.animate(audio, template=asset)
+        assert_close(centre + (out - centre) / ratio, in_place, atol=1e-5, what=f"a {ratio}× asset, brought back")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert talker.prepare_face(template=Mesh(centre + (base.vertices - centre) * 1.1, base.faces)).turn is None
+
+
 def test_a_face_where_a_training_subject_sat_is_animated_where_it_is():
     """A dataset whose subjects were captured in different places: the network saw faces there, so a template near
     any training subject's stays put (evaluation of such a dataset is not moved, nor warned about per sequence)."""

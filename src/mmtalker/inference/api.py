@@ -30,7 +30,8 @@ from mmtalker.errors import MMTalkerError
 from mmtalker.inference.engine import Engine, PeerEngine, PreparedFace
 from mmtalker.inference.retarget import build_retarget_map
 from mmtalker.inference.windows import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, audio_array, frames_for_window, iter_windowed
-from mmtalker.mesh.align import MAX_ANGLE_DEG, MAX_RESIDUAL_SHARE, MAX_SHIFT_SHARE, fit_residual, rigid_alignment
+from mmtalker.mesh.align import (MAX_ANGLE_DEG, MAX_RESIDUAL_SHARE, MAX_SHIFT_SHARE, MIN_SIZE_RATIO, fit_residual,
+                                 rigid_alignment)
 from mmtalker.mesh.io import Mesh, load_mesh
 from mmtalker.mesh.scale import check_same_scale
 
@@ -196,17 +197,23 @@ class MMTalker:
                                 f"and scaled onto it, its vertices stay {residual:.3g} from the checkpoint's (RMS; the face "
                                 f"is {size:.3g} across)", "are its vertices in another order? give the checkpoint's "
                                 "topology in its own vertex order")
-        alignment = rigid_alignment(mesh.vertices, reference)
-        if not place or not alignment.needed(size) or self._where_trained(mesh.vertices, size):
+        spread = lambda v: float(np.sqrt(((v - v.mean(axis=0)) ** 2).sum(axis=1).mean()))  # noqa: E731 (turn-proof)
+        ratio = spread(mesh.vertices) / spread(reference)
+        scaled = not MIN_SIZE_RATIO <= ratio <= 1.0 / MIN_SIZE_RATIO  # a scaled asset, not another person's head
+        centre = mesh.vertices.mean(axis=0)
+        shape = centre + (mesh.vertices - centre) / ratio if scaled else mesh.vertices  # at the checkpoint's size
+        alignment = rigid_alignment(shape, reference)
+        if not place or (not scaled and (not alignment.needed(size) or self._where_trained(mesh.vertices, size))):
             return self.engine.prepare(subject, mesh.vertices)
-        parts = (["is mirrored"] if alignment.mirrored else []) + (
+        parts = ([f"is {ratio:.2g}× the size"] if scaled else []) + (["is mirrored"] if alignment.mirrored else []) + (
             [f"lies {alignment.distance:.3g} {self._length_unit()} away"] if alignment.distance > MAX_SHIFT_SHARE * size
             else []) + (
             [f"is turned {alignment.angle_deg:.0f}°"] if alignment.angle_deg > MAX_ANGLE_DEG else [])
-        warnings.warn(f"{what}: {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]} from the "
-                      "checkpoint's face: animated moved onto it, its motion brought back", stacklevel=_caller_level())
-        face = self.engine.prepare(subject, alignment.apply(mesh.vertices), rest=mesh.vertices)
-        face.turn = alignment.rotation
+        warnings.warn(f"{what}: {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]} "
+                      f"{'of' if parts[-1].endswith('size') else 'from'} the checkpoint's face: animated moved onto it, "
+                      f"its motion brought back{' and scaled with it' if scaled else ''}", stacklevel=_caller_level())
+        face = self.engine.prepare(subject, alignment.apply(shape), rest=mesh.vertices)
+        face.turn = alignment.rotation * np.float32(ratio if scaled else 1.0)  # motion scaled with the face
         return face
 
     def _where_trained(self, vertices: np.ndarray, size: float) -> bool:

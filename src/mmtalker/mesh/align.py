@@ -22,6 +22,10 @@ MAX_SHIFT_SHARE = 0.05
 head: other identities' faces sit within a few mm of each other)."""
 
 
+MIN_SIZE_RATIO = 0.8
+"""A face between this and its inverse times the reference's size is a face as it is (heads differ by ±15 %); beyond
+(a scaled asset: 1.5×, 0.5×) it is brought to the reference's size to be animated, its motion scaled back with it."""
+
 MAX_RESIDUAL_SHARE = 0.1
 """A face whose vertices stay farther than this share of the face's size (RMS) from the reference's after the best
 move, turn and scaling is not the reference's face family vertex by vertex (another person's face of the topology:
