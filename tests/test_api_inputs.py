@@ -84,6 +84,16 @@ def test_iter_animate_checks_face_when_called(talker):
         talker.iter_animate(speechlike(0.5), face="x")
 
 
+@pytest.mark.parametrize("entry", ["animate", "iter_animate"])
+def test_a_prepared_face_with_a_style_or_template_beside_it_is_refused(talker, entry):
+    """``face`` replaces style and template: given both, one would be ignored without a word."""
+    face = talker.prepare_face()
+    for extra in ({"style": talker.styles[0]}, {"template": talker.template_mesh}):
+        with pytest.raises(MMTalkerError, match="face: replaces style and template, which were given too"):
+            getattr(talker, entry)(speechlike(0.5), face=face, **extra)
+    assert talker.animate(speechlike(0.5), face=face).shape[1] == talker.num_vertices
+
+
 def test_audio_tensor_is_accepted(talker):
     audio = speechlike(0.5)
     expected = talker.animate(audio)

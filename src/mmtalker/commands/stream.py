@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from mmtalker.audio.io import SAMPLE_RATE
     from mmtalker.inference.api import MMTalker
     from mmtalker.inference.stream import ENCODER_MARGIN_S, encoder_room_s
-    from mmtalker.render.export import export_npz
+    from mmtalker.render.export import export_npz, written_whole
 
     if args.out.suffix.lower() not in (".npy", ".npz"):
         raise MMTalkerError(args.out, f"unsupported output type '{args.out.suffix}'", "use .npy or .npz")
@@ -168,14 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if len(verts) == 0:
         raise MMTalkerError(args.audio, "gave no audio")
     if args.out.suffix.lower() == ".npy":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.partial{os.getpid()}")
-        try:  # under a temporary name first: an interrupted write leaves no half file, and --overwrite's old one whole
-            with open(tmp, "wb") as f:  # a handle: np.save would add ".npy" to a name ending in ".NPY"
-                np.save(f, verts)
-            os.replace(tmp, args.out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with written_whole(args.out) as f:  # a handle: np.save would add ".npy" to a name ending in ".NPY"
+            np.save(f, verts)
     else:
         export_npz(args.out, verts, fps=talker.fps, faces=stream.faces, overwrite=True)
     times = np.asarray(stream.push_seconds) * 1000

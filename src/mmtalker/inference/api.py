@@ -260,12 +260,7 @@ class MMTalker:
 
         The arguments are checked when this is called, before the first block is asked for."""
         samples = self.read_audio(audio, sample_rate)
-        if face is not None and not isinstance(face, PreparedFace):
-            raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
-                                "or leave it out and pass style/template")
-        if face is not None and (style is not None or template is not None):
-            raise MMTalkerError("face", "replaces style and template, which were given too", "pass one or the other")
-        face = face if face is not None else self.prepare_face(style, template)
+        face = self._face_for(style, template, face)
         T = self._frames_to_make(num_frames, len(samples))
         self._check_window(window_s, overlap_s)
         return iter_windowed(samples, self.fps, T, lambda seg, n: self.engine.frames(face, seg, n),
@@ -291,10 +286,7 @@ class MMTalker:
         """
         samples = self.read_audio(audio, sample_rate)
         T = self._frames_to_make(num_frames, len(samples))
-        if face is not None and not isinstance(face, PreparedFace):
-            raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
-                                "or leave it out and pass style/template")
-        face = face if face is not None else self.prepare_face(style, template)
+        face = self._face_for(style, template, face)
         if out is not None:
             self._check_out(out, (T, face.num_points, 3))
         result = out
@@ -303,6 +295,17 @@ class MMTalker:
                 result = np.empty((T, *block.shape[1:]), np.float32)
             result[start : start + len(block)] = block
         return result
+
+    def _face_for(self, style, template, face) -> PreparedFace:
+        """``face`` (what :meth:`prepare_face` returned), checked, or the face ``style`` and ``template`` give."""
+        if face is None:
+            return self.prepare_face(style, template)
+        if not isinstance(face, PreparedFace):
+            raise MMTalkerError("face", f"must be what prepare_face() returns, got {type(face).__name__}",
+                                "or leave it out and pass style/template")
+        if style is not None or template is not None:
+            raise MMTalkerError("face", "replaces style and template, which were given too", "pass one or the other")
+        return face
 
     MAX_PADDING = 10
     """``num_frames`` may ask for at most this many times the audio's frames, plus one second (the rest is silence)."""

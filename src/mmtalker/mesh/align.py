@@ -48,10 +48,6 @@ class RigidAlignment:
         """Points (..., 3) of the face's frame in the reference's frame."""
         return points @ self.rotation.T + self.shift
 
-    def turn_back(self, vectors: np.ndarray) -> np.ndarray:
-        """Displacements (..., 3) in the reference's frame turned into the face's frame (no shift: they are vectors)."""
-        return vectors @ self.rotation
-
     def needed(self, reference_size: float) -> bool:
         """Whether the face is far enough from the reference (turned or moved) for the alignment to matter."""
         return self.mirrored or self.angle_deg > MAX_ANGLE_DEG or self.distance > MAX_SHIFT_SHARE * reference_size

@@ -13,6 +13,7 @@ so would clamp weights outside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,15 +59,26 @@ def export_npz(path, vertices, *, fps: float, faces=None, overwrite: bool = Fals
     arrays = {"vertices": vertices, "fps": np.float64(fps)}
     if faces is not None:
         arrays["faces"] = faces.astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)  # as every other writer: a new folder in --out is made
+    with written_whole(path) as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+@contextlib.contextmanager
+def written_whole(path: Path):
+    """A binary file handle whose bytes become ``path`` only when the block ends without error: they go to a hidden
+    temporary name beside it first (its folder made if new), renamed over ``path`` at the end, and removed when the
+    block fails or is interrupted. So no half-written file is ever left, and the one an overwrite replaces stays whole
+    until then."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def _frame_files(folder: Path, prefix: str) -> list[Path]:
@@ -300,13 +312,10 @@ def _write_glb(path: Path, gltf: dict, binary: bytes) -> None:
     text += b" " * (-len(text) % 4)
     binary += b"\0" * (-len(binary) % 4)
     total = 12 + 8 + len(text) + 8 + len(binary)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
+    with written_whole(path) as f:
         f.write(struct.pack("<III", _GLB_MAGIC, 2, total))
         f.write(struct.pack("<II", len(text), _JSON_CHUNK) + text)
         f.write(struct.pack("<II", len(binary), _BIN_CHUNK) + binary)
-    os.replace(tmp, path)
 
 
 def read_glb(path) -> tuple[dict, bytes]:
