@@ -153,16 +153,16 @@ def test_an_untagged_mp3_on_stdin_is_named_and_pcm_is_not_taken_for_one(tmp_path
     read as raw PCM (noise-driven motion, no error)."""
     import soundfile as sf
 
-    from mmtalker.commands.stream import _untagged_mp3
+    from mmtalker.audio.io import untagged_mp3
 
     rate = 22050
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
     sf.write(tmp_path / "a.mp3", tone, rate, format="MP3")
     raw = (tmp_path / "a.mp3").read_bytes()[:5120]
-    assert raw[:3] != b"ID3" and _untagged_mp3(raw)
+    assert raw[:3] != b"ID3" and untagged_mp3(raw)
     pcm = [np.full(2560, -1, "<i2"), np.full(2560, -1025, "<i2"), (tone[:2560] * 32767).astype("<i2"),
            np.random.default_rng(0).integers(-2**15, 2**15, 2560).astype("<i2")]
-    assert not any(_untagged_mp3(p.tobytes()) for p in pcm)
+    assert not any(untagged_mp3(p.tobytes()) for p in pcm)
     # speech starting anywhere: one frame header's look is common (4360 of 1.6M starts of the fixtures), the chain
     # of frame lengths never (scanned at gains 1 and 3); here a fixture's starts that look like a header
     from mmtalker.audio.io import load_audio
@@ -171,5 +171,5 @@ def test_an_untagged_mp3_on_stdin_is_named_and_pcm_is_not_taken_for_one(tmp_path
     if wavs:
         speech = (np.clip(load_audio(wavs[0]) * 3, -1, 1) * 32767).astype("<i2").tobytes()
         starts = [i for i in range(0, len(speech) - 4096, 2) if speech[i] == 0xFF and speech[i + 1] & 0xE0 == 0xE0]
-        assert starts and not any(_untagged_mp3(speech[i:i + 4096]) for i in starts)
+        assert starts and not any(untagged_mp3(speech[i:i + 4096]) for i in starts)
 
